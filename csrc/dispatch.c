@@ -1,0 +1,67 @@
+/* CPU feature detection, once, and the table of kernels per ISA level.
+ *
+ * CPUID says what the core implements; XGETBV (XCR0) says which register states the OS saves on
+ * a context switch. Both must agree before a level is usable: a VM or OS that masks AVX-512
+ * state leaves the CPUID bits set, and running zmm code there faults.
+ */
+#include "kernels.h"
+
+#if defined(FL_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+
+static int detect(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return FL_ISA_SCALAR;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx) return FL_ISA_SCALAR;
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return FL_ISA_SCALAR; /* XMM and YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return FL_ISA_SCALAR;
+    const int avx2 = (b >> 5) & 1;
+    if (!avx2 || !fma) return FL_ISA_SCALAR;
+    /* AVX-512 F, DQ, BW, VL (the set avx512.c is compiled for) and opmask + ZMM state. */
+    const int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+    if (avx512 && (xcr0 & 0xe6) == 0xe6) return FL_ISA_AVX512;
+    return FL_ISA_AVX2;
+}
+#else
+static int detect(void) { return FL_ISA_SCALAR; }
+#endif
+
+int fl_isa_detect(void) {
+    /* Racing first calls compute the same value; the int store is benign. */
+    static int cached = -1;
+    if (cached < 0) cached = detect();
+    return cached;
+}
+
+const char *fl_isa_name(int isa) {
+    static const char *const names[FL_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    return (isa >= 0 && isa < FL_ISA_COUNT) ? names[isa] : "unknown";
+}
+
+const fl_kernels *fl_kernels_for(int isa) {
+    if (isa < 0 || isa > fl_isa_detect()) return NULL;
+    switch (isa) {
+    case FL_ISA_SCALAR: return &fl_kernels__scalar;
+#ifdef FL_HAVE_X86_KERNELS
+    case FL_ISA_AVX2: return &fl_kernels__avx2;
+    case FL_ISA_AVX512: return &fl_kernels__avx512;
+#endif
+    default: return NULL;
+    }
+}
+
+int fl_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}

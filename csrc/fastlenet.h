@@ -1,0 +1,84 @@
+/* fastlenet: the C engine's public API (the only header the Cython layer includes).
+ *
+ * Plain C99, no Python.h. The engine owns a packed copy of the LeNet-5 weights (fl_net) and runs
+ * the whole network over a batch of images in any dtype/stride layout. It never allocates on the
+ * per-image path: every intermediate lives in a few KB of stack per thread.
+ */
+#ifndef FASTLENET_H
+#define FASTLENET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Activation applied after C1, C3, C5 and F6 (the output layer has none). */
+enum { FL_ACT_NONE = -1, FL_ACT_TANH = 0, FL_ACT_RELU = 1, FL_ACT_SIGMOID = 2,
+       FL_ACT_SCALED_TANH = 3 };
+/* Pooling after C1 and C3 (2x2 window, stride 2). */
+enum { FL_POOL_AVG = 0, FL_POOL_MAX = 1 };
+/* Instruction-set levels, ordered: a level may always be lowered, never raised. */
+enum { FL_ISA_SCALAR = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2, FL_ISA_COUNT = 3 };
+/* Input element types. */
+enum { FL_DTYPE_U8 = 0, FL_DTYPE_F32 = 1, FL_DTYPE_F64 = 2 };
+/* What fl_net_forward writes to `out`. */
+enum { FL_OUT_LOGITS = 0, FL_OUT_PROBA = 1, FL_OUT_PREDICT = 2, FL_OUT_NONE = 3 };
+
+/* Error codes (0 is success). */
+enum { FL_OK = 0, FL_ERR_ARG = 1, FL_ERR_NOMEM = 2, FL_ERR_ISA = 3 };
+
+/* A batch of n single-channel images of size x size pixels (size 28 or 32; 28 is zero-padded to
+ * 32). Strides are in bytes and may be negative or zero. Pixel p becomes p * scale + shift
+ * (uint8 / 255 and the model's (x - mean) / std folded into one multiply-add). */
+typedef struct {
+    const void *data;
+    int dtype;
+    int size;
+    ptrdiff_t stride_n, stride_h, stride_w;
+    float scale, shift;
+} fl_input;
+
+/* Canonical weights, float32, C-contiguous, PyTorch layout (see ARCHITECTURE.md). */
+typedef struct {
+    const float *c1_w, *c1_b;   /* (6,1,5,5), (6,)      */
+    const float *c3_w, *c3_b;   /* (16,6,5,5), (16,)    */
+    const float *c5_w, *c5_b;   /* (120,16,5,5), (120,) */
+    const float *f6_w, *f6_b;   /* (84,120), (84,)      */
+    const float *out_w, *out_b; /* (10,84), (10,)       */
+} fl_weights;
+
+typedef struct fl_net fl_net;
+
+/* Packs the weights for every kernel. Returns NULL when out of memory or act/pool is unknown. */
+fl_net *fl_net_create(const fl_weights *w, int act, int pool);
+void fl_net_free(fl_net *net);
+
+/* Runs n images with the kernels of `isa` on up to num_threads threads (fewer for small
+ * batches). `out` receives, per image, 10 logits, 10 probabilities or one int64 class index
+ * (-1 where the logits contain NaN), by `mode`; `features` (may be NULL) receives the 84 F6
+ * activations. Results are bit-identical for any num_threads. Thread-safe: `net` is read-only. */
+int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
+                   float *features, int num_threads, int isa);
+
+/* CPU support, detected once (CPUID + XGETBV): the highest level this CPU and OS can run that
+ * was compiled in. */
+int fl_isa_detect(void);
+const char *fl_isa_name(int isa);
+int fl_has_openmp(void);
+
+/* Testing hooks: run one kernel of one ISA on caller buffers (shapes as in kernels.h). */
+int fl_test_activation(int isa, int act, const float *x, float *y, size_t n);
+int fl_test_c1(int isa, const fl_net *net, const float *img32, float *s2_out /* 6*14*14 */);
+int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out /* 16*5*5, CHW */);
+int fl_test_dense(int isa, int act, const float *x, const float *w, const float *b, int n_in,
+                  int n_out, float *y);
+void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, const float *b,
+                     int cout, float *y);
+void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

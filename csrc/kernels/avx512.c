@@ -1,0 +1,25 @@
+/* AVX-512 instantiation of simd_body.h: 16 floats per vector, 32 zmm registers.
+ * C1 runs all 6 output channels per pass (6 x 4 accumulators share each input load); C3 a whole
+ * conv row pair (2 rows x 10 columns = 20 accumulators, one weight vector per tap). */
+#include <stdint.h>
+#include <string.h>
+
+#include "../kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#endif
+
+#define FL_W 16
+#define FL_SUFFIX avx512
+#define FL_C1_CB 6
+#define FL_C3_CC 10
+#include "simd_body.h"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#endif

@@ -1,0 +1,200 @@
+/* The forward pass: weight packing, per-image schedule, and the one threaded loop.
+ *
+ * Each image runs end to end on one thread (convert -> C1 -> C3 -> C5 -> F6 -> output) with all
+ * intermediates on that thread's stack (about 12 KB, L1-resident), so no float is ever reduced
+ * across threads and results do not depend on the thread count. Threads split the batch in
+ * fixed-size chunks handed out dynamically, which keeps both cores busy on a noisy machine
+ * without changing any result.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Below this many images per thread, waking another thread costs more than it saves
+ * (measured: see benchmarks/; a thread wake-up is ~5-20 us, one image ~10 us). */
+#define FL_MIN_IMAGES_PER_THREAD 4
+/* Images per dynamically scheduled chunk. */
+#define FL_CHUNK 16
+
+static void *aligned_zalloc(size_t size) {
+    void *p = NULL;
+    if (posix_memalign(&p, FL_ALIGN, size) != 0) return NULL;
+    memset(p, 0, size);
+    return p;
+}
+
+/* wt[k*ld + o] = w[o*n_in + k] for a (n_out, n_in) matrix; `perm` maps packed input k to
+ * canonical input column (NULL: identity). */
+static void pack_dense(const float *w, int n_out, int n_in, const int *perm, float *wt, int ld) {
+    for (int o = 0; o < n_out; o++)
+        for (int k = 0; k < n_in; k++) wt[(size_t)k * ld + o] = w[(size_t)o * n_in + (perm ? perm[k] : k)];
+}
+
+fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
+    if (act < FL_ACT_TANH || act > FL_ACT_SCALED_TANH) return NULL;
+    if (pool != FL_POOL_AVG && pool != FL_POOL_MAX) return NULL;
+    fl_net *net = aligned_zalloc(sizeof *net);
+    if (!net) return NULL;
+    net->act = act;
+    net->pool = pool;
+    memcpy(net->c1_w, w->c1_w, sizeof net->c1_w);
+    memcpy(net->c1_b, w->c1_b, sizeof net->c1_b);
+    memcpy(net->c3_w, w->c3_w, sizeof net->c3_w);
+    memcpy(net->c3_b, w->c3_b, sizeof net->c3_b);
+    pack_dense(w->c3_w, 16, 150, NULL, net->c3_wt, 16);
+    /* s4 is HWC: packed input (y*5+x)*16+c is canonical column c*25 + y*5+x. */
+    int perm[400];
+    for (int p = 0; p < 25; p++)
+        for (int c = 0; c < 16; c++) perm[p * 16 + c] = c * 25 + p;
+    pack_dense(w->c5_w, 120, 400, perm, net->c5_wt, FL_C5_LD);
+    memcpy(net->c5_b, w->c5_b, 120 * sizeof(float));
+    pack_dense(w->f6_w, 84, 120, NULL, net->f6_wt, FL_F6_LD);
+    memcpy(net->f6_b, w->f6_b, 84 * sizeof(float));
+    pack_dense(w->out_w, 10, 84, NULL, net->out_wt, FL_OUT_LD);
+    memcpy(net->out_b, w->out_b, 10 * sizeof(float));
+    return net;
+}
+
+void fl_net_free(fl_net *net) { free(net); }
+
+static float load_pixel(const char *p, int dtype) {
+    switch (dtype) {
+    case FL_DTYPE_U8: return (float)*(const unsigned char *)p;
+    case FL_DTYPE_F32: { float v; memcpy(&v, p, sizeof v); return v; }
+    default: { double v; memcpy(&v, p, sizeof v); return (float)v; }
+    }
+}
+
+/* Image i as a normalized, contiguous 32x32 float32 image: either the caller's own memory
+ * (float32, contiguous rows, no normalization: no copy) or `buf`. */
+static const float *convert_image(const fl_input *in, size_t i, float *buf) {
+    const char *base = (const char *)in->data + (ptrdiff_t)i * in->stride_n;
+    if (in->dtype == FL_DTYPE_F32 && in->size == 32 && in->stride_w == 4 && in->stride_h == 128 &&
+        in->scale == 1.0f && in->shift == 0.0f && ((uintptr_t)base % sizeof(float)) == 0)
+        return (const float *)base;
+    const int pad = (32 - in->size) / 2;
+    if (pad) /* 28x28 images: the zero border, normalized like every pixel */
+        for (int k = 0; k < 32 * 32; k++) buf[k] = in->shift;
+    for (int y = 0; y < in->size; y++) {
+        const char *row = base + y * in->stride_h;
+        float *dst = buf + (y + pad) * 32 + pad;
+        for (int x = 0; x < in->size; x++)
+            dst[x] = load_pixel(row + x * in->stride_w, in->dtype) * in->scale + in->shift;
+    }
+    return buf;
+}
+
+static void finish(int mode, const float *logits, void *out, size_t i) {
+    if (mode == FL_OUT_LOGITS) {
+        memcpy((float *)out + i * 10, logits, 10 * sizeof(float));
+    } else if (mode == FL_OUT_PROBA) {
+        float m = logits[0], e[10], sum = 0.0f;
+        for (int k = 1; k < 10; k++) m = logits[k] > m ? logits[k] : m;
+        for (int k = 0; k < 10; k++) sum += (e[k] = expf(logits[k] - m));
+        for (int k = 0; k < 10; k++) ((float *)out)[i * 10 + k] = e[k] / sum;
+    } else if (mode == FL_OUT_PREDICT) {
+        int64_t best = 0;
+        for (int k = 0; k < 10; k++) {
+            if (logits[k] != logits[k]) { best = -1; break; }
+            if (logits[k] > logits[best]) best = k;
+        }
+        ((int64_t *)out)[i] = best;
+    }
+}
+
+static void forward_one(const fl_net *net, const fl_kernels *k, const fl_input *in, size_t i,
+                        int mode, void *out, float *features) {
+    float buf[32 * 32] FL_ALIGNED, s2[FL_S2_LEN] FL_ALIGNED, s4[FL_S4_LEN] FL_ALIGNED;
+    float c5[FL_C5_LD] FL_ALIGNED, f6[FL_F6_LD] FL_ALIGNED, logits[FL_OUT_LD] FL_ALIGNED;
+    const float *img = convert_image(in, i, buf);
+    k->c1(net, img, s2);
+    k->c3(net, s2, s4);
+    k->dense(net->act, s4, 400, net->c5_wt, FL_C5_LD, net->c5_b, 120, c5);
+    k->dense(net->act, c5, 120, net->f6_wt, FL_F6_LD, net->f6_b, 84, f6);
+    if (features) memcpy(features + i * 84, f6, 84 * sizeof(float));
+    if (mode == FL_OUT_NONE) return;
+    k->dense(FL_ACT_NONE, f6, 84, net->out_wt, FL_OUT_LD, net->out_b, 10, logits);
+    finish(mode, logits, out, i);
+}
+
+int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
+                   float *features, int num_threads, int isa) {
+    if (!net || !in || (in->size != 28 && in->size != 32)) return FL_ERR_ARG;
+    if (in->dtype < FL_DTYPE_U8 || in->dtype > FL_DTYPE_F64) return FL_ERR_ARG;
+    if (mode < FL_OUT_LOGITS || mode > FL_OUT_NONE || (mode != FL_OUT_NONE && !out)) return FL_ERR_ARG;
+    const fl_kernels *k = fl_kernels_for(isa);
+    if (!k) return FL_ERR_ISA;
+    size_t nt = num_threads < 1 ? 1 : (size_t)num_threads;
+    if (nt > n / FL_MIN_IMAGES_PER_THREAD) nt = n / FL_MIN_IMAGES_PER_THREAD;
+#ifdef _OPENMP
+    if (nt > 1) {
+        const long long count = (long long)n;
+#pragma omp parallel for schedule(dynamic, FL_CHUNK) num_threads((int)nt)
+        for (long long i = 0; i < count; i++) forward_one(net, k, in, (size_t)i, mode, out, features);
+        return FL_OK;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) forward_one(net, k, in, i, mode, out, features);
+    return FL_OK;
+}
+
+/* ---- testing hooks: one kernel of one ISA on caller buffers ---- */
+
+int fl_test_activation(int isa, int act, const float *x, float *y, size_t n) {
+    const fl_kernels *k = fl_kernels_for(isa);
+    if (!k) return FL_ERR_ISA;
+    k->activation(act, x, y, n);
+    return FL_OK;
+}
+
+int fl_test_c1(int isa, const fl_net *net, const float *img32, float *s2_out) {
+    const fl_kernels *k = fl_kernels_for(isa);
+    if (!k) return FL_ERR_ISA;
+    k->c1(net, img32, s2_out);
+    return FL_OK;
+}
+
+int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out) {
+    const fl_kernels *k = fl_kernels_for(isa);
+    if (!k) return FL_ERR_ISA;
+    float s4[FL_S4_LEN];
+    k->c3(net, s2, s4);
+    for (int c = 0; c < 16; c++) /* HWC -> CHW for the caller */
+        for (int p = 0; p < 25; p++) s4_out[c * 25 + p] = s4[p * 16 + c];
+    return FL_OK;
+}
+
+int fl_test_dense(int isa, int act, const float *x, const float *w, const float *b, int n_in,
+                  int n_out, float *y) {
+    const fl_kernels *k = fl_kernels_for(isa);
+    if (!k) return FL_ERR_ISA;
+    if (n_in < 1 || n_out < 1) return FL_ERR_ARG;
+    const int ld = (n_out + FL_LANES_MAX - 1) / FL_LANES_MAX * FL_LANES_MAX;
+    float *wt = aligned_zalloc(sizeof(float) * (size_t)ld * n_in);
+    float *bp = aligned_zalloc(sizeof(float) * ld), *yp = aligned_zalloc(sizeof(float) * ld);
+    int rc = FL_ERR_NOMEM;
+    if (wt && bp && yp) {
+        pack_dense(w, n_out, n_in, NULL, wt, ld);
+        memcpy(bp, b, sizeof(float) * n_out);
+        k->dense(act, x, n_in, wt, ld, bp, n_out, yp);
+        memcpy(y, yp, sizeof(float) * n_out);
+        rc = FL_OK;
+    }
+    free(wt); free(bp); free(yp);
+    return rc;
+}
+
+void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, const float *b,
+                     int cout, float *y) {
+    fl_conv5x5_f32__scalar(x, cin, h, w, k, b, cout, y);
+}
+
+void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y) {
+    fl_pool2x2_f32__scalar(x, c, h, w, pool, y);
+}

@@ -1,0 +1,43 @@
+"""fastlenet: LeNet-5 inference on the CPU, fast.
+
+    import fastlenet
+    net = fastlenet.pretrained()          # or fastlenet.load("weights.npz")
+    net.predict(batch)                    # (N,) class indices
+
+See README.md for the input rules and the whole API.
+"""
+from fastlenet import loader, reference
+from fastlenet._engine import (
+    DEFAULT_THREADS,
+    HAS_OPENMP,
+    Net,
+    available_isas,
+    default_isa,
+    detected_isa,
+)
+
+__version__ = "0.1.0"
+__all__ = ["Net", "load", "pretrained", "reference", "show_config", "available_isas",
+           "__version__"]
+
+
+def load(path, **kwargs):
+    """Load LeNet-5 weights from a file: ``Net.from_npz(path, **kwargs)``."""
+    return Net.from_npz(path, **kwargs)
+
+
+def show_config(file=None):
+    """Print what this build and machine run: ISA chosen and available, OpenMP, threads."""
+    import os
+    import platform
+    import sys
+
+    lines = [
+        f"fastlenet {__version__} on {platform.machine()} ({platform.system()}), "
+        f"Python {platform.python_version()}",
+        f"ISA: {default_isa()} (detected {detected_isa()}; available: "
+        f"{', '.join(available_isas())}; FASTLENET_ISA={os.environ.get('FASTLENET_ISA', '')!r})",
+        f"OpenMP: {'yes' if HAS_OPENMP else 'no (single-threaded build)'}",
+        f"default threads: {DEFAULT_THREADS}",
+    ]
+    print("\n".join(lines), file=file or sys.stdout)

@@ -1,0 +1,440 @@
+# cython: language_level=3
+"""The Net type: owns the packed weights and calls the C engine with the GIL released.
+
+Everything per call happens here in C-level Cython (shape/dtype checks on the array struct, one
+output allocation) so that batch 1 costs a few microseconds above the kernels. The input is never
+copied: the engine reads each image in place, whatever its dtype and strides.
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+from fastlenet import loader
+
+cnp.import_array()
+
+cdef extern from "fastlenet.h" nogil:
+    enum:
+        FL_ACT_NONE, FL_ACT_TANH, FL_ACT_RELU, FL_ACT_SIGMOID, FL_ACT_SCALED_TANH
+        FL_POOL_AVG, FL_POOL_MAX
+        FL_ISA_SCALAR, FL_ISA_AVX2, FL_ISA_AVX512, FL_ISA_COUNT
+        FL_DTYPE_U8, FL_DTYPE_F32, FL_DTYPE_F64
+        FL_OUT_LOGITS, FL_OUT_PROBA, FL_OUT_PREDICT, FL_OUT_NONE
+        FL_OK, FL_ERR_ARG, FL_ERR_NOMEM, FL_ERR_ISA
+    ctypedef struct fl_input:
+        const void *data
+        int dtype
+        int size
+        Py_ssize_t stride_n, stride_h, stride_w
+        float scale, shift
+    ctypedef struct fl_weights:
+        const float *c1_w
+        const float *c1_b
+        const float *c3_w
+        const float *c3_b
+        const float *c5_w
+        const float *c5_b
+        const float *f6_w
+        const float *f6_b
+        const float *out_w
+        const float *out_b
+    ctypedef struct fl_net:
+        pass
+    fl_net *fl_net_create(const fl_weights *w, int act, int pool)
+    void fl_net_free(fl_net *net)
+    int fl_net_forward(const fl_net *net, const fl_input *inp, size_t n, int mode, void *out,
+                       float *features, int num_threads, int isa)
+    int fl_isa_detect()
+    const char *fl_isa_name(int isa)
+    int fl_has_openmp()
+    int fl_test_activation(int isa, int act, const float *x, float *y, size_t n)
+    int fl_test_c1(int isa, const fl_net *net, const float *img32, float *s2_out)
+    int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out)
+    int fl_test_dense(int isa, int act, const float *x, const float *w, const float *b,
+                      int n_in, int n_out, float *y)
+    void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, const float *b,
+                         int cout, float *y)
+    void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y)
+
+
+ACTIVATIONS = {"tanh": FL_ACT_TANH, "relu": FL_ACT_RELU, "sigmoid": FL_ACT_SIGMOID,
+               "scaled_tanh": FL_ACT_SCALED_TANH}
+POOLS = {"avg": FL_POOL_AVG, "max": FL_POOL_MAX}
+ISA_NAMES = tuple(fl_isa_name(i).decode() for i in range(FL_ISA_COUNT))
+HAS_OPENMP = bool(fl_has_openmp())
+
+
+def detected_isa():
+    """The highest ISA level this CPU and OS support (CPUID + XGETBV), e.g. 'avx512'."""
+    return ISA_NAMES[fl_isa_detect()]
+
+
+def available_isas():
+    """ISA levels this machine can run, lowest first."""
+    return ISA_NAMES[: fl_isa_detect() + 1]
+
+
+def _isa_from_env():
+    """FASTLENET_ISA may only lower the detected level; anything else warns and is ignored."""
+    detected = fl_isa_detect()
+    want = os.environ.get("FASTLENET_ISA", "").strip().lower()
+    if not want:
+        return detected
+    if want not in ISA_NAMES:
+        warnings.warn(f"FASTLENET_ISA={want!r} is not one of {', '.join(ISA_NAMES)}; "
+                      f"using {ISA_NAMES[detected]}", RuntimeWarning, stacklevel=2)
+        return detected
+    level = ISA_NAMES.index(want)
+    if level > detected:
+        warnings.warn(f"FASTLENET_ISA={want} is not supported by this CPU; using "
+                      f"{ISA_NAMES[detected]} (the variable can only lower the level)",
+                      RuntimeWarning, stacklevel=2)
+        return detected
+    return level
+
+
+cdef int _default_isa = _isa_from_env()
+
+
+def default_isa():
+    """The ISA level new Nets use: the detected one, or lower if FASTLENET_ISA says so."""
+    return ISA_NAMES[_default_isa]
+
+
+def _effective_cpu_count():
+    """CPUs this process may use: affinity mask, cgroup CPU quota, and OMP_NUM_THREADS."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
+    return max(1, n)
+
+
+DEFAULT_THREADS = _effective_cpu_count() if HAS_OPENMP else 1
+
+
+SHAPE_HELP = ("expected an image of shape (32, 32) or a batch (N, 32, 32), (N, 1, 32, 32) or "
+              "(N, 32, 32, 1); 28x28 images are accepted and zero-padded to 32x32")
+
+
+cdef inline int _dtype_code(int typenum):
+    if typenum == cnp.NPY_FLOAT32:
+        return FL_DTYPE_F32
+    if typenum == cnp.NPY_UINT8:
+        return FL_DTYPE_U8
+    if typenum == cnp.NPY_FLOAT64:
+        return FL_DTYPE_F64
+    return -1
+
+
+cdef class Net:
+    """LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
+    Net.from_weights() or fastlenet.pretrained(); it is immutable and thread-safe."""
+
+    cdef fl_net *_c
+    cdef dict _weights
+    cdef dict _meta
+    cdef int _threads
+    cdef int _isa
+    cdef float _scale_u8, _scale_f, _shift
+
+    def __cinit__(self):
+        self._c = NULL
+
+    def __dealloc__(self):
+        if self._c != NULL:
+            fl_net_free(self._c)
+            self._c = NULL
+
+    def __init__(self, weights, meta=None, *, num_threads=None):
+        """weights: canonical mapping (see loader.CANONICAL_SHAPES); meta: dict (activation, pool,
+        mean, std, classes, ...). Prefer the from_* constructors, which also convert layouts."""
+        cdef fl_weights w
+        cdef cnp.ndarray a
+        self._weights = loader.canonical_weights(weights, "weights")
+        self._meta = loader.check_meta(meta or {}, "meta")
+        arrays = [self._weights[k] for k in loader.CANONICAL_SHAPES]
+        ptrs = []
+        for a in arrays:
+            ptrs.append(<Py_ssize_t>cnp.PyArray_DATA(a))
+        w.c1_w = <const float *><Py_ssize_t>ptrs[0]
+        w.c1_b = <const float *><Py_ssize_t>ptrs[1]
+        w.c3_w = <const float *><Py_ssize_t>ptrs[2]
+        w.c3_b = <const float *><Py_ssize_t>ptrs[3]
+        w.c5_w = <const float *><Py_ssize_t>ptrs[4]
+        w.c5_b = <const float *><Py_ssize_t>ptrs[5]
+        w.f6_w = <const float *><Py_ssize_t>ptrs[6]
+        w.f6_b = <const float *><Py_ssize_t>ptrs[7]
+        w.out_w = <const float *><Py_ssize_t>ptrs[8]
+        w.out_b = <const float *><Py_ssize_t>ptrs[9]
+        self._c = fl_net_create(&w, ACTIVATIONS[self._meta["activation"]],
+                                POOLS[self._meta["pool"]])
+        if self._c == NULL:
+            raise MemoryError("fastlenet: cannot allocate the packed weights")
+        mean, std = self._meta["mean"], self._meta["std"]
+        self._scale_f = <float>(1.0 / std)
+        self._scale_u8 = <float>(1.0 / (255.0 * std))
+        self._shift = <float>(-mean / std)
+        self._isa = _default_isa
+        self.num_threads = num_threads
+
+    # ---- constructors -------------------------------------------------------------------
+    @classmethod
+    def from_npz(cls, path, layout="auto", activation=None, pool=None, strict=True,
+                 num_threads=None, mean=None, std=None):
+        """Load weights from an .npz (any supported framework layout; see fastlenet.loader).
+        Keyword arguments override the file's fastlenet_meta."""
+        weights, meta = loader.load(path, layout=layout, strict=strict)
+        meta = loader.override_meta(meta, activation=activation, pool=pool, mean=mean, std=std)
+        return cls(weights, meta, num_threads=num_threads)
+
+    @classmethod
+    def from_weights(cls, mapping, layout="auto", activation=None, pool=None, strict=True,
+                     num_threads=None, mean=None, std=None, meta=None):
+        """Build from a mapping name -> array (canonical or any supported framework layout)."""
+        weights, found_meta = loader.convert(mapping, layout=layout, strict=strict,
+                                             source="weights")
+        merged = dict(found_meta)
+        merged.update(meta or {})
+        merged = loader.override_meta(merged, activation=activation, pool=pool, mean=mean,
+                                      std=std)
+        return cls(weights, merged, num_threads=num_threads)
+
+    # ---- properties ---------------------------------------------------------------------
+    @property
+    def num_threads(self):
+        """Threads used for a batch (small batches use fewer). Default: the CPUs this process
+        may use (affinity, cgroup quota, OMP_NUM_THREADS)."""
+        return self._threads
+
+    @num_threads.setter
+    def num_threads(self, value):
+        if value is None:
+            self._threads = DEFAULT_THREADS
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"num_threads: expected a positive integer or None; got {value!r}")
+        self._threads = int(value) if HAS_OPENMP else 1
+
+    @property
+    def isa(self):
+        """The instruction-set level of the kernels this Net runs. Settable to any level in
+        fastlenet.available_isas() (benchmarks and tests compare them)."""
+        return ISA_NAMES[self._isa]
+
+    @isa.setter
+    def isa(self, value):
+        avail = available_isas()
+        if value not in avail:
+            raise ValueError(f"isa: expected one of {', '.join(avail)} on this machine; "
+                             f"got {value!r}")
+        self._isa = ISA_NAMES.index(value)
+
+    @property
+    def weights(self):
+        """The canonical weights (float32 copies; PyTorch layout)."""
+        return {k: v.copy() for k, v in self._weights.items()}
+
+    @property
+    def meta(self):
+        """The model's metadata: activation, pool, mean, std, and whatever the file carried."""
+        return json.loads(json.dumps(self._meta))
+
+    @property
+    def activation(self):
+        return self._meta["activation"]
+
+    @property
+    def pool(self):
+        return self._meta["pool"]
+
+    @property
+    def classes(self):
+        """Class names (default '0'..'9')."""
+        return list(self._meta.get("classes") or [str(i) for i in range(10)])
+
+    def __repr__(self):
+        return (f"<fastlenet.Net activation={self.activation} pool={self.pool} "
+                f"isa={self.isa} num_threads={self._threads}>")
+
+    # ---- inference ----------------------------------------------------------------------
+    def logits(self, x):
+        """float32 (N, 10) pre-softmax outputs."""
+        return self._run(x, FL_OUT_LOGITS)
+
+    def predict_proba(self, x):
+        """float32 (N, 10) softmax probabilities."""
+        return self._run(x, FL_OUT_PROBA)
+
+    def predict(self, x):
+        """int64 (N,) class indices (-1 for an image whose logits are NaN)."""
+        return self._run(x, FL_OUT_PREDICT)
+
+    def features(self, x):
+        """float32 (N, 84) F6 activations, for transfer learning."""
+        return self._run(x, FL_OUT_NONE)
+
+    cdef object _run(self, object x, int mode):
+        cdef cnp.ndarray a
+        cdef fl_input inp
+        cdef cnp.npy_intp n, h, w
+        cdef cnp.npy_intp *dims
+        cdef cnp.npy_intp *st
+        cdef cnp.npy_intp odims[2]
+        cdef int nd, rc
+        cdef Py_ssize_t sn = 0, sh, sw
+        cdef void *outp
+        cdef float *featp = NULL
+        if cnp.PyArray_Check(x):
+            a = <cnp.ndarray>x
+        else:
+            try:
+                a = np.asarray(x)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"x: cannot be read as an array of images ({e})") from None
+        inp.dtype = _dtype_code(cnp.PyArray_TYPE(a))
+        if inp.dtype < 0:
+            raise TypeError(f"x: expected dtype float32, float64 or uint8; got {a.dtype}. "
+                            f"Convert with x.astype(np.float32) (or np.uint8 for 0..255 pixels)")
+        if not cnp.PyArray_ISNOTSWAPPED(a):
+            a = a.astype(a.dtype.newbyteorder("="))
+        nd = cnp.PyArray_NDIM(a)
+        dims = cnp.PyArray_DIMS(a)
+        st = cnp.PyArray_STRIDES(a)
+        if nd == 2:
+            n, h, w, sh, sw = 1, dims[0], dims[1], st[0], st[1]
+        elif nd == 3:
+            n, h, w, sn, sh, sw = dims[0], dims[1], dims[2], st[0], st[1], st[2]
+        elif nd == 4 and dims[1] == 1:
+            n, h, w, sn, sh, sw = dims[0], dims[2], dims[3], st[0], st[2], st[3]
+        elif nd == 4 and dims[3] == 1:
+            n, h, w, sn, sh, sw = dims[0], dims[1], dims[2], st[0], st[1], st[2]
+        else:
+            h = w = 0
+        if h != w or (h != 32 and h != 28):
+            raise ValueError(f"x: {SHAPE_HELP}; got shape {np.shape(a)}")
+        inp.data = cnp.PyArray_DATA(a)
+        inp.size = <int>h
+        inp.stride_n, inp.stride_h, inp.stride_w = sn, sh, sw
+        inp.scale = self._scale_u8 if inp.dtype == FL_DTYPE_U8 else self._scale_f
+        inp.shift = self._shift
+        odims[0] = n
+        if mode == FL_OUT_PREDICT:
+            out = cnp.PyArray_EMPTY(1, odims, cnp.NPY_INT64, 0)
+        elif mode == FL_OUT_NONE:
+            odims[1] = 84
+            out = cnp.PyArray_EMPTY(2, odims, cnp.NPY_FLOAT32, 0)
+        else:
+            odims[1] = 10
+            out = cnp.PyArray_EMPTY(2, odims, cnp.NPY_FLOAT32, 0)
+        outp = cnp.PyArray_DATA(<cnp.ndarray>out)
+        if mode == FL_OUT_NONE:
+            featp = <float *>outp
+        cdef int threads = self._threads, isa = self._isa
+        with nogil:
+            rc = fl_net_forward(self._c, &inp, <size_t>n, mode, outp, featp, threads, isa)
+        if rc != FL_OK:
+            raise RuntimeError(f"fastlenet engine error {rc}")
+        return out
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, path):
+        """Write the canonical .npz (weights + fastlenet_meta); loads back bit-identically."""
+        loader.save(path, self._weights, self._meta)
+
+    def __reduce__(self):
+        return (_restore, (self._weights, json.dumps(self._meta)))
+
+
+def _restore(weights, meta_json):
+    """Unpickling: validate the weights and metadata again (pickles are data, not trust)."""
+    return Net(weights, loader.parse_meta(meta_json, "pickle"))
+
+
+# ---- testing hooks: one kernel of one ISA (tests/test_kernels.py) ---------------------------
+def _f32(x, shape=None):
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if shape is not None and np.shape(a) != shape:
+        raise ValueError(f"expected shape {shape}; got {np.shape(a)}")
+    return a
+
+
+cdef int _isa_level(str isa) except -1:
+    if isa not in available_isas():
+        raise ValueError(f"isa {isa!r} not available here ({', '.join(available_isas())})")
+    return ISA_NAMES.index(isa)
+
+
+def _kernel_activation(str isa, str act, x):
+    cdef cnp.ndarray a = _f32(x).ravel()
+    cdef cnp.ndarray y = np.empty_like(a)
+    fl_test_activation(_isa_level(isa), ACTIVATIONS[act], <float *>cnp.PyArray_DATA(a),
+                       <float *>cnp.PyArray_DATA(y), cnp.PyArray_SIZE(a))
+    return y.reshape(np.shape(x))
+
+
+def _kernel_c1(str isa, Net net, img):
+    cdef cnp.ndarray a = _f32(img, (32, 32))
+    cdef cnp.ndarray y = np.empty((6, 14, 14), np.float32)
+    fl_test_c1(_isa_level(isa), net._c, <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
+    return y
+
+
+def _kernel_c3(str isa, Net net, s2):
+    cdef cnp.ndarray a = _f32(s2, (6, 14, 14))
+    cdef cnp.ndarray y = np.empty((16, 5, 5), np.float32)
+    fl_test_c3(_isa_level(isa), net._c, <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
+    return y
+
+
+def _kernel_dense(str isa, act, x, w, b):
+    cdef cnp.ndarray xa = _f32(x), wa = _f32(w), ba = _f32(b)
+    n_out, n_in = np.shape(wa)
+    if np.shape(xa) != (n_in,) or np.shape(ba) != (n_out,):
+        raise ValueError("x must be (n_in,), w (n_out, n_in), b (n_out,)")
+    cdef cnp.ndarray y = np.empty(n_out, np.float32)
+    code = FL_ACT_NONE if act is None else ACTIVATIONS[act]
+    rc = fl_test_dense(_isa_level(isa), code, <float *>cnp.PyArray_DATA(xa),
+                       <float *>cnp.PyArray_DATA(wa), <float *>cnp.PyArray_DATA(ba), n_in, n_out,
+                       <float *>cnp.PyArray_DATA(y))
+    if rc != FL_OK:
+        raise RuntimeError(f"fl_test_dense failed ({rc})")
+    return y
+
+
+def _kernel_conv5x5(x, k, b):
+    cdef cnp.ndarray xa = _f32(x), ka = _f32(k), ba = _f32(b)
+    cin, h, w = np.shape(xa)
+    cout = np.shape(ka)[0]
+    if np.shape(ka) != (cout, cin, 5, 5) or np.shape(ba) != (cout,) or h < 5 or w < 5:
+        raise ValueError("x must be (C, H, W), k (O, C, 5, 5), b (O,)")
+    cdef cnp.ndarray y = np.empty((cout, h - 4, w - 4), np.float32)
+    fl_test_conv5x5(<float *>cnp.PyArray_DATA(xa), cin, h, w, <float *>cnp.PyArray_DATA(ka),
+                    <float *>cnp.PyArray_DATA(ba), cout, <float *>cnp.PyArray_DATA(y))
+    return y
+
+
+def _kernel_pool2x2(x, str pool):
+    cdef cnp.ndarray xa = _f32(x)
+    c, h, w = np.shape(xa)
+    if h % 2 or w % 2:
+        raise ValueError("x must be (C, H, W) with even H, W")
+    cdef cnp.ndarray y = np.empty((c, h // 2, w // 2), np.float32)
+    fl_test_pool2x2(<float *>cnp.PyArray_DATA(xa), c, h, w, POOLS[pool],
+                    <float *>cnp.PyArray_DATA(y))
+    return y

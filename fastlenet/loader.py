@@ -1,0 +1,236 @@
+"""Weight files -> canonical LeNet-5 weights and metadata. Pure Python and NumPy.
+
+Weight files are untrusted input: they are read member by member from the zip archive with
+numpy's header parser, object arrays are refused before any byte of them is read, and nothing is
+ever unpickled (no allow_pickle anywhere). Every error names the file, the key, what was expected
+and what was found.
+
+Canonical layout (PyTorch conventions, float32):
+    c1.weight (6, 1, 5, 5)   c1.bias (6,)      c3.weight (16, 6, 5, 5)  c3.bias (16,)
+    c5.weight (120, 16, 5, 5) c5.bias (120,)   f6.weight (84, 120)      f6.bias (84,)
+    output.weight (10, 84)   output.bias (10,)
+plus an optional ``fastlenet_meta``: a JSON string (activation, pool, mean, std, classes, ...).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from typing import Any, Mapping
+
+import numpy as np
+
+CANONICAL_SHAPES: dict[str, tuple[int, ...]] = {
+    "c1.weight": (6, 1, 5, 5),
+    "c1.bias": (6,),
+    "c3.weight": (16, 6, 5, 5),
+    "c3.bias": (16,),
+    "c5.weight": (120, 16, 5, 5),
+    "c5.bias": (120,),
+    "f6.weight": (84, 120),
+    "f6.bias": (84,),
+    "output.weight": (10, 84),
+    "output.bias": (10,),
+}
+META_KEY = "fastlenet_meta"
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "scaled_tanh")
+POOLS = ("avg", "max")
+# LeNet-5's largest array has 48,000 values; anything far larger is not a LeNet weight and is
+# refused before it is read (a hostile header can declare any size).
+MAX_ARRAY_ELEMENTS = 1 << 24
+
+
+class WeightsError(ValueError):
+    """A weights file or mapping that cannot be turned into LeNet-5 weights."""
+
+
+# ---- reading files --------------------------------------------------------------------------
+def read_npz(path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz, read safely. OSError for an unreadable file, WeightsError for
+    anything that is not a zip of plain .npy arrays (pickles, torch.save files, truncation)."""
+    name = os.fspath(path)
+    with open(name, "rb") as f:  # OSError (missing, unreadable, a directory) names the path
+        head = f.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        raise WeightsError(f"{name}: a single .npy array, not a weights archive; save the "
+                           f"weights with np.savez(path, **arrays)")
+    if head[:1] == b"\x80":
+        raise WeightsError(f"{name}: a Python pickle (e.g. torch.save or pickle.dump); fastlenet "
+                           f"never unpickles files. Export the weights with np.savez(path, **{{k: "
+                           f"v.numpy() for k, v in model.state_dict().items()}})")
+    if not head.startswith(b"PK"):
+        raise WeightsError(f"{name}: not an .npz file (expected a zip archive of .npy arrays as "
+                           f"written by numpy.savez; found {head[:8]!r} at the start)")
+    try:
+        with zipfile.ZipFile(name) as zf:
+            members = zf.infolist()
+            pickled = [m.filename for m in members if m.filename.endswith(".pkl")]
+            if pickled:
+                raise WeightsError(f"{name}: a torch.save checkpoint (it holds {pickled[0]}); "
+                                   f"fastlenet never unpickles files. Export with np.savez(path, "
+                                   f"**{{k: v.numpy() for k, v in model.state_dict().items()}})")
+            return {m.filename[:-4] if m.filename.endswith(".npy") else m.filename:
+                    _read_member(zf, m, name) for m in members if not m.is_dir()}
+    except zipfile.BadZipFile as e:
+        raise WeightsError(f"{name}: not a readable .npz archive ({e}); the file is truncated "
+                           f"or corrupt") from None
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+    where = f"{name}: key {key!r}"
+    if not info.filename.endswith(".npy"):
+        raise WeightsError(f"{where}: not an .npy array (an .npz holds only .npy members)")
+    try:
+        with zf.open(info) as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                raise WeightsError(f"{where}: unsupported .npy format version {version}")
+            if dtype.hasobject:
+                raise WeightsError(f"{where}: holds a pickled object array ({dtype}); fastlenet "
+                                   f"never unpickles. Store plain numeric arrays")
+            count = math.prod(shape)
+            if count > MAX_ARRAY_ELEMENTS:
+                raise WeightsError(f"{where}: declares shape {shape} ({count} values), far larger "
+                                   f"than any LeNet-5 weight")
+            data = fp.read(count * dtype.itemsize)
+            if len(data) != count * dtype.itemsize:
+                raise WeightsError(f"{where}: truncated (expected {count * dtype.itemsize} bytes "
+                                   f"of {dtype} for shape {shape}, found {len(data)})")
+    except WeightsError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"{where}: cannot be read ({e}); the file is truncated or "
+                           f"corrupt") from None
+    arr = np.frombuffer(data, dtype=dtype)
+    order = "F" if fortran else "C"
+    return arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
+
+
+# ---- canonical weights ----------------------------------------------------------------------
+def check_array(value: Any, key: str, source: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One canonical weight: floating point, the expected shape, finite; a float32 C-contiguous
+    read-only copy."""
+    where = f"{source}: key {key!r}"
+    arr = np.asarray(value)
+    if arr.dtype.hasobject:
+        raise WeightsError(f"{where}: holds Python objects ({arr.dtype}); expected a float array")
+    if arr.dtype.kind != "f":
+        raise WeightsError(f"{where}: expected floating-point weights; found dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise WeightsError(f"{where}: expected shape {shape}; found {arr.shape}")
+    out = np.array(arr, dtype=np.float32, order="C")
+    bad = ~np.isfinite(out)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise WeightsError(f"{where}: {int(bad.sum())} non-finite value(s) (NaN or Inf), first at "
+                           f"index {first}; the weights are corrupt or the training diverged")
+    out.flags.writeable = False
+    return out
+
+
+def canonical_weights(arrays: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
+    """Validate a mapping that is already in the canonical layout (extra keys are errors)."""
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"{source}: expected a mapping of weight name -> array; found "
+                        f"{type(arrays).__name__}")
+    missing = [k for k in CANONICAL_SHAPES if k not in arrays]
+    if missing:
+        raise WeightsError(f"{source}: missing {', '.join(missing)} (expected the canonical keys "
+                           f"{', '.join(CANONICAL_SHAPES)}); found {', '.join(map(str, arrays))}")
+    extra = [k for k in arrays if k not in CANONICAL_SHAPES and k != META_KEY]
+    if extra:
+        raise WeightsError(f"{source}: unexpected key(s) {', '.join(map(repr, extra))}")
+    return {k: check_array(arrays[k], k, source, s) for k, s in CANONICAL_SHAPES.items()}
+
+
+def convert(arrays: Mapping[str, Any], layout: str = "auto", strict: bool = True,
+            source: str = "weights") -> tuple[dict[str, np.ndarray], dict]:
+    """Any supported layout -> (canonical weights, metadata found in the mapping)."""
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"{source}: expected a mapping of weight name -> array; found "
+                        f"{type(arrays).__name__}")
+    if layout not in ("auto", "canonical"):
+        raise ValueError(f"layout: expected 'auto' or 'canonical'; got {layout!r}")
+    meta = parse_meta(arrays[META_KEY], f"{source}: key {META_KEY!r}") if META_KEY in arrays else {}
+    return canonical_weights(arrays, source), meta
+
+
+def load(path, layout: str = "auto", strict: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    """A weights file -> (canonical weights, metadata)."""
+    return convert(read_npz(path), layout=layout, strict=strict, source=os.fspath(path))
+
+
+def save(path, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    """The canonical .npz: float32 arrays and fastlenet_meta as a plain unicode string."""
+    arrays = {k: np.asarray(weights[k], dtype=np.float32) for k in CANONICAL_SHAPES}
+    arrays[META_KEY] = np.array(json.dumps(dict(meta), sort_keys=True))
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return
+    # np.savez appends .npz to names without it; write exactly the path the user gave.
+    with open(os.fspath(path), "wb") as f:
+        np.savez(f, **arrays)
+
+
+# ---- metadata -------------------------------------------------------------------------------
+def parse_meta(value: Any, source: str) -> dict:
+    """fastlenet_meta (a JSON string, possibly a 0-d array) -> validated dict."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "US" or value.ndim != 0:
+            raise WeightsError(f"{source}: expected a JSON string; found an array of "
+                               f"{value.dtype} with shape {value.shape}")
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise WeightsError(f"{source}: expected a JSON string; found {type(value).__name__}")
+    try:
+        meta = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{source}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{source}: expected a JSON object; found {type(meta).__name__}")
+    return check_meta(meta, source)
+
+
+def check_meta(meta: Mapping[str, Any], source: str) -> dict:
+    """Fill defaults (tanh, avg, mean 0, std 1) and check the fields the engine uses."""
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"{source}: expected a dict; found {type(meta).__name__}")
+    out = dict(meta)
+    out.setdefault("activation", "tanh")
+    out.setdefault("pool", "avg")
+    out.setdefault("mean", 0.0)
+    out.setdefault("std", 1.0)
+    if out["activation"] not in ACTIVATIONS:
+        raise WeightsError(f"{source}: activation must be one of {', '.join(ACTIVATIONS)}; "
+                           f"found {out['activation']!r}")
+    if out["pool"] not in POOLS:
+        raise WeightsError(f"{source}: pool must be one of {', '.join(POOLS)}; found "
+                           f"{out['pool']!r}")
+    for key in ("mean", "std"):
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise WeightsError(f"{source}: {key} must be a finite number; found {v!r}")
+        out[key] = float(v)
+    if out["std"] <= 0:
+        raise WeightsError(f"{source}: std must be positive; found {out['std']!r}")
+    classes = out.get("classes")
+    if classes is not None and (not isinstance(classes, list) or len(classes) != 10):
+        raise WeightsError(f"{source}: classes must be a list of 10 names; found {classes!r}")
+    if classes is not None:
+        out["classes"] = [str(c) for c in classes]
+    return out
+
+
+def override_meta(meta: Mapping[str, Any], **overrides: Any) -> dict:
+    """Keyword arguments (activation=, pool=, mean=, std=) win over the file's metadata."""
+    out = dict(meta)
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    return check_meta(out, "arguments")

@@ -1,0 +1,102 @@
+"""The float64 reference forward pass: the ground truth every kernel and Net is tested against.
+
+Deliberately plain and independent of the C engine and of fastlenet._engine (its input rules are
+written again here, so a bug in one is caught by the other): scipy.signal.correlate per image and
+channel, NumPy pooling and activations, float64 throughout. About 20 images/s.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from scipy.signal import correlate
+
+from fastlenet import loader
+
+ACTIVATIONS = {
+    "tanh": np.tanh,
+    "relu": lambda v: np.where(v < 0, 0.0, v),
+    "sigmoid": lambda v: 0.5 * (1.0 + np.tanh(0.5 * v)),  # = 1 / (1 + e^-x), no overflow
+    "scaled_tanh": lambda v: 1.7159 * np.tanh(v * (2.0 / 3.0)),
+}
+
+
+def images(x: Any, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
+    """Apply the input rules: any accepted shape/dtype -> float64 (N, 32, 32), normalized."""
+    a = np.asarray(x)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float64) / 255.0
+    elif a.dtype in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    else:
+        raise TypeError(f"x: expected dtype float32, float64 or uint8; got {a.dtype}")
+    if a.ndim == 2:
+        a = a[None]
+    elif a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    elif a.ndim == 4 and a.shape[3] == 1:
+        a = a[..., 0]
+    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] not in (28, 32):
+        raise ValueError(f"x: expected (32, 32), (N, 32, 32), (N, 1, 32, 32) or (N, 32, 32, 1) "
+                         f"(or 28x28); got shape {np.shape(x)}")
+    if a.shape[1] == 28:
+        a = np.pad(a, ((0, 0), (2, 2), (2, 2)))
+    return (a - mean) / std
+
+
+def conv5x5(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Valid cross-correlation: x (C, H, W), w (O, C, 5, 5), b (O,) -> (O, H-4, W-4)."""
+    out = np.empty((w.shape[0], x.shape[1] - 4, x.shape[2] - 4))
+    for o in range(w.shape[0]):
+        out[o] = b[o] + sum(correlate(x[c], w[o, c], mode="valid") for c in range(x.shape[0]))
+    return out
+
+
+def pool2x2(x: np.ndarray, kind: str) -> np.ndarray:
+    """2x2 window, stride 2, over (C, H, W)."""
+    c, h, w = x.shape
+    win = x.reshape(c, h // 2, 2, w // 2, 2)
+    return win.max(axis=(2, 4)) if kind == "max" else win.mean(axis=(2, 4))
+
+
+def _resolve(weights: Any, overrides: dict) -> tuple[dict[str, np.ndarray], dict]:
+    if hasattr(weights, "weights") and hasattr(weights, "meta"):  # a fastlenet.Net
+        w, meta = weights.weights, weights.meta
+    else:
+        w, meta = loader.convert(weights, source="weights")
+    meta = loader.override_meta(meta, **overrides)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in w.items()}, meta
+
+
+def _forward(weights: Any, x: Any, overrides: dict) -> tuple[np.ndarray, np.ndarray]:
+    w, meta = _resolve(weights, overrides)
+    act, pool = ACTIVATIONS[meta["activation"]], meta["pool"]
+    imgs = images(x, meta["mean"], meta["std"])
+    feats = np.empty((len(imgs), 84))
+    logits = np.empty((len(imgs), 10))
+    for i, img in enumerate(imgs):
+        s2 = pool2x2(act(conv5x5(img[None], w["c1.weight"], w["c1.bias"])), pool)
+        s4 = pool2x2(act(conv5x5(s2, w["c3.weight"], w["c3.bias"])), pool)
+        c5 = act(conv5x5(s4, w["c5.weight"], w["c5.bias"]).reshape(120))
+        feats[i] = act(w["f6.weight"] @ c5 + w["f6.bias"])
+        logits[i] = w["output.weight"] @ feats[i] + w["output.bias"]
+    return logits, feats
+
+
+def logits(weights: Mapping[str, Any], x: Any, *, activation=None, pool=None, mean=None,
+           std=None) -> np.ndarray:
+    """float64 (N, 10) logits. `weights`: a canonical mapping (fastlenet_meta honoured) or a Net."""
+    return _forward(weights, x, dict(activation=activation, pool=pool, mean=mean, std=std))[0]
+
+
+def features(weights: Mapping[str, Any], x: Any, *, activation=None, pool=None, mean=None,
+             std=None) -> np.ndarray:
+    """float64 (N, 84) F6 activations."""
+    return _forward(weights, x, dict(activation=activation, pool=pool, mean=mean, std=std))[1]
+
+
+def predict_proba(weights: Mapping[str, Any], x: Any, **kw) -> np.ndarray:
+    """float64 (N, 10) softmax of the logits."""
+    z = logits(weights, x, **kw)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
