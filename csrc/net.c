@@ -14,6 +14,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#define FL_CHECK_FORK 1
+#endif
 #endif
 
 /* Below this many images per thread, waking another thread costs more than it saves
@@ -123,6 +127,25 @@ static void forward_one(const fl_net *net, const fl_kernels *k, const fl_input *
     finish(mode, logits, out, i);
 }
 
+#ifdef FL_CHECK_FORK
+/* libgomp is not fork-safe: a child forked after the parent ran a parallel region hangs in its
+ * first one. The process that first goes parallel owns OpenMP; any other process (a fork child)
+ * runs serially. Results are the same, since they never depend on the thread count. */
+static pid_t omp_owner;
+static inline int may_go_parallel(void) {
+    const pid_t self = getpid();
+    pid_t owner = __atomic_load_n(&omp_owner, __ATOMIC_ACQUIRE);
+    if (owner == 0) {
+        __atomic_compare_exchange_n(&omp_owner, &owner, self, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+        owner = __atomic_load_n(&omp_owner, __ATOMIC_ACQUIRE);
+    }
+    return owner == self;
+}
+#else
+static inline int may_go_parallel(void) { return 1; }
+#endif
+
 int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
                    float *features, int num_threads, int isa) {
     if (!net || !in || (in->size != 28 && in->size != 32)) return FL_ERR_ARG;
@@ -133,7 +156,7 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
     size_t nt = num_threads < 1 ? 1 : (size_t)num_threads;
     if (nt > n / FL_MIN_IMAGES_PER_THREAD) nt = n / FL_MIN_IMAGES_PER_THREAD;
 #ifdef _OPENMP
-    if (nt > 1) {
+    if (nt > 1 && may_go_parallel()) {
         const long long count = (long long)n;
 #pragma omp parallel for schedule(dynamic, FL_CHUNK) num_threads((int)nt)
         for (long long i = 0; i < count; i++) forward_one(net, k, in, (size_t)i, mode, out, features);

@@ -1,6 +1,7 @@
 /* AVX2 + FMA instantiation of simd_body.h: 8 floats per vector, 16 ymm registers.
  * C1 keeps one output channel per pass (4 accumulators x 2 vectors = 8 registers); C3 two
  * columns per pass (2 rows x 2 columns x 2 vectors = 8 accumulators + 2 weight vectors). */
+#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -17,6 +18,15 @@
 #define FL_SUFFIX avx2
 #define FL_C1_CB 1
 #define FL_C3_CC 2
+#define FL_MIN_KEEP_NAN(c, x) ((vf)_mm256_min_ps((c), (x)))
+#define FL_MAX_KEEP_NAN(c, x) ((vf)_mm256_max_ps((c), (x)))
+#define FL_RCP(q) ((vf)_mm256_rcp_ps((q)))
+#define FL_FMA_BCAST(acc, w, base, off)                                                   \
+    do {                                                                                 \
+        vf b_;                                                                           \
+        __asm__("vbroadcastss %c[o](%[b]), %[t]" : [t] "=v"(b_) : [b] "r"(base), [o] "i"((off) * 4)); \
+        (acc) = (acc) + b_ * (w);                                                        \
+    } while (0)
 #include "simd_body.h"
 
 #if defined(__clang__)

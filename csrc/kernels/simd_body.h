@@ -21,68 +21,84 @@
 #define FL_CAT(a, b) FL_CAT2(a, b)
 #define FL_FN(name) FL_CAT(name, FL_SUFFIX)
 #define FL_INLINE static inline __attribute__((always_inline))
+/* Loops over register-blocked accumulators must unroll completely, or the accumulator arrays
+ * stay in memory (GCC scalarizes them only when every index is a constant). */
+#define FL_UNROLL _Pragma("GCC unroll 32")
 
 typedef float vf __attribute__((vector_size(FL_W * 4)));
 typedef int32_t vi __attribute__((vector_size(FL_W * 4)));
 
 FL_INLINE vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 FL_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-FL_INLINE vf vset1(float x) { return (vf){0} + x; }
-FL_INLINE vi vset1i(int32_t x) { return (vi){0} + x; }
+/* Broadcasts as initializer lists, which compile to one vbroadcastss (not {0} + x: adding +0.0
+ * is a real instruction, since -0 + 0 = +0; nor a loop of lane inserts). */
+#if FL_W == 8
+#define FL_SPLAT(x) {x, x, x, x, x, x, x, x}
+#elif FL_W == 16
+#define FL_SPLAT(x) {x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}
+#endif
+FL_INLINE vf vset1(float x) { return (vf)FL_SPLAT(x); }
+FL_INLINE vi vset1i(int32_t x) { return (vi)FL_SPLAT(x); }
 /* Lanes where m is all ones take a, the others b. */
 FL_INLINE vf vselect(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
-FL_INLINE vf vabs(vf x) { return (vf)((vi)x & vset1i(0x7fffffff)); }
-FL_INLINE vf vcopysign(vf mag, vf sgn) {
-    return (vf)(((vi)mag & vset1i(0x7fffffff)) | ((vi)sgn & vset1i((int32_t)0x80000000u)));
-}
+/* acc += broadcast(base[off]) * w, with `off` a compile-time constant, reading base[off] straight
+ * from memory. In plain C the compiler sees that neighbouring taps read overlapping inputs,
+ * keeps them in registers and re-broadcasts them (a shuffle per FMA, plus spills), and hoists
+ * every weight address out of the loops (hundreds of spilled pointers); a memory broadcast at
+ * base + constant costs one load and no register. The ISA files provide the instruction
+ * (AVX-512: an embedded {1to16} operand; AVX2: vbroadcastss from m32). The asm reads memory it
+ * does not declare: only ever point it at data no kernel writes while it runs (weights, or
+ * inputs written before the loop). */
+#ifndef FL_FMA_BCAST
+#define FL_FMA_BCAST(acc, w, base, off) ((acc) = (acc) + vset1((base)[off]) * (w))
+#endif
+
+/* min(c, x) / max(c, x) that return x when x is NaN: x86's minps/maxps return their second
+ * operand when either is NaN, exactly this. */
+#ifndef FL_MIN_KEEP_NAN
+#define FL_MIN_KEEP_NAN(c, x) vselect((x) > (c), (c), (x))
+#define FL_MAX_KEEP_NAN(c, x) vselect((x) < (c), (c), (x))
+#endif
+
 FL_INLINE vf vmax_nan(vf a, vf b) { return vselect((a > b) | (a != a), a, b); }
 
-/* e^y for y in [-87.3, 0] (2^n stays a normal float). n = round(y / ln 2), r = y - n ln 2 in
- * [-ln2/2, ln2/2] with ln 2 split in a short high part (exact product with n) and a low part
- * (Cody-Waite), e^r by its degree-7 Taylor polynomial (truncation r^8/8! < 6e-9), 2^n by
- * building the exponent bits. NaN in gives NaN out. */
-FL_INLINE vf vexp_nonpos(vf y) {
-    vi n = __builtin_convertvector(y * vset1(1.44269504088896341f) - vset1(0.5f), vi);
-    vf nf = __builtin_convertvector(n, vf);
-    vf r = y - nf * vset1(0.693359375f);
-    r = r - nf * vset1(-2.12194440e-4f);
-    vf p = vset1(1.0f / 5040.0f);
-    p = p * r + vset1(1.0f / 720.0f);
-    p = p * r + vset1(1.0f / 120.0f);
-    p = p * r + vset1(1.0f / 24.0f);
-    p = p * r + vset1(1.0f / 6.0f);
-    p = p * r + vset1(0.5f);
-    p = p * r + vset1(1.0f);
-    p = p * r + vset1(1.0f);
-    return p * (vf)((n + vset1i(127)) << 23);
+/* 1/q to ~2^-24 relative: the ISA's reciprocal estimate (FL_RCP, 12 or 14 bits) refined by one
+ * Newton step, which is several times cheaper than a full-precision divide. */
+FL_INLINE vf vrecip(vf q) {
+#ifdef FL_RCP
+    vf r = FL_RCP(q);
+    return r * (vset1(2.0f) - q * r);
+#else
+    return vset1(1.0f) / q;
+#endif
 }
 
-/* tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|). |x| is clamped at 9, where
- * tanh = 1 - 3e-8 rounds to 1 in float32 (and exp stays far from underflow); below 1/16 the
- * odd Taylor series to x^7 avoids the cancellation in 1 - e (next term < 4e-13). The clamp is
- * written so that NaN fails the comparison and flows through; +-inf clamp to +-1; -0 stays -0. */
+/* tanh(x) = x P(x^2) / Q(x^2) on |x| <= 9, P and Q of degree 4 with P(0) = Q(0) = 1. The
+ * coefficients are a weighted least-squares fit iterated toward minimax (Lawson) on [0, 9]:
+ * 2.0e-8 absolute error in exact arithmetic, 3.6e-7 (about 6 ulp) evaluated in float32, checked
+ * on a dense grid by tests/test_kernels.py. Beyond 9, tanh = 1 - 3e-8: the clamp is exact in
+ * float32. The approximation is odd, so the sign (and -0) comes out right; the clamps compare
+ * so that NaN fails them and flows through; +-inf clamp to +-1. */
 FL_INLINE vf vtanh(vf x) {
-    vf ax = vabs(x);
-    ax = vselect(ax > vset1(9.0f), vset1(9.0f), ax);
-    vf e = vexp_nonpos(vset1(-2.0f) * ax);
-    vf t = (vset1(1.0f) - e) / (vset1(1.0f) + e);
-    vf x2 = ax * ax;
-    vf s = vset1(-17.0f / 315.0f);
-    s = s * x2 + vset1(2.0f / 15.0f);
-    s = s * x2 + vset1(-1.0f / 3.0f);
-    s = ax + ax * x2 * s;
-    t = vselect(ax < vset1(0.0625f), s, t);
-    return vcopysign(t, x);
+    x = FL_MIN_KEEP_NAN(vset1(9.0f), x);
+    x = FL_MAX_KEEP_NAN(vset1(-9.0f), x);
+    const vf t = x * x;
+    vf p = vset1(1.33390259e-08f);
+    p = p * t + vset1(2.05968481e-05f);
+    p = p * t + vset1(3.49480752e-03f);
+    p = p * t + vset1(1.33803591e-01f);
+    p = p * t + vset1(1.0f);
+    vf q = vset1(7.76987406e-07f);
+    q = q * t + vset1(3.28438298e-04f);
+    q = q * t + vset1(2.58739814e-02f);
+    q = q * t + vset1(4.67136770e-01f);
+    q = q * t + vset1(1.0f);
+    return (x * p) * vrecip(q);
 }
 
-/* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|): never overflows.
- * |x| clamps at 87 (exp(-87) is still a normal float; the true value below is < 2e-38). */
+/* sigmoid(x) = (1 + tanh(x/2)) / 2: half of tanh's absolute error, no overflow anywhere. */
 FL_INLINE vf vsigmoid(vf x) {
-    vf ax = vabs(x);
-    ax = vselect(ax > vset1(87.0f), vset1(87.0f), ax);
-    vf e = vexp_nonpos(-ax);
-    vf r = vset1(1.0f) / (vset1(1.0f) + e);
-    return vselect(x < vset1(0.0f), e * r, r);
+    return vset1(0.5f) + vset1(0.5f) * vtanh(vset1(0.5f) * x);
 }
 
 FL_INLINE vf vact(int act, vf x) {
@@ -130,40 +146,42 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
     }
     const int act = net->act, pool = net->pool;
     for (int c0 = 0; c0 < 6; c0 += CB) {
+        const float *wc = net->c1_w + c0 * 25;
         for (int py = 0; py < 14; py++) {
             /* acc[c][q][v]: q = 0, 1 even/odd columns of conv row 2py; 2, 3 of row 2py+1 */
             vf acc[CB][4][NV];
-            for (int c = 0; c < CB; c++)
-                for (int q = 0; q < 4; q++)
-                    for (int v = 0; v < NV; v++) acc[c][q][v] = vset1(net->c1_b[c0 + c]);
-            for (int ky = 0; ky < 5; ky++) {
-                for (int r = 0; r < 2; r++) {
+            FL_UNROLL for (int c = 0; c < CB; c++)
+                FL_UNROLL for (int q = 0; q < 4; q++)
+                    FL_UNROLL for (int v = 0; v < NV; v++) acc[c][q][v] = vset1(net->c1_b[c0 + c]);
+            FL_UNROLL for (int ky = 0; ky < 5; ky++) {
+                FL_UNROLL for (int r = 0; r < 2; r++) {
                     const float *E = ev + (2 * py + r + ky) * FL_SPLIT_STRIDE;
                     const float *O = od + (2 * py + r + ky) * FL_SPLIT_STRIDE;
-                    for (int v = 0; v < NV; v++) {
-                        vf e0 = vload(E + v * FL_W), e1 = vload(E + v * FL_W + 1),
-                           e2 = vload(E + v * FL_W + 2);
-                        vf o0 = vload(O + v * FL_W), o1 = vload(O + v * FL_W + 1),
-                           o2 = vload(O + v * FL_W + 2);
-                        for (int c = 0; c < CB; c++) {
-                            const float *k = net->c1_w + (c0 + c) * 25 + ky * 5;
-                            vf w0 = vset1(k[0]), w1 = vset1(k[1]), w2 = vset1(k[2]),
-                               w3 = vset1(k[3]), w4 = vset1(k[4]);
-                            vf a = acc[c][2 * r][v], b = acc[c][2 * r + 1][v];
-                            a = a + w0 * e0; b = b + w0 * o0;
-                            a = a + w1 * o0; b = b + w1 * e1;
-                            a = a + w2 * e1; b = b + w2 * o1;
-                            a = a + w3 * o1; b = b + w3 * e2;
-                            a = a + w4 * e2; b = b + w4 * o2;
-                            acc[c][2 * r][v] = a;
-                            acc[c][2 * r + 1][v] = b;
+                    FL_UNROLL for (int v = 0; v < NV; v++) {
+                        const vf e0 = vload(E + v * FL_W), e1 = vload(E + v * FL_W + 1),
+                                 e2 = vload(E + v * FL_W + 2);
+                        const vf o0 = vload(O + v * FL_W), o1 = vload(O + v * FL_W + 1),
+                                 o2 = vload(O + v * FL_W + 2);
+                        FL_UNROLL for (int c = 0; c < CB; c++) {
+                            /* even column 2j: taps on E[j], O[j], E[j+1], O[j+1], E[j+2];
+                             * odd column 2j+1: O[j], E[j+1], O[j+1], E[j+2], O[j+2] */
+                            const int k = c * 25 + ky * 5;
+#define FL_A acc[c][2 * r][v]
+#define FL_B acc[c][2 * r + 1][v]
+                            FL_FMA_BCAST(FL_A, e0, wc, k + 0); FL_FMA_BCAST(FL_B, o0, wc, k + 0);
+                            FL_FMA_BCAST(FL_A, o0, wc, k + 1); FL_FMA_BCAST(FL_B, e1, wc, k + 1);
+                            FL_FMA_BCAST(FL_A, e1, wc, k + 2); FL_FMA_BCAST(FL_B, o1, wc, k + 2);
+                            FL_FMA_BCAST(FL_A, o1, wc, k + 3); FL_FMA_BCAST(FL_B, e2, wc, k + 3);
+                            FL_FMA_BCAST(FL_A, e2, wc, k + 4); FL_FMA_BCAST(FL_B, o2, wc, k + 4);
+#undef FL_A
+#undef FL_B
                         }
                     }
                 }
             }
-            for (int c = 0; c < CB; c++) {
+            FL_UNROLL for (int c = 0; c < CB; c++) {
                 float row[16];
-                for (int v = 0; v < NV; v++)
+                FL_UNROLL for (int v = 0; v < NV; v++)
                     vstore(row + v * FL_W,
                            vpool(pool, vact(act, acc[c][0][v]), vact(act, acc[c][1][v]),
                                  vact(act, acc[c][2][v]), vact(act, acc[c][3][v])));
@@ -179,29 +197,27 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     for (int py = 0; py < 5; py++) {
         for (int x0 = 0; x0 < 10; x0 += CC) {
             vf acc[2][CC][NO];
-            for (int r = 0; r < 2; r++)
-                for (int c = 0; c < CC; c++)
-                    for (int o = 0; o < NO; o++) acc[r][c][o] = vload(net->c3_b + o * FL_W);
+            FL_UNROLL for (int r = 0; r < 2; r++)
+                FL_UNROLL for (int c = 0; c < CC; c++)
+                    FL_UNROLL for (int o = 0; o < NO; o++) acc[r][c][o] = vload(net->c3_b + o * FL_W);
             for (int ci = 0; ci < 6; ci++) {
                 for (int ky = 0; ky < 5; ky++) {
                     const float *row0 = s2 + ci * 196 + (2 * py + ky) * 14 + x0;
                     const float *row1 = row0 + 14;
                     const float *wk = net->c3_wt + (ci * 25 + ky * 5) * 16;
-                    for (int kx = 0; kx < 5; kx++) {
+                    FL_UNROLL for (int kx = 0; kx < 5; kx++) {
                         vf w[NO];
-                        for (int o = 0; o < NO; o++) w[o] = vload(wk + kx * 16 + o * FL_W);
-                        for (int c = 0; c < CC; c++) {
-                            vf b0 = vset1(row0[c + kx]), b1 = vset1(row1[c + kx]);
-                            for (int o = 0; o < NO; o++) {
-                                acc[0][c][o] = acc[0][c][o] + b0 * w[o];
-                                acc[1][c][o] = acc[1][c][o] + b1 * w[o];
+                        FL_UNROLL for (int o = 0; o < NO; o++) w[o] = vload(wk + kx * 16 + o * FL_W);
+                        FL_UNROLL for (int c = 0; c < CC; c++)
+                            FL_UNROLL for (int o = 0; o < NO; o++) {
+                                FL_FMA_BCAST(acc[0][c][o], w[o], row0, c + kx);
+                                FL_FMA_BCAST(acc[1][c][o], w[o], row1, c + kx);
                             }
-                        }
                     }
                 }
             }
-            for (int px = 0; px < CC / 2; px++)
-                for (int o = 0; o < NO; o++)
+            FL_UNROLL for (int px = 0; px < CC / 2; px++)
+                FL_UNROLL for (int o = 0; o < NO; o++)
                     vstore(s4 + (py * 5 + x0 / 2 + px) * 16 + o * FL_W,
                            vpool(pool, vact(act, acc[0][2 * px][o]),
                                  vact(act, acc[0][2 * px + 1][o]), vact(act, acc[1][2 * px][o]),
