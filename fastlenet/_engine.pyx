@@ -162,12 +162,13 @@ cdef class Net:
             self._c = NULL
 
     def __init__(self, weights, meta=None, *, num_threads=None):
-        """weights: canonical mapping (see loader.CANONICAL_SHAPES); meta: dict (activation, pool,
-        mean, std, classes, ...). Prefer the from_* constructors, which also convert layouts."""
+        """weights: canonical mapping (see fastlenet.loader); meta: dict (activation, pool, mean,
+        std, classes, ...). Use from_weights / from_npz for other frameworks' layouts."""
         cdef fl_weights w
         cdef cnp.ndarray a
-        self._weights = loader.canonical_weights(weights, "weights")
-        self._meta = loader.check_meta(meta or {}, "meta")
+        self._weights, found = loader.convert(weights, layout="canonical", source="weights")
+        found.update(meta or {})
+        self._meta = loader.check_meta(found, "meta")
         arrays = [self._weights[k] for k in loader.CANONICAL_SHAPES]
         ptrs = []
         for a in arrays:

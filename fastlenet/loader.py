@@ -21,28 +21,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-CANONICAL_SHAPES: dict[str, tuple[int, ...]] = {
-    "c1.weight": (6, 1, 5, 5),
-    "c1.bias": (6,),
-    "c3.weight": (16, 6, 5, 5),
-    "c3.bias": (16,),
-    "c5.weight": (120, 16, 5, 5),
-    "c5.bias": (120,),
-    "f6.weight": (84, 120),
-    "f6.bias": (84,),
-    "output.weight": (10, 84),
-    "output.bias": (10,),
-}
-META_KEY = "fastlenet_meta"
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "scaled_tanh")
-POOLS = ("avg", "max")
+from fastlenet import formats
+from fastlenet.formats import ACTIVATIONS, CANONICAL_SHAPES, META_KEY, POOLS, FormatError
+
+# The one error for weights that cannot become LeNet-5 (a ValueError); both names work.
+WeightsError = FormatError
 # LeNet-5's largest array has 48,000 values; anything far larger is not a LeNet weight and is
 # refused before it is read (a hostile header can declare any size).
 MAX_ARRAY_ELEMENTS = 1 << 24
-
-
-class WeightsError(ValueError):
-    """A weights file or mapping that cannot be turned into LeNet-5 weights."""
 
 
 # ---- reading files --------------------------------------------------------------------------
@@ -53,27 +39,27 @@ def read_npz(path) -> dict[str, np.ndarray]:
     with open(name, "rb") as f:  # OSError (missing, unreadable, a directory) names the path
         head = f.read(8)
     if head.startswith(b"\x93NUMPY"):
-        raise WeightsError(f"{name}: a single .npy array, not a weights archive; save the "
+        raise FormatError(f"{name}: a single .npy array, not a weights archive; save the "
                            f"weights with np.savez(path, **arrays)")
     if head[:1] == b"\x80":
-        raise WeightsError(f"{name}: a Python pickle (e.g. torch.save or pickle.dump); fastlenet "
+        raise FormatError(f"{name}: a Python pickle (e.g. torch.save or pickle.dump); fastlenet "
                            f"never unpickles files. Export the weights with np.savez(path, **{{k: "
                            f"v.numpy() for k, v in model.state_dict().items()}})")
     if not head.startswith(b"PK"):
-        raise WeightsError(f"{name}: not an .npz file (expected a zip archive of .npy arrays as "
+        raise FormatError(f"{name}: not an .npz file (expected a zip archive of .npy arrays as "
                            f"written by numpy.savez; found {head[:8]!r} at the start)")
     try:
         with zipfile.ZipFile(name) as zf:
             members = zf.infolist()
             pickled = [m.filename for m in members if m.filename.endswith(".pkl")]
             if pickled:
-                raise WeightsError(f"{name}: a torch.save checkpoint (it holds {pickled[0]}); "
+                raise FormatError(f"{name}: a torch.save checkpoint (it holds {pickled[0]}); "
                                    f"fastlenet never unpickles files. Export with np.savez(path, "
                                    f"**{{k: v.numpy() for k, v in model.state_dict().items()}})")
             return {m.filename[:-4] if m.filename.endswith(".npy") else m.filename:
                     _read_member(zf, m, name) for m in members if not m.is_dir()}
     except zipfile.BadZipFile as e:
-        raise WeightsError(f"{name}: not a readable .npz archive ({e}); the file is truncated "
+        raise FormatError(f"{name}: not a readable .npz archive ({e}); the file is truncated "
                            f"or corrupt") from None
 
 
@@ -81,7 +67,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.nd
     key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
     where = f"{name}: key {key!r}"
     if not info.filename.endswith(".npy"):
-        raise WeightsError(f"{where}: not an .npy array (an .npz holds only .npy members)")
+        raise FormatError(f"{where}: not an .npy array (an .npz holds only .npy members)")
     try:
         with zf.open(info) as fp:
             version = np.lib.format.read_magic(fp)
@@ -90,80 +76,59 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.nd
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
             else:
-                raise WeightsError(f"{where}: unsupported .npy format version {version}")
+                raise FormatError(f"{where}: unsupported .npy format version {version}")
             if dtype.hasobject:
-                raise WeightsError(f"{where}: holds a pickled object array ({dtype}); fastlenet "
+                raise FormatError(f"{where}: holds a pickled object array ({dtype}); fastlenet "
                                    f"never unpickles. Store plain numeric arrays")
             count = math.prod(shape)
             if count > MAX_ARRAY_ELEMENTS:
-                raise WeightsError(f"{where}: declares shape {shape} ({count} values), far larger "
+                raise FormatError(f"{where}: declares shape {shape} ({count} values), far larger "
                                    f"than any LeNet-5 weight")
             data = fp.read(count * dtype.itemsize)
             if len(data) != count * dtype.itemsize:
-                raise WeightsError(f"{where}: truncated (expected {count * dtype.itemsize} bytes "
+                raise FormatError(f"{where}: truncated (expected {count * dtype.itemsize} bytes "
                                    f"of {dtype} for shape {shape}, found {len(data)})")
     except WeightsError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"{where}: cannot be read ({e}); the file is truncated or "
+        raise FormatError(f"{where}: cannot be read ({e}); the file is truncated or "
                            f"corrupt") from None
     arr = np.frombuffer(data, dtype=dtype)
     order = "F" if fortran else "C"
     return arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
 
 
-# ---- canonical weights ----------------------------------------------------------------------
-def check_array(value: Any, key: str, source: str, shape: tuple[int, ...]) -> np.ndarray:
-    """One canonical weight: floating point, the expected shape, finite; a float32 C-contiguous
-    read-only copy."""
-    where = f"{source}: key {key!r}"
-    arr = np.asarray(value)
-    if arr.dtype.hasobject:
-        raise WeightsError(f"{where}: holds Python objects ({arr.dtype}); expected a float array")
-    if arr.dtype.kind != "f":
-        raise WeightsError(f"{where}: expected floating-point weights; found dtype {arr.dtype}")
-    if arr.shape != shape:
-        raise WeightsError(f"{where}: expected shape {shape}; found {arr.shape}")
-    out = np.array(arr, dtype=np.float32, order="C")
-    bad = ~np.isfinite(out)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise WeightsError(f"{where}: {int(bad.sum())} non-finite value(s) (NaN or Inf), first at "
-                           f"index {first}; the weights are corrupt or the training diverged")
-    out.flags.writeable = False
-    return out
+# ---- conversion -----------------------------------------------------------------------------
+def read_weights(path) -> dict[str, np.ndarray]:
+    """The arrays of a weights file: an .npz, or an .onnx model (needs the `onnx` extra)."""
+    if os.fspath(path).lower().endswith(".onnx"):
+        return formats.onnx_arrays(path)
+    return read_npz(path)
 
 
-def canonical_weights(arrays: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
-    """Validate a mapping that is already in the canonical layout (extra keys are errors)."""
-    if not isinstance(arrays, Mapping):
-        raise TypeError(f"{source}: expected a mapping of weight name -> array; found "
-                        f"{type(arrays).__name__}")
-    missing = [k for k in CANONICAL_SHAPES if k not in arrays]
-    if missing:
-        raise WeightsError(f"{source}: missing {', '.join(missing)} (expected the canonical keys "
-                           f"{', '.join(CANONICAL_SHAPES)}); found {', '.join(map(str, arrays))}")
-    extra = [k for k in arrays if k not in CANONICAL_SHAPES and k != META_KEY]
-    if extra:
-        raise WeightsError(f"{source}: unexpected key(s) {', '.join(map(repr, extra))}")
-    return {k: check_array(arrays[k], k, source, s) for k, s in CANONICAL_SHAPES.items()}
+def inspect(source, layout: str = "auto", strict: bool = True) -> formats.Conversion:
+    """How a file or mapping maps to the canonical layout (framework, key -> name, ignored)."""
+    if isinstance(source, Mapping):
+        return formats.convert(source, layout=layout, strict=strict, source="weights")
+    return formats.convert(read_weights(source), layout=layout, strict=strict,
+                           source=os.fspath(source))
 
 
 def convert(arrays: Mapping[str, Any], layout: str = "auto", strict: bool = True,
             source: str = "weights") -> tuple[dict[str, np.ndarray], dict]:
-    """Any supported layout -> (canonical weights, metadata found in the mapping)."""
+    """Any supported layout -> (canonical float32 read-only weights, checked metadata)."""
     if not isinstance(arrays, Mapping):
         raise TypeError(f"{source}: expected a mapping of weight name -> array; found "
                         f"{type(arrays).__name__}")
-    if layout not in ("auto", "canonical"):
-        raise ValueError(f"layout: expected 'auto' or 'canonical'; got {layout!r}")
-    meta = parse_meta(arrays[META_KEY], f"{source}: key {META_KEY!r}") if META_KEY in arrays else {}
-    return canonical_weights(arrays, source), meta
+    conv = formats.convert(arrays, layout=layout, strict=strict, source=source)
+    for arr in conv.weights.values():
+        arr.flags.writeable = False
+    return conv.weights, check_meta(conv.meta, f"{source}: key {META_KEY!r}")
 
 
 def load(path, layout: str = "auto", strict: bool = True) -> tuple[dict[str, np.ndarray], dict]:
     """A weights file -> (canonical weights, metadata)."""
-    return convert(read_npz(path), layout=layout, strict=strict, source=os.fspath(path))
+    return convert(read_weights(path), layout=layout, strict=strict, source=os.fspath(path))
 
 
 def save(path, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
@@ -179,51 +144,40 @@ def save(path, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> No
 
 
 # ---- metadata -------------------------------------------------------------------------------
-def parse_meta(value: Any, source: str) -> dict:
-    """fastlenet_meta (a JSON string, possibly a 0-d array) -> validated dict."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "US" or value.ndim != 0:
-            raise WeightsError(f"{source}: expected a JSON string; found an array of "
-                               f"{value.dtype} with shape {value.shape}")
-        value = value.item()
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        raise WeightsError(f"{source}: expected a JSON string; found {type(value).__name__}")
+def parse_meta(text: str, source: str) -> dict:
+    """A JSON object string -> checked metadata."""
     try:
-        meta = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"{source}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise WeightsError(f"{source}: expected a JSON object; found {type(meta).__name__}")
+        meta = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{source}: metadata is not valid JSON ({e})") from None
     return check_meta(meta, source)
 
 
 def check_meta(meta: Mapping[str, Any], source: str) -> dict:
     """Fill defaults (tanh, avg, mean 0, std 1) and check the fields the engine uses."""
     if not isinstance(meta, Mapping):
-        raise TypeError(f"{source}: expected a dict; found {type(meta).__name__}")
+        raise FormatError(f"{source}: expected a JSON object / dict; found {type(meta).__name__}")
     out = dict(meta)
     out.setdefault("activation", "tanh")
     out.setdefault("pool", "avg")
     out.setdefault("mean", 0.0)
     out.setdefault("std", 1.0)
     if out["activation"] not in ACTIVATIONS:
-        raise WeightsError(f"{source}: activation must be one of {', '.join(ACTIVATIONS)}; "
+        raise FormatError(f"{source}: activation must be one of {', '.join(ACTIVATIONS)}; "
                            f"found {out['activation']!r}")
     if out["pool"] not in POOLS:
-        raise WeightsError(f"{source}: pool must be one of {', '.join(POOLS)}; found "
+        raise FormatError(f"{source}: pool must be one of {', '.join(POOLS)}; found "
                            f"{out['pool']!r}")
     for key in ("mean", "std"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise WeightsError(f"{source}: {key} must be a finite number; found {v!r}")
+            raise FormatError(f"{source}: {key} must be a finite number; found {v!r}")
         out[key] = float(v)
     if out["std"] <= 0:
-        raise WeightsError(f"{source}: std must be positive; found {out['std']!r}")
+        raise FormatError(f"{source}: std must be positive; found {out['std']!r}")
     classes = out.get("classes")
     if classes is not None and (not isinstance(classes, list) or len(classes) != 10):
-        raise WeightsError(f"{source}: classes must be a list of 10 names; found {classes!r}")
+        raise FormatError(f"{source}: classes must be a list of 10 names; found {classes!r}")
     if classes is not None:
         out["classes"] = [str(c) for c in classes]
     return out
