@@ -25,6 +25,8 @@
 #define FL_C5_LD 128
 #define FL_F6_LD 96
 #define FL_OUT_LD 16
+/* Images per thread tile: the dense layers share each weight load across a tile. */
+#define FL_TILE 4
 
 struct fl_net {
     /* C1, canonical (6,25): the kernels broadcast one tap at a time. */
@@ -52,10 +54,11 @@ typedef struct {
     void (*c1)(const fl_net *net, const float *img, float *s2);
     /* C3 + bias + act + pool: s2 -> s4. */
     void (*c3)(const fl_net *net, const float *s2, float *s4);
-    /* y[o] = act(b[o] + sum_k x[k] * wt[k*ld + o]) for o < n_out; y, b and each wt row hold
-     * ld >= n_out rounded up to FL_LANES_MAX floats (the padding is zero in b and wt). */
-    void (*dense)(int act, const float *x, int n_in, const float *wt, int ld, const float *b,
-                  int n_out, float *y);
+    /* For each of n_img images i: y[i*ldy + o] = act(b[o] + sum_k x[i*ldx + k] * wt[k*ld + o])
+     * for o < n_out. b, each wt row and each y row hold n_out rounded up to FL_LANES_MAX floats
+     * (ld, ldy >= that; the padding of b and wt is zero, y's padding is scratch). */
+    void (*dense)(int act, const float *x, int n_img, int ldx, int n_in, const float *wt, int ld,
+                  const float *b, int n_out, float *y, int ldy);
 } fl_kernels;
 
 extern const fl_kernels fl_kernels__scalar;

@@ -23,8 +23,8 @@
 /* Below this many images per thread, waking another thread costs more than it saves
  * (measured: see benchmarks/; a thread wake-up is ~5-20 us, one image ~10 us). */
 #define FL_MIN_IMAGES_PER_THREAD 4
-/* Images per dynamically scheduled chunk. */
-#define FL_CHUNK 16
+/* Tiles (of FL_TILE images) per dynamically scheduled chunk. */
+#define FL_CHUNK_TILES 4
 
 static void *aligned_zalloc(size_t size) {
     void *p = NULL;
@@ -112,19 +112,28 @@ static void finish(int mode, const float *logits, void *out, size_t i) {
     }
 }
 
-static void forward_one(const fl_net *net, const fl_kernels *k, const fl_input *in, size_t i,
-                        int mode, void *out, float *features) {
-    float buf[32 * 32] FL_ALIGNED, s2[FL_S2_LEN] FL_ALIGNED, s4[FL_S4_LEN] FL_ALIGNED;
-    float c5[FL_C5_LD] FL_ALIGNED, f6[FL_F6_LD] FL_ALIGNED, logits[FL_OUT_LD] FL_ALIGNED;
-    const float *img = convert_image(in, i, buf);
-    k->c1(net, img, s2);
-    k->c3(net, s2, s4);
-    k->dense(net->act, s4, 400, net->c5_wt, FL_C5_LD, net->c5_b, 120, c5);
-    k->dense(net->act, c5, 120, net->f6_wt, FL_F6_LD, net->f6_b, 84, f6);
-    if (features) memcpy(features + i * 84, f6, 84 * sizeof(float));
+/* Images i0 .. i0+n-1 (n <= FL_TILE): C1 and C3 image by image, then each dense layer once for
+ * the whole tile. */
+static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input *in, size_t i0,
+                         int n, int mode, void *out, float *features) {
+    float buf[32 * 32] FL_ALIGNED, s2[FL_S2_LEN] FL_ALIGNED;
+    float s4[FL_TILE][FL_S4_LEN] FL_ALIGNED, c5[FL_TILE][FL_C5_LD] FL_ALIGNED;
+    float f6[FL_TILE][FL_F6_LD] FL_ALIGNED, logits[FL_TILE][FL_OUT_LD] FL_ALIGNED;
+    if (n < 1) return;
+    for (int t = 0; t < n; t++) {
+        k->c1(net, convert_image(in, i0 + t, buf), s2);
+        k->c3(net, s2, s4[t]);
+    }
+    k->dense(net->act, s4[0], n, FL_S4_LEN, 400, net->c5_wt, FL_C5_LD, net->c5_b, 120, c5[0],
+             FL_C5_LD);
+    k->dense(net->act, c5[0], n, FL_C5_LD, 120, net->f6_wt, FL_F6_LD, net->f6_b, 84, f6[0],
+             FL_F6_LD);
+    if (features)
+        for (int t = 0; t < n; t++) memcpy(features + (i0 + t) * 84, f6[t], 84 * sizeof(float));
     if (mode == FL_OUT_NONE) return;
-    k->dense(FL_ACT_NONE, f6, 84, net->out_wt, FL_OUT_LD, net->out_b, 10, logits);
-    finish(mode, logits, out, i);
+    k->dense(FL_ACT_NONE, f6[0], n, FL_F6_LD, 84, net->out_wt, FL_OUT_LD, net->out_b, 10,
+             logits[0], FL_OUT_LD);
+    for (int t = 0; t < n; t++) finish(mode, logits[t], out, i0 + t);
 }
 
 #ifdef FL_CHECK_FORK
@@ -153,17 +162,24 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
     if (mode < FL_OUT_LOGITS || mode > FL_OUT_NONE || (mode != FL_OUT_NONE && !out)) return FL_ERR_ARG;
     const fl_kernels *k = fl_kernels_for(isa);
     if (!k) return FL_ERR_ISA;
+    const size_t tiles = (n + FL_TILE - 1) / FL_TILE;
     size_t nt = num_threads < 1 ? 1 : (size_t)num_threads;
     if (nt > n / FL_MIN_IMAGES_PER_THREAD) nt = n / FL_MIN_IMAGES_PER_THREAD;
 #ifdef _OPENMP
     if (nt > 1 && may_go_parallel()) {
-        const long long count = (long long)n;
-#pragma omp parallel for schedule(dynamic, FL_CHUNK) num_threads((int)nt)
-        for (long long i = 0; i < count; i++) forward_one(net, k, in, (size_t)i, mode, out, features);
+        const long long count = (long long)tiles;
+#pragma omp parallel for schedule(dynamic, FL_CHUNK_TILES) num_threads((int)nt)
+        for (long long t = 0; t < count; t++) {
+            const size_t i0 = (size_t)t * FL_TILE;
+            forward_tile(net, k, in, i0, n - i0 < FL_TILE ? (int)(n - i0) : FL_TILE, mode, out,
+                         features);
+        }
         return FL_OK;
     }
 #endif
-    for (size_t i = 0; i < n; i++) forward_one(net, k, in, i, mode, out, features);
+    for (size_t i0 = 0; i0 < n; i0 += FL_TILE)
+        forward_tile(net, k, in, i0, n - i0 < FL_TILE ? (int)(n - i0) : FL_TILE, mode, out,
+                     features);
     return FL_OK;
 }
 
@@ -205,7 +221,7 @@ int fl_test_dense(int isa, int act, const float *x, const float *w, const float 
     if (wt && bp && yp) {
         pack_dense(w, n_out, n_in, NULL, wt, ld);
         memcpy(bp, b, sizeof(float) * n_out);
-        k->dense(act, x, n_in, wt, ld, bp, n_out, yp);
+        k->dense(act, x, 1, n_in, n_in, wt, ld, bp, n_out, yp, ld);
         memcpy(y, yp, sizeof(float) * n_out);
         rc = FL_OK;
     }

@@ -74,13 +74,15 @@ static void c3_f32__scalar(const fl_net *net, const float *s2, float *s4) {
         for (int p = 0; p < 25; p++) s4[p * 16 + c] = pooled[c * 25 + p];
 }
 
-static void dense_f32__scalar(int act, const float *x, int n_in, const float *wt, int ld,
-                              const float *b, int n_out, float *y) {
-    for (int o = 0; o < n_out; o++) {
-        float acc = b[o];
-        for (int k = 0; k < n_in; k++) acc += x[k] * wt[(size_t)k * ld + o];
-        y[o] = fl_act1(act, acc);
-    }
+static void dense_f32__scalar(int act, const float *x, int n_img, int ldx, int n_in,
+                              const float *wt, int ld, const float *b, int n_out, float *y,
+                              int ldy) {
+    for (int i = 0; i < n_img; i++)
+        for (int o = 0; o < n_out; o++) {
+            float acc = b[o];
+            for (int k = 0; k < n_in; k++) acc += x[(size_t)i * ldx + k] * wt[(size_t)k * ld + o];
+            y[(size_t)i * ldy + o] = fl_act1(act, acc);
+        }
 }
 
 const fl_kernels fl_kernels__scalar = {

@@ -226,35 +226,46 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     }
 }
 
-/* NB output vectors at once, NB a compile-time constant after inlining so that the
- * accumulators stay in registers. */
-FL_INLINE void dense_block(int act, const float *x, int n_in, const float *wt, int ld,
-                           const float *b, float *y, const int nb) {
-    vf acc[8];
-    for (int j = 0; j < nb; j++) acc[j] = vload(b + j * FL_W);
+/* NI images x NB output vectors at once, both compile-time constants after inlining, so that the
+ * NI*NB accumulators stay in registers: each weight vector loaded serves NI images (C5's 192 KB
+ * of weights come from L2, so sharing them is what makes the dense layers fast), each broadcast
+ * input serves NB vectors. */
+FL_INLINE void dense_block(int act, const float *x, int ldx, int n_in, const float *wt, int ld,
+                           const float *b, float *y, int ldy, const int ni, const int nb) {
+    vf acc[FL_DENSE_NI][FL_DENSE_NB];
+    FL_UNROLL for (int i = 0; i < ni; i++)
+        FL_UNROLL for (int j = 0; j < nb; j++) acc[i][j] = vload(b + j * FL_W);
     for (int k = 0; k < n_in; k++) {
-        vf xb = vset1(x[k]);
-        const float *wk = wt + (size_t)k * ld;
-        for (int j = 0; j < nb; j++) acc[j] = acc[j] + xb * vload(wk + j * FL_W);
+        vf w[FL_DENSE_NB];
+        FL_UNROLL for (int j = 0; j < nb; j++) w[j] = vload(wt + (size_t)k * ld + j * FL_W);
+        FL_UNROLL for (int i = 0; i < ni; i++) {
+            const vf xb = vset1(x[i * ldx + k]);
+            FL_UNROLL for (int j = 0; j < nb; j++) acc[i][j] = acc[i][j] + xb * w[j];
+        }
     }
-    for (int j = 0; j < nb; j++) vstore(y + j * FL_W, vact(act, acc[j]));
+    FL_UNROLL for (int i = 0; i < ni; i++)
+        FL_UNROLL for (int j = 0; j < nb; j++) vstore(y + i * ldy + j * FL_W, vact(act, acc[i][j]));
 }
 
-static void FL_FN(dense_f32)(int act, const float *x, int n_in, const float *wt, int ld,
-                             const float *b, int n_out, float *y) {
+#define FL_DENSE_CASE(NI, NB)                                                                \
+    case (NI) * 16 + (NB):                                                                   \
+        dense_block(act, x0, ldx, n_in, w0, ld, b0, y0, ldy, NI, NB);                      \
+        break;
+
+static void FL_FN(dense_f32)(int act, const float *x, int n_img, int ldx, int n_in,
+                             const float *wt, int ld, const float *b, int n_out, float *y,
+                             int ldy) {
     const int nv = (n_out + FL_W - 1) / FL_W;
-    for (int j0 = 0; j0 < nv; j0 += 8) {
+    for (int j0 = 0; j0 < nv; j0 += FL_DENSE_NB) {
+        const int nb = nv - j0 < FL_DENSE_NB ? nv - j0 : FL_DENSE_NB;
         const float *w0 = wt + j0 * FL_W, *b0 = b + j0 * FL_W;
-        float *y0 = y + j0 * FL_W;
-        switch (nv - j0 >= 8 ? 8 : nv - j0) {
-        case 8: dense_block(act, x, n_in, w0, ld, b0, y0, 8); break;
-        case 7: dense_block(act, x, n_in, w0, ld, b0, y0, 7); break;
-        case 6: dense_block(act, x, n_in, w0, ld, b0, y0, 6); break;
-        case 5: dense_block(act, x, n_in, w0, ld, b0, y0, 5); break;
-        case 4: dense_block(act, x, n_in, w0, ld, b0, y0, 4); break;
-        case 3: dense_block(act, x, n_in, w0, ld, b0, y0, 3); break;
-        case 2: dense_block(act, x, n_in, w0, ld, b0, y0, 2); break;
-        default: dense_block(act, x, n_in, w0, ld, b0, y0, 1); break;
+        for (int i0 = 0; i0 < n_img; i0 += FL_DENSE_NI) {
+            const int ni = n_img - i0 < FL_DENSE_NI ? n_img - i0 : FL_DENSE_NI;
+            const float *x0 = x + (size_t)i0 * ldx;
+            float *y0 = y + (size_t)i0 * ldy + j0 * FL_W;
+            switch (ni * 16 + nb) {
+                FL_DENSE_CASES
+            }
         }
     }
 }
