@@ -21,6 +21,15 @@ __all__ = ["Net", "load", "pretrained", "reference", "show_config", "available_i
            "__version__"]
 
 
+PRETRAINED_PATH = __import__("pathlib").Path(__file__).parent / "pretrained" / "lenet5_mnist.npz"
+
+
+def pretrained(**kwargs):
+    """The bundled LeNet-5 trained on MNIST (see fastlenet/pretrained/README.md): takes raw MNIST
+    digits (uint8 28x28, light on dark) as they are; its metadata carries the normalization."""
+    return Net.from_npz(PRETRAINED_PATH, **kwargs)
+
+
 def load(path, **kwargs):
     """Load LeNet-5 weights from a file: ``Net.from_npz(path, **kwargs)``."""
     return Net.from_npz(path, **kwargs)

@@ -8,6 +8,7 @@ copied: the engine reads each image in place, whatever its dtype and strides.
 import json
 import os
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -166,6 +167,9 @@ cdef class Net:
         std, classes, ...). Use from_weights / from_npz for other frameworks' layouts."""
         cdef fl_weights w
         cdef cnp.ndarray a
+        if meta is not None and not isinstance(meta, Mapping):
+            raise TypeError(f"meta: expected a dict of model metadata (activation, pool, mean, "
+                            f"std, classes, ...) or None; got {type(meta).__name__}")
         self._weights, found = loader.convert(weights, layout="canonical", source="weights")
         found.update(meta or {})
         self._meta = loader.check_meta(found, "meta")

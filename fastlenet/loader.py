@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import zipfile
 from typing import Any, Mapping
@@ -58,9 +59,9 @@ def read_npz(path) -> dict[str, np.ndarray]:
                                    f"**{{k: v.numpy() for k, v in model.state_dict().items()}})")
             return {m.filename[:-4] if m.filename.endswith(".npy") else m.filename:
                     _read_member(zf, m, name) for m in members if not m.is_dir()}
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
         raise FormatError(f"{name}: not a readable .npz archive ({e}); the file is truncated "
-                           f"or corrupt") from None
+                          f"or corrupt") from None
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
@@ -92,7 +93,10 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.nd
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise FormatError(f"{where}: cannot be read ({e}); the file is truncated or "
-                           f"corrupt") from None
+                          f"corrupt") from None
+    except (RuntimeError, NotImplementedError) as e:  # encrypted member, unknown compression
+        raise FormatError(f"{where}: cannot be read ({e}); numpy.savez writes plain or deflated, "
+                          f"unencrypted members") from None
     arr = np.frombuffer(data, dtype=dtype)
     order = "F" if fortran else "C"
     return arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
@@ -170,7 +174,7 @@ def check_meta(meta: Mapping[str, Any], source: str) -> dict:
                            f"{out['pool']!r}")
     for key in ("mean", "std"):
         v = out[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v):
             raise FormatError(f"{source}: {key} must be a finite number; found {v!r}")
         out[key] = float(v)
     if out["std"] <= 0:
