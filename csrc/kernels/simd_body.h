@@ -148,26 +148,24 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
     for (int c0 = 0; c0 < 6; c0 += CB) {
         const float *wc = net->c1_w + c0 * 25;
         for (int py = 0; py < 14; py++) {
-            /* acc[c][q][v]: q = 0, 1 even/odd columns of conv row 2py; 2, 3 of row 2py+1 */
-            vf acc[CB][4][NV];
-            FL_UNROLL for (int c = 0; c < CB; c++)
-                FL_UNROLL for (int q = 0; q < 4; q++)
-                    FL_UNROLL for (int v = 0; v < NV; v++) acc[c][q][v] = vset1(net->c1_b[c0 + c]);
-            FL_UNROLL for (int ky = 0; ky < 5; ky++) {
-                FL_UNROLL for (int r = 0; r < 2; r++) {
-                    const float *E = ev + (2 * py + r + ky) * FL_SPLIT_STRIDE;
-                    const float *O = od + (2 * py + r + ky) * FL_SPLIT_STRIDE;
-                    FL_UNROLL for (int v = 0; v < NV; v++) {
-                        const vf e0 = vload(E + v * FL_W), e1 = vload(E + v * FL_W + 1),
-                                 e2 = vload(E + v * FL_W + 2);
-                        const vf o0 = vload(O + v * FL_W), o1 = vload(O + v * FL_W + 1),
-                                 o2 = vload(O + v * FL_W + 2);
+            float rows[CB][16];
+            for (int v = 0; v < NV; v++) {
+                /* acc[c][q]: q = 0, 1 even/odd columns of conv row 2py; 2, 3 of row 2py+1 */
+                vf acc[CB][4];
+                FL_UNROLL for (int c = 0; c < CB; c++)
+                    FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
+                FL_UNROLL for (int ky = 0; ky < 5; ky++) {
+                    FL_UNROLL for (int r = 0; r < 2; r++) {
+                        const float *E = ev + (2 * py + r + ky) * FL_SPLIT_STRIDE + v * FL_W;
+                        const float *O = od + (2 * py + r + ky) * FL_SPLIT_STRIDE + v * FL_W;
+                        const vf e0 = vload(E), e1 = vload(E + 1), e2 = vload(E + 2);
+                        const vf o0 = vload(O), o1 = vload(O + 1), o2 = vload(O + 2);
                         FL_UNROLL for (int c = 0; c < CB; c++) {
                             /* even column 2j: taps on E[j], O[j], E[j+1], O[j+1], E[j+2];
                              * odd column 2j+1: O[j], E[j+1], O[j+1], E[j+2], O[j+2] */
                             const int k = c * 25 + ky * 5;
-#define FL_A acc[c][2 * r][v]
-#define FL_B acc[c][2 * r + 1][v]
+#define FL_A acc[c][2 * r]
+#define FL_B acc[c][2 * r + 1]
                             FL_FMA_BCAST(FL_A, e0, wc, k + 0); FL_FMA_BCAST(FL_B, o0, wc, k + 0);
                             FL_FMA_BCAST(FL_A, o0, wc, k + 1); FL_FMA_BCAST(FL_B, e1, wc, k + 1);
                             FL_FMA_BCAST(FL_A, e1, wc, k + 2); FL_FMA_BCAST(FL_B, o1, wc, k + 2);
@@ -178,15 +176,13 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
                         }
                     }
                 }
+                FL_UNROLL for (int c = 0; c < CB; c++)
+                    vstore(rows[c] + v * FL_W,
+                           vpool(pool, vact(act, acc[c][0]), vact(act, acc[c][1]),
+                                 vact(act, acc[c][2]), vact(act, acc[c][3])));
             }
-            FL_UNROLL for (int c = 0; c < CB; c++) {
-                float row[16];
-                FL_UNROLL for (int v = 0; v < NV; v++)
-                    vstore(row + v * FL_W,
-                           vpool(pool, vact(act, acc[c][0][v]), vact(act, acc[c][1][v]),
-                                 vact(act, acc[c][2][v]), vact(act, acc[c][3][v])));
-                memcpy(s2 + (c0 + c) * 196 + py * 14, row, 14 * sizeof(float));
-            }
+            for (int c = 0; c < CB; c++)
+                memcpy(s2 + (c0 + c) * 196 + py * 14, rows[c], 14 * sizeof(float));
         }
     }
 }
