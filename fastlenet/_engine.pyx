@@ -305,6 +305,8 @@ cdef class Net:
         cdef Py_ssize_t sn = 0, sh, sw
         cdef void *outp
         cdef float *featp = NULL
+        if self._c == NULL:
+            raise RuntimeError(_UNINITIALIZED)
         if cnp.PyArray_Check(x):
             a = <cnp.ndarray>x
         else:
@@ -379,6 +381,16 @@ def _f32(x, shape=None):
     return a
 
 
+_UNINITIALIZED = ("this Net has no weights (created without __init__); build it with "
+                  "fastlenet.load(), Net.from_weights() or Net(weights)")
+
+
+cdef fl_net *_net_ptr(Net net) except NULL:
+    if net._c == NULL:
+        raise RuntimeError(_UNINITIALIZED)
+    return net._c
+
+
 cdef int _isa_level(str isa) except -1:
     if isa not in available_isas():
         raise ValueError(f"isa {isa!r} not available here ({', '.join(available_isas())})")
@@ -396,14 +408,14 @@ def _kernel_activation(str isa, str act, x):
 def _kernel_c1(str isa, Net net, img):
     cdef cnp.ndarray a = _f32(img, (32, 32))
     cdef cnp.ndarray y = np.empty((6, 14, 14), np.float32)
-    fl_test_c1(_isa_level(isa), net._c, <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
+    fl_test_c1(_isa_level(isa), _net_ptr(net), <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
     return y
 
 
 def _kernel_c3(str isa, Net net, s2):
     cdef cnp.ndarray a = _f32(s2, (6, 14, 14))
     cdef cnp.ndarray y = np.empty((16, 5, 5), np.float32)
-    fl_test_c3(_isa_level(isa), net._c, <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
+    fl_test_c3(_isa_level(isa), _net_ptr(net), <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
     return y
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
-from scipy.signal import correlate
 
 from fastlenet import loader
 
@@ -46,6 +45,8 @@ def images(x: Any, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
 
 def conv5x5(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Valid cross-correlation: x (C, H, W), w (O, C, 5, 5), b (O,) -> (O, H-4, W-4)."""
+    from scipy.signal import correlate  # imported here: `import fastlenet` should stay fast
+
     out = np.empty((w.shape[0], x.shape[1] - 4, x.shape[2] - 4))
     for o in range(w.shape[0]):
         # method="direct": scipy picks FFT for large inputs, where one inf or 1e30 pixel smears
