@@ -1,0 +1,471 @@
+"""Images for the command line: read PNG/JPEG/BMP (Pillow), .npy and IDX files, and turn any
+picture of a digit into what a LeNet-5 model expects. Pure NumPy, plus Pillow for image files.
+
+    to_model_input(img, size=28)   any 2-D / HxWxC array -> uint8 (size, size), model polarity
+    read_image(path)               an image file -> 2-D uint8 (uint16 for 16-bit files)
+    read_idx(path)                 an IDX file (gzipped or not) -> ndarray
+    iter_inputs(paths)             files and folders -> Input records, lazily, in a stable order
+
+How a picture becomes a model input (MNIST's own recipe, LeCun et al.):
+1. grayscale in [0, 1]; colour by ITU-R 601 luma, transparency composited on white (a drawing
+   exported with a transparent background is dark ink on "paper");
+2. polarity: ``invert="auto"`` looks at the border (the median of a thin frame, the background
+   in any sensible picture of one digit): a light border means dark ink on light paper, which is
+   inverted for a model trained on light-on-dark digits (MNIST); ``"yes"``/``"no"`` force it;
+3. an image that is already 28x28 or 32x32 is taken as is (zero-padded 28 -> 32, or its 2-pixel
+   frame cropped 32 -> 28): it is assumed to be prepared like MNIST already;
+4. any other size: background subtracted and contrast stretched, cropped to the bounding box of
+   the ink, padded to a square, resized (area averaging) so the digit fits in 20x20, and placed
+   in the size x size frame so that its centre of mass is at the centre.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from typing import Iterable, Iterator, NamedTuple, Optional
+
+import numpy as np
+
+FOREGROUNDS = ("light-on-dark", "dark-on-light")
+INVERT_CHOICES = ("auto", "yes", "no")
+# Extensions picked up when walking a folder (files named on the command line are read whatever
+# their name: the content decides). IDX files are recognised by name (idx / -ubyte).
+IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .tif .tiff .webp .pgm .ppm .pbm .pnm"
+                             .split())
+PILLOW_HINT = "reading image files needs Pillow: pip install 'fastlenet[cli]'"
+
+# MNIST digits fit in a 20x20 box inside the 28x28 frame (the 32x32 LeNet input is that frame
+# zero-padded by 2, so the digit box is 20 there too).
+DIGIT_BOX = 20
+# A pixel counts as ink for the bounding box when it is this far from the background towards
+# the darkest/brightest ink (after contrast stretching): high enough to ignore paper texture and
+# JPEG ringing, low enough to keep thin strokes.
+INK_THRESHOLD = 0.3
+# Faint residue below this (paper texture, JPEG noise) is set to background.
+NOISE_FLOOR = 0.1
+
+
+class Input(NamedTuple):
+    """One item of iter_inputs: an image, or an error (a short message, without the path)."""
+    path: str
+    index: Optional[int]          # position inside a multi-image file (.npy batch, IDX)
+    image: Optional[np.ndarray]
+    error: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return self.path if self.index is None else f"{self.path}[{self.index}]"
+
+
+# ---- arrays -> model input ------------------------------------------------------------------
+def to_gray(img) -> np.ndarray:
+    """Any 2-D image, or HxWx1/3/4 (gray/RGB/RGBA) -> float32 2-D in [0, 1].
+
+    Value range by dtype: uint8 /255, uint16 /65535, bool 0/1; other numbers are taken as [0, 1]
+    when they fit there and as 0..255 otherwise (0..65535 above 255). Alpha composites on white.
+    """
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
+        channels = a.shape[-1]
+    elif a.ndim == 2:
+        channels = 0
+    else:
+        raise ValueError(f"expected a 2-D image or HxWx1/3/4 (gray/RGB/RGBA); got shape "
+                         f"{a.shape}")
+    if a.size == 0:
+        raise ValueError(f"empty image (shape {a.shape})")
+    if a.dtype == np.uint8:
+        g = a.astype(np.float32) / 255
+    elif a.dtype == np.uint16:
+        g = a.astype(np.float32) / 65535
+    elif a.dtype == np.bool_:
+        g = a.astype(np.float32)
+    elif a.dtype.kind in "iuf":
+        g = a.astype(np.float32)
+        if not np.isfinite(g).all():
+            raise ValueError("image has NaN or infinite values")
+        top = float(g.max())
+        g = g / (1 if top <= 1 else 255 if top <= 255 else 65535)
+        g = np.clip(g, 0, 1)
+    else:
+        raise ValueError(f"expected numeric pixels; got dtype {a.dtype}")
+    if channels in (3, 4):
+        luma = g[..., 0] * 0.299 + g[..., 1] * 0.587 + g[..., 2] * 0.114
+        g = luma if channels == 3 else luma * g[..., 3] + (1 - g[..., 3])
+    elif channels == 1:
+        g = g[..., 0]
+    return np.ascontiguousarray(g, dtype=np.float32)
+
+
+def _border(g: np.ndarray) -> float:
+    """Median brightness of a thin frame around the image: its background."""
+    h, w = g.shape
+    if min(h, w) < 3:
+        return float(np.median(g))
+    t = max(1, min(h, w) // 20)
+    ring = np.concatenate([g[:t].ravel(), g[-t:].ravel(), g[t:-t, :t].ravel(),
+                           g[t:-t, -t:].ravel()])
+    k = len(ring) // 2  # the (upper) median, without np.median's overhead
+    return float(np.partition(ring, k)[k])
+
+
+def is_light_background(img) -> bool:
+    """True for dark ink on a light background (the border is mostly bright)."""
+    return _border(to_gray(img)) > 0.5
+
+
+def to_model_input(img, size: int = 28, invert="auto",
+                   foreground: str = "light-on-dark") -> np.ndarray:
+    """An image of one digit (any size, gray or colour) -> uint8 (size, size), in the polarity
+    the model was trained on (``foreground``). See the module docstring for the recipe.
+
+    invert: "auto" (decide from the image's border), "yes"/True (invert the pixel values),
+    "no"/False (keep them).
+    """
+    if foreground not in FOREGROUNDS:
+        raise ValueError(f"foreground: expected one of {', '.join(FOREGROUNDS)}; got "
+                         f"{foreground!r}")
+    invert = {True: "yes", False: "no"}.get(invert, invert)
+    if invert not in INVERT_CHOICES:
+        raise ValueError(f"invert: expected one of {', '.join(INVERT_CHOICES)}; got {invert!r}")
+    if not isinstance(size, (int, np.integer)) or size < DIGIT_BOX:
+        raise ValueError(f"size: expected an integer >= {DIGIT_BOX}; got {size!r}")
+    a = np.asarray(img)
+    if a.dtype == np.uint8 and a.shape in ((28, 28), (32, 32)):
+        return _fast_uint8(a, size, invert, foreground)
+    g = to_gray(a)
+    model_light_ink = foreground == "light-on-dark"
+    if invert == "auto":
+        flip = (_border(g) > 0.5) == model_light_ink
+    else:
+        flip = invert == "yes"
+    if flip:
+        g = 1 - g
+    # Work with bright ink on a dark background; turn back at the end for a dark-on-light model.
+    ink = g if model_light_ink else 1 - g
+    if g.shape in ((28, 28), (32, 32)):
+        out = _fit_frame(ink, size)
+    else:
+        out = _mnistify(ink, size)
+    if not model_light_ink:
+        out = 1 - out
+    return np.rint(out * 255).astype(np.uint8)
+
+
+def _fast_uint8(a: np.ndarray, size: int, invert: str, foreground: str) -> np.ndarray:
+    """The common case (MNIST-like uint8 28/32 pictures), exactly and without a float copy."""
+    if invert == "auto":
+        flip = (_border(a) > 127.5) == (foreground == "light-on-dark")
+    else:
+        flip = invert == "yes"
+    out = 255 - a if flip else a
+    if a.shape[0] == size:
+        return np.array(out, dtype=np.uint8)
+    background = 0 if foreground == "light-on-dark" else 255
+    n, lo = a.shape[0], abs(size - a.shape[0]) // 2
+    if n < size:
+        return np.pad(out, lo, constant_values=background)
+    return np.array(out[lo:lo + size, lo:lo + size], dtype=np.uint8)
+
+
+def _fit_frame(ink: np.ndarray, size: int) -> np.ndarray:
+    """A prepared 28/32 image -> size x size: zero-pad or crop the frame equally on all sides."""
+    n = ink.shape[0]
+    if n < size:
+        lo = (size - n) // 2
+        return np.pad(ink, ((lo, size - n - lo), (lo, size - n - lo)))
+    lo = (n - size) // 2
+    return ink[lo:lo + size, lo:lo + size]
+
+
+def _mnistify(ink: np.ndarray, size: int) -> np.ndarray:
+    """Bright ink on a dark background of any size -> the MNIST recipe in a size x size frame."""
+    bg, peak = _border(ink), float(ink.max())
+    if peak - bg < 1e-3:  # blank: nothing to centre
+        return np.zeros((size, size), np.float32)
+    x = np.clip((ink - bg) / (peak - bg), 0, 1)
+    rows = np.flatnonzero((x > INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((x > INK_THRESHOLD).any(axis=0))
+    x = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    x = np.clip((x - NOISE_FLOOR) / (1 - NOISE_FLOOR), 0, 1)
+    h, w = x.shape
+    side = max(h, w)
+    square = np.zeros((side, side), np.float32)
+    square[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = x
+    box = min(DIGIT_BOX, size)
+    r = resize_matrix(side, box)
+    digit = np.clip(r @ square @ r.T, 0, 1)
+    total = float(digit.sum())
+    ys, xs = np.arange(box), np.arange(box)
+    cy = float(digit.sum(axis=1) @ ys) / total if total > 0 else (box - 1) / 2
+    cx = float(digit.sum(axis=0) @ xs) / total if total > 0 else (box - 1) / 2
+    top = int(np.clip(round((size - 1) / 2 - cy), 0, size - box))
+    left = int(np.clip(round((size - 1) / 2 - cx), 0, size - box))
+    out = np.zeros((size, size), np.float32)
+    out[top:top + box, left:left + box] = digit
+    return out
+
+
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) resampling matrix: area averaging when shrinking (every input pixel counts,
+    so thin strokes survive), linear interpolation between pixel centres when enlarging."""
+    if n_out <= n_in:
+        edges = np.linspace(0, n_in, n_out + 1)
+        j = np.arange(n_in)
+        overlap = (np.minimum(edges[1:, None], j + 1) - np.maximum(edges[:-1, None], j))
+        return (np.clip(overlap, 0, None) * (n_out / n_in)).astype(np.float32)
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    f = (pos - i0).astype(np.float32)
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), i0] += 1 - f
+    m[np.arange(n_out), i1] += f
+    return m
+
+
+# ---- files ----------------------------------------------------------------------------------
+def read_image(path) -> np.ndarray:
+    """An image file (a path or a binary file object) -> 2-D grayscale array: uint8, or uint16
+    for 16-bit grayscale files.
+
+    Pillow reads it (PNG, JPEG, BMP, GIF, TIFF, WebP, PNM...); the first frame of an animation;
+    EXIF orientation applied (phone photos); transparency composited on white; colour -> luma.
+    Raises OSError for a missing or unreadable file, ValueError for anything that is not a
+    decodable image, ImportError when Pillow is missing.
+    """
+    if hasattr(path, "read"):
+        return _decode(path)
+    with open(os.fspath(path), "rb") as f:  # OSError names the path
+        return _decode(f)
+
+
+# Formats whose files commonly carry an EXIF orientation (phone photos).
+_EXIF_FORMATS = frozenset(("JPEG", "MPO", "TIFF", "WEBP", "HEIF"))
+_PIL = None
+
+
+def _pillow():
+    global _PIL
+    if _PIL is None:
+        try:
+            from PIL import Image, ImageOps
+        except ImportError:
+            raise ImportError(PILLOW_HINT) from None
+        _PIL = Image, ImageOps
+    return _PIL
+
+
+def _decode(f) -> np.ndarray:
+    Image, ImageOps = _pillow()
+    try:
+        with Image.open(f) as im:
+            im.load()
+            if im.format in _EXIF_FORMATS:
+                im = ImageOps.exif_transpose(im)
+            return _pil_to_gray(im, Image)
+    except Image.UnidentifiedImageError:
+        raise ValueError("not an image file (expected PNG, JPEG, BMP... , .npy or IDX)") \
+            from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot decode the image ({e}); the file is truncated or "
+                         f"corrupt") from None
+
+
+def _pil_to_gray(im, Image) -> np.ndarray:
+    if im.mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)
+    if im.mode == "I":  # 32-bit integer; 16-bit PNGs open like this in some Pillow versions
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+    if im.mode == "F":
+        return to_gray(np.asarray(im, np.float32))
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("L"))
+    return np.asarray(im.convert("L"))
+
+
+# IDX: magic 0x00 0x00 <type> <ndim>, then ndim big-endian uint32 sizes, then the data.
+IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
+             0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+# Refuse headers that declare absurd sizes (a corrupt or hostile file) before allocating.
+IDX_MAX_BYTES = 1 << 34
+
+
+def _open_idx(name: str):
+    """Open an IDX file (gzip detected by its magic bytes) -> (file, dtype, shape).
+    The caller closes the file. ValueError for a bad header, naming what was found."""
+    with open(name, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    f = gzip.open(name, "rb") if gz else open(name, "rb")
+    try:
+        head = f.read(4)
+        if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_TYPES or head[3] == 0:
+            raise ValueError(f"not an IDX file (expected magic 0x0000TTNN with type TT in "
+                             f"08/09/0B/0C/0D/0E and NN dimensions; found 0x{head.hex()})")
+        ndim = head[3]
+        dims = f.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise ValueError(f"truncated IDX header (declares {ndim} dimensions)")
+        shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+        dtype = IDX_TYPES[head[2]]
+        nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if nbytes > IDX_MAX_BYTES:
+            raise ValueError(f"IDX header declares shape {shape}, {nbytes:,} bytes: corrupt?")
+        if not gz:
+            actual = os.fstat(f.fileno()).st_size - 4 - 4 * ndim
+            if actual != nbytes:
+                raise ValueError(f"IDX size mismatch: header declares shape {shape} "
+                                 f"({nbytes:,} bytes of data), the file has {actual:,}"
+                                 f" ({'truncated' if actual < nbytes else 'trailing bytes'})")
+        return f, dtype, shape
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        f.close()
+        raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
+                         f"corrupt") from None
+    except BaseException:
+        f.close()
+        raise
+
+
+def read_idx(path) -> np.ndarray:
+    """An IDX file (MNIST's format; gzipped or not, detected by content) -> ndarray with the
+    header's shape and native-endian dtype. ValueError names what is wrong (magic, truncation,
+    trailing bytes, corrupt gzip); OSError for a missing or unreadable file."""
+    name = os.fspath(path)
+    f, dtype, shape = _open_idx(name)
+    with f:
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        try:
+            data = f.read(nbytes)
+            extra = f.read(1)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
+                             f"corrupt") from None
+    if len(data) != nbytes or extra:
+        raise ValueError(f"IDX size mismatch: header declares shape {shape} ({nbytes:,} bytes "
+                         f"of data), found {len(data) + len(extra):,}"
+                         f"{'+' if extra else ''} ({'trailing bytes' if extra else 'truncated'})")
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _iter_idx(name: str) -> Iterator[Input]:
+    """Images of an IDX file one at a time (bounded memory, even for a gzipped file)."""
+    try:
+        f, dtype, shape = _open_idx(name)
+    except (OSError, ValueError) as e:
+        yield Input(name, None, None, _message(e))
+        return
+    with f:
+        if len(shape) != 3:
+            kind = "labels" if len(shape) == 1 else f"{len(shape)}-D data"
+            yield Input(name, None, None, f"an IDX file of {kind} (shape {shape}), not images "
+                                          f"(expected N x rows x cols, magic 0x00000803)")
+            return
+        item = shape[1] * shape[2] * dtype.itemsize
+        for i in range(shape[0]):
+            try:
+                data = f.read(item)
+            except (OSError, EOFError, gzip.BadGzipFile) as e:
+                data, why = b"", f" ({e})"
+            else:
+                why = ""
+            if len(data) != item:
+                yield Input(name, None, None, f"truncated or corrupt IDX file{why}: header "
+                                              f"declares {shape[0]} images, read {i}")
+                return
+            yield Input(name, i, np.frombuffer(data, dtype).reshape(shape[1:]))
+
+
+def _iter_npy(name: str) -> Iterator[Input]:
+    try:
+        a = np.load(name, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        yield Input(name, None, None, f"cannot read the .npy array ({e})")
+        return
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)):
+        yield Input(name, None, np.asarray(a))
+    elif a.ndim == 3 or (a.ndim == 4 and a.shape[-1] in (1, 3, 4)):
+        for i in range(a.shape[0]):
+            yield Input(name, i, np.asarray(a[i]))
+    elif a.ndim == 4 and a.shape[1] == 1:
+        for i in range(a.shape[0]):
+            yield Input(name, i, np.asarray(a[i, 0]))
+    else:
+        yield Input(name, None, None, f"an array of shape {a.shape} is neither an image (H, W), "
+                                      f"(H, W, C) nor a batch (N, H, W), (N, 1, H, W), "
+                                      f"(N, H, W, C)")
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+
+
+def read_file(path) -> Iterator[Input]:
+    """The images of one file, whatever its name: the first bytes say .npy, IDX (raw or
+    gzipped) or an image for Pillow."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            head = f.read(8)
+            if not (head.startswith(b"\x93NUMPY") or head[:2] in (b"\x1f\x8b", b"\x00\x00")):
+                f.seek(0)
+                image = read_image(f)
+    except (OSError, ValueError, ImportError) as e:
+        yield Input(name, None, None, _message(e))
+        return
+    if head.startswith(b"\x93NUMPY"):
+        yield from _iter_npy(name)
+    elif head[:2] in (b"\x1f\x8b", b"\x00\x00"):
+        yield from _iter_idx(name)
+    else:
+        yield Input(name, None, image)
+
+
+def _natural(name: str):
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+def is_input_name(name: str) -> bool:
+    """Files a folder walk picks up: images by extension, .npy, IDX by name."""
+    low = name.lower()
+    ext = os.path.splitext(low[:-3] if low.endswith(".gz") else low)[1]
+    return (ext in IMAGE_EXTENSIONS or ext == ".npy" or "idx" in low or "-ubyte" in low)
+
+
+def _walk(top: str, seen: set) -> Iterator[Input]:
+    """Files under a folder, depth first, entries in natural order (img2 before img10), hidden
+    entries skipped. Only one directory's names are held at a time; symlink loops are cut."""
+    try:
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(top) as it:
+            entries = sorted(((e.name, e.is_dir()) for e in it if not e.name.startswith(".")),
+                             key=lambda t: _natural(t[0]))
+    except OSError as e:
+        yield Input(top, None, None, _message(e))
+        return
+    for name, is_dir in entries:
+        path = os.path.join(top, name)
+        if is_dir:
+            yield from _walk(path, seen)
+        elif is_input_name(name):
+            yield from read_file(path)
+
+
+def iter_inputs(paths: Iterable) -> Iterator[Input]:
+    """Files and folders -> Input records, lazily, in order: each path as given, folders
+    recursively in natural sorted order. Errors (missing, unreadable, not an image) are records
+    with ``error`` set, so the caller can report them and go on."""
+    for p in paths:
+        name = os.fspath(p)
+        if os.path.isdir(name):
+            yield from _walk(name, set())
+        else:
+            yield from read_file(name)
