@@ -222,17 +222,20 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     }
 }
 
-/* NI images x NB output vectors at once, both compile-time constants after inlining, so that the
+#define FL_DENSE_NB1 8
+
+/* NI images x NB output vectors at once (NB <= FL_DENSE_NB1, the widest pass, used for single
+ * images), both compile-time constants after inlining, so that the
  * NI*NB accumulators stay in registers: each weight vector loaded serves NI images (C5's 192 KB
  * of weights come from L2, so sharing them is what makes the dense layers fast), each broadcast
  * input serves NB vectors. */
 FL_INLINE void dense_block(int act, const float *x, int ldx, int n_in, const float *wt, int ld,
                            const float *b, float *y, int ldy, const int ni, const int nb) {
-    vf acc[FL_DENSE_NI][FL_DENSE_NB];
+    vf acc[FL_DENSE_NI][FL_DENSE_NB1];
     FL_UNROLL for (int i = 0; i < ni; i++)
         FL_UNROLL for (int j = 0; j < nb; j++) acc[i][j] = vload(b + j * FL_W);
     for (int k = 0; k < n_in; k++) {
-        vf w[FL_DENSE_NB];
+        vf w[FL_DENSE_NB1];
         FL_UNROLL for (int j = 0; j < nb; j++) w[j] = vload(wt + (size_t)k * ld + j * FL_W);
         FL_UNROLL for (int i = 0; i < ni; i++) {
             const vf xb = vset1(x[i * ldx + k]);
@@ -248,10 +251,28 @@ FL_INLINE void dense_block(int act, const float *x, int ldx, int n_in, const flo
         dense_block(act, x0, ldx, n_in, w0, ld, b0, y0, ldy, NI, NB);                      \
         break;
 
+#define FL_DENSE_CASE1(NB)                                                                   \
+    case NB:                                                                                 \
+        dense_block(act, x, ldx, n_in, w0, ld, b0, y0, ldy, 1, NB);                        \
+        break;
+#define FL_DENSE_CASES1                                                                      \
+    FL_DENSE_CASE1(1) FL_DENSE_CASE1(2) FL_DENSE_CASE1(3) FL_DENSE_CASE1(4)                  \
+    FL_DENSE_CASE1(5) FL_DENSE_CASE1(6) FL_DENSE_CASE1(7) FL_DENSE_CASE1(8)
+
 static void FL_FN(dense_f32)(int act, const float *x, int n_img, int ldx, int n_in,
                              const float *wt, int ld, const float *b, int n_out, float *y,
                              int ldy) {
     const int nv = (n_out + FL_W - 1) / FL_W;
+    if (n_img == 1) { /* one image: more output vectors per pass, for more FMA chains */
+        for (int j0 = 0; j0 < nv; j0 += FL_DENSE_NB1) {
+            const float *w0 = wt + j0 * FL_W, *b0 = b + j0 * FL_W;
+            float *y0 = y + j0 * FL_W;
+            switch (nv - j0 < FL_DENSE_NB1 ? nv - j0 : FL_DENSE_NB1) {
+                FL_DENSE_CASES1
+            }
+        }
+        return;
+    }
     for (int j0 = 0; j0 < nv; j0 += FL_DENSE_NB) {
         const int nb = nv - j0 < FL_DENSE_NB ? nv - j0 : FL_DENSE_NB;
         const float *w0 = wt + j0 * FL_W, *b0 = b + j0 * FL_W;
