@@ -101,10 +101,11 @@ def plot(med, engines, batches, threads, path):
         ax.set_ylabel("images / s (log)")
         ax.set_title(f"LeNet-5 float32, {t} thread{'s' if t > 1 else ''}")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(engines), fontsize=8)
     fig.suptitle(f"{platform.processor() or platform.machine()}, fastlenet {fastlenet.__version__} "
                  f"({fastlenet.default_isa()})", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
 
 

@@ -133,6 +133,11 @@ SHAPE_HELP = ("expected an image of shape (32, 32) or a batch (N, 32, 32), (N, 1
               "(N, 32, 32, 1); 28x28 images are accepted and zero-padded to 32x32")
 
 
+cdef inline const float *_data(cnp.ndarray a):
+    """The buffer of a C-contiguous float32 array (the loader guarantees both)."""
+    return <const float *>cnp.PyArray_DATA(a)
+
+
 cdef inline int _dtype_code(int typenum):
     if typenum == cnp.NPY_FLOAT32:
         return FL_DTYPE_F32
@@ -166,27 +171,18 @@ cdef class Net:
         """weights: canonical mapping (see fastlenet.loader); meta: dict (activation, pool, mean,
         std, classes, ...). Use from_weights / from_npz for other frameworks' layouts."""
         cdef fl_weights w
-        cdef cnp.ndarray a
         if meta is not None and not isinstance(meta, Mapping):
             raise TypeError(f"meta: expected a dict of model metadata (activation, pool, mean, "
                             f"std, classes, ...) or None; got {type(meta).__name__}")
         self._weights, found = loader.convert(weights, layout="canonical", source="weights")
         found.update(meta or {})
         self._meta = loader.check_meta(found, "meta")
-        arrays = [self._weights[k] for k in loader.CANONICAL_SHAPES]
-        ptrs = []
-        for a in arrays:
-            ptrs.append(<Py_ssize_t>cnp.PyArray_DATA(a))
-        w.c1_w = <const float *><Py_ssize_t>ptrs[0]
-        w.c1_b = <const float *><Py_ssize_t>ptrs[1]
-        w.c3_w = <const float *><Py_ssize_t>ptrs[2]
-        w.c3_b = <const float *><Py_ssize_t>ptrs[3]
-        w.c5_w = <const float *><Py_ssize_t>ptrs[4]
-        w.c5_b = <const float *><Py_ssize_t>ptrs[5]
-        w.f6_w = <const float *><Py_ssize_t>ptrs[6]
-        w.f6_b = <const float *><Py_ssize_t>ptrs[7]
-        w.out_w = <const float *><Py_ssize_t>ptrs[8]
-        w.out_b = <const float *><Py_ssize_t>ptrs[9]
+        d = self._weights
+        w.c1_w, w.c1_b = _data(d["c1.weight"]), _data(d["c1.bias"])
+        w.c3_w, w.c3_b = _data(d["c3.weight"]), _data(d["c3.bias"])
+        w.c5_w, w.c5_b = _data(d["c5.weight"]), _data(d["c5.bias"])
+        w.f6_w, w.f6_b = _data(d["f6.weight"]), _data(d["f6.bias"])
+        w.out_w, w.out_b = _data(d["output.weight"]), _data(d["output.bias"])
         self._c = fl_net_create(&w, ACTIVATIONS[self._meta["activation"]],
                                 POOLS[self._meta["pool"]])
         if self._c == NULL:
