@@ -14,7 +14,7 @@ import pytest
 import fastlenet
 from fastlenet.loader import CANONICAL_SHAPES, WeightsError
 
-from conftest import images, make_net
+from _helpers import images, make_net
 
 
 def _all(*parts: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from fastlenet import reference
 
-from conftest import (LOGIT_TOL, _session_weights, forward_direct, images, make_net, ref_logits)
+from _helpers import (LOGIT_TOL, _session_weights, forward_direct, images, make_net, ref_logits)
 
 MNIST_META = {"mean": 0.1307, "std": 0.3081}
 

@@ -10,7 +10,7 @@ import pytest
 import fastlenet
 from fastlenet import _engine
 
-from conftest import ACT64, ACTIVATIONS, ISAS, POOLS, conv5x5_direct, make_net, pool2x2_np
+from _helpers import ACT64, ACTIVATIONS, ISAS, POOLS, conv5x5_direct, make_net, pool2x2_np
 
 # Per-operator tolerances (absolute).
 ACT_TOL = 1e-6      # the vectorised activations: ~1e-6 absolute (ARCHITECTURE.md)

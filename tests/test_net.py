@@ -11,7 +11,7 @@ import pytest
 import fastlenet
 from fastlenet import reference
 
-from conftest import (ACTIVATIONS, BANK, ISA_TOL, LOGIT_TOL, POOLS, _session_weights,
+from _helpers import (ACTIVATIONS, BANK, ISA_TOL, LOGIT_TOL, POOLS, _session_weights,
                       assert_predictions_match, images, make_net, ref_features, ref_logits,
                       softmax64)
 

@@ -14,7 +14,7 @@ import fastlenet
 from fastlenet import _engine
 from fastlenet.loader import CANONICAL_SHAPES, WeightsError
 
-from conftest import images
+from _helpers import images
 
 META = {"activation": "relu", "pool": "max", "mean": 0.1307, "std": 0.3081,
         "classes": list("ABCDEFGHIJ")}

@@ -14,7 +14,7 @@ import pytest
 
 import fastlenet
 
-from conftest import ISA_TOL, SEED, images, make_net
+from _helpers import ISA_TOL, SEED, images, make_net
 
 RAGGED = 1003  # not a multiple of any chunk, tile or thread count
 
@@ -106,7 +106,7 @@ FORK_SCRIPT = r"""
 import os, sys, time
 import numpy as np
 sys.path.insert(0, {tests!r})
-from conftest import images, make_net
+from _helpers import images, make_net
 
 net = make_net(num_threads=2)
 x = images(500)
