@@ -1,6 +1,8 @@
 /* The SIMD kernels, written once over a vector of FL_W floats (GCC/Clang vector extensions) and
  * compiled once per ISA by avx2.c (FL_W 8) and avx512.c (FL_W 16) under that ISA's target
- * pragma. The including file defines FL_W, FL_SUFFIX, FL_C1_CB and FL_C3_CC.
+ * pragma. The including file defines FL_W, FL_SUFFIX, the register blocking (FL_C1_CB, FL_C3_CC,
+ * FL_DENSE_NI, FL_DENSE_NB, FL_DENSE_CASES) and may provide ISA instructions (FL_FMA_BCAST,
+ * FL_RCP, FL_MIN_KEEP_NAN / FL_MAX_KEEP_NAN); portable C stands in for any it leaves out.
  *
  * Schedule (one image, everything in L1):
  *  - C1: pixels in lanes. The 32x32 image is split into even and odd columns, so that the conv
@@ -8,7 +10,8 @@
  *    pooling then needs no shuffles. FL_C1_CB output channels share each input load.
  *  - C3: the 16 output channels in lanes. Each tap is one vector load of 16 weights, reused by
  *    2 conv rows x FL_C3_CC columns of broadcast inputs (register-blocked accumulators).
- *  - dense: outputs in lanes, weights transposed [in][out], one broadcast input per row.
+ *  - dense: outputs in lanes, weights transposed [in][out], one broadcast input per row; a tile
+ *    of FL_DENSE_NI images shares each weight vector loaded.
  * Accumulation order per output equals the scalar kernel's (bias, then channel, row, column), but
  * FMA rounds once per step, so results differ from scalar within float32 rounding.
  * Tails: 14 pooled columns live in a 16-float buffer and are copied out, never stored past the
