@@ -118,6 +118,8 @@ def main(argv=None):
     ap.add_argument("--all-isas", action="store_true", help="fastlenet at every ISA level")
     ap.add_argument("--torch-compile", action="store_true", help="also torch.compile (slow)")
     ap.add_argument("--reference", action="store_true", help="also the SciPy reference (batch 1)")
+    ap.add_argument("--only", nargs="+", metavar="ENGINE",
+                    help="measure only these engines besides fastlenet (e.g. onnxruntime torch.compile)")
     ap.add_argument("--plot", help="write a bar chart (PNG) here")
     ap.add_argument("--json", help="write the raw timings here")
     args = ap.parse_args(argv)
@@ -135,6 +137,9 @@ def main(argv=None):
         else:
             engines.append(peer)
 
+    if args.only:
+        engines = [e for e in engines if e.startswith("fastlenet") or e in args.only]
+        engines += [e for e in args.only if e not in engines and not bench.unavailable(e)]
     weights, meta = bench.random_weights(0), {"activation": "tanh", "pool": "avg"}
     times = measure(engines, args.batches, args.threads, args.rounds, args.seconds, weights, meta)
     text, med = table(times, engines, args.batches, args.threads)

@@ -154,10 +154,10 @@ def _torch_module(weights, meta):
 def make_torch(weights, meta, threads) -> Runner:
     import torch
 
-    torch.set_num_threads(threads)
     model = _torch_module(weights, meta)
 
     def run(x):
+        torch.set_num_threads(threads)  # process-wide in torch: set on every call
         with torch.inference_mode():
             return model(torch.from_numpy(x)).numpy()
 
@@ -168,11 +168,11 @@ def make_torch_compile(weights, meta, threads) -> Runner:
     import torch
     import torch._inductor.config as inductor
 
-    torch.set_num_threads(threads)
     inductor.freezing = True
     model = torch.compile(_torch_module(weights, meta))
 
     def run(x):
+        torch.set_num_threads(threads)  # process-wide in torch: set on every call
         with torch.inference_mode():
             return model(torch.from_numpy(x)).numpy()
 
