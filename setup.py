@@ -50,8 +50,8 @@ class BuildExt(build_ext):
     def build_extensions(self):
         unix = self.compiler.compiler_type == "unix"
         cflags = ["-O3", "-std=gnu11", "-fno-math-errno"] if unix else ["/O2"]
-        if os.environ.get("FASTLENET_NATIVE") == "1" and unix:
-            cflags.append("-march=native")
+        native = os.environ.get("FASTLENET_NATIVE") == "1" and unix
+        cflags += ["-march=native"] if native else []  # opt-in only: FASTLENET_NATIVE=1
         omp = ["-fopenmp"] if unix else ["/openmp"]
         if os.environ.get("FASTLENET_NO_OPENMP") != "1" and _compiler_accepts(
             self.compiler, omp, OPENMP_PROBE
