@@ -28,9 +28,12 @@ N_DIGITS = 40
 
 
 def run(*args, cwd=None):
+    """`python -m fastlenet ARGS`, from tests/ by default: never from the project root, whose
+    source folder would shadow an installed (non-editable) fastlenet."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "fastlenet", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+                          capture_output=True, text=True, timeout=120,
+                          cwd=cwd or os.path.dirname(os.path.abspath(__file__)), env=env)
 
 
 def write_idx(path, arr, gz=False):

@@ -3,6 +3,7 @@ dtypes, bad weights, hostile or broken files, bad metadata, bad settings. Never 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import re
 import struct
@@ -458,5 +459,6 @@ def test_kernel_hooks_refuse_an_uninitialized_net():
             "        pass\n"
             "    else:\n"
             "        raise SystemExit(3)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])

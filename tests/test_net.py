@@ -210,6 +210,6 @@ def test_isa_env_sets_the_default_at_import():
             "print(fastlenet.default_isa(), net.isa, fastlenet.detected_isa())")
     env = dict(os.environ, FASTLENET_ISA="scalar")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=env)
+                         env=env, cwd=os.path.dirname(os.path.abspath(__file__)))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["scalar", "scalar", fastlenet.detected_isa()]

@@ -151,7 +151,7 @@ def test_fork_child_does_not_hang():
     script = FORK_SCRIPT.format(tests=tests, child_timeout=20)
     env = dict(os.environ, FASTLENET_TEST_SEED=str(SEED))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, env=env)
+                          timeout=60, env=env, cwd=tests)
     out = proc.stdout + proc.stderr
     assert "CHILD HUNG" not in out, out
     assert proc.returncode == 0, out
