@@ -13,7 +13,6 @@ from collections.abc import Mapping
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
 
 from fastlenet import loader
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 from typing import Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
+
+from fastlenet.formats import natural_key
 
 FOREGROUNDS = ("light-on-dark", "dark-on-light")
 INVERT_CHOICES = ("auto", "yes", "no")
@@ -426,9 +427,6 @@ def read_file(path) -> Iterator[Input]:
         yield Input(name, None, image)
 
 
-def _natural(name: str):
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
-
 
 def is_input_name(name: str) -> bool:
     """Files a folder walk picks up: images by extension, .npy, IDX by name."""
@@ -447,7 +445,7 @@ def _walk(top: str, seen: set) -> Iterator[Input]:
         seen.add((st.st_dev, st.st_ino))
         with os.scandir(top) as it:
             entries = sorted(((e.name, e.is_dir()) for e in it if not e.name.startswith(".")),
-                             key=lambda t: _natural(t[0]))
+                             key=lambda t: natural_key(t[0]))
     except OSError as e:
         yield Input(top, None, None, _message(e))
         return

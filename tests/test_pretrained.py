@@ -1,6 +1,5 @@
 """The bundled pretrained model: its metadata, its accuracy through every ISA, its agreement
 with the reference, and the inputs a user feeds it (raw MNIST digits, PNGs loaded directly)."""
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +62,8 @@ def test_png_loaded_directly(tmp_path, sample):
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist not present")
 def test_accuracy_on_the_10000_mnist_test_digits():
-    def idx(name):
-        raw = gzip.open(MNIST / name).read()
-        dims = np.frombuffer(raw[4:4 + 4 * raw[3]], ">u4")
-        return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
-
-    x, y = idx("t10k-images-idx3-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz")
+    x = images.read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
+    y = images.read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
     acc = (fastlenet.pretrained().predict(x) == y).mean()
     assert acc >= 0.99
     assert acc == pytest.approx(fastlenet.pretrained().meta["test_accuracy"], abs=1e-4)
