@@ -104,10 +104,48 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.nd
 
 # ---- conversion -----------------------------------------------------------------------------
 def read_weights(path) -> dict[str, np.ndarray]:
-    """The arrays of a weights file: an .npz, or an .onnx model (needs the `onnx` extra)."""
-    if os.fspath(path).lower().endswith(".onnx"):
+    """The arrays of a weights file: an .npz, an .onnx model (needs the `onnx` extra), a
+    .safetensors file, a Keras .keras archive or .h5 / .weights.h5 file (needs the `keras`
+    extra: h5py). Chosen by suffix, else by the file's first bytes."""
+    name = os.fspath(path).lower()
+    if name.endswith(".onnx"):
         return formats.onnx_arrays(path)
+    kind = _sniff(path) if not name.endswith((".npz", ".pt", ".pth")) else "npz"
+    if kind == "safetensors":
+        from fastlenet.formats import safetensors
+
+        return safetensors.read(path, MAX_ARRAY_ELEMENTS)
+    if kind in ("keras", "h5"):
+        from fastlenet.formats import keras_files
+
+        read = keras_files.read_keras if kind == "keras" else keras_files.read_h5
+        return read(path, MAX_ARRAY_ELEMENTS)
     return read_npz(path)
+
+
+def _sniff(path) -> str:
+    """'safetensors', 'keras', 'h5' or 'npz' (whose reader explains anything else)."""
+    from fastlenet.formats import keras_files, safetensors
+
+    name = os.fspath(path).lower()
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith(".keras"):
+        return "keras"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    try:
+        with open(os.fspath(path), "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return "npz"  # read_npz reports it
+    if head.startswith(keras_files.HDF5_MAGIC):
+        return "h5"
+    if safetensors.looks_like_safetensors(head):
+        return "safetensors"
+    if head.startswith(b"PK") and keras_files.is_keras_archive(path):
+        return "keras"
+    return "npz"
 
 
 def inspect(source, layout: str = "auto", strict: bool = True) -> formats.Conversion:
