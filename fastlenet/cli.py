@@ -496,6 +496,9 @@ def cmd_inspect(args) -> int:
     print(f"{args.weights}")
     print(conv.describe())
     print(f"parameters: {count:,}")
+    chans = "1 channel (grayscale)" if conv.in_channels == 1 else f"{conv.in_channels} channels (RGB)"
+    print(f"input: {chans}, {meta.get('input_size') or 32}x{meta.get('input_size') or 32}")
+    print(f"classes: {conv.num_classes}")
     if conv.meta:
         print("metadata:")
         for key, value in conv.meta.items():

@@ -13,8 +13,8 @@ size is checked before it is decompressed.
 
 Layer order comes from the file's own records: the config's layer list (.keras, and the legacy
 model_config), the `layer_names` / `weight_names` attributes (legacy .h5), or for a bare
-`.weights.h5` the groups' creation order when the file tracks it, else the order in which the
-groups were written (their object addresses). The arrays are then placed into LeNet-5's slots by
+`.weights.h5` the groups' creation order when the file tracks it, else Keras 3's numbering of
+the layer groups (conv2d, conv2d_1, ... in model order; each carries the layer's own name). The arrays are then placed into LeNet-5's slots by
 shape and by their layer groups (fastlenet.formats.convert), so the order only ever breaks ties.
 Optimizer state (Keras saves it beside the weights of a compiled model) is skipped: such files
 load with strict=True.
@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from fastlenet.formats import META_KEY, FormatError
+from fastlenet.formats import META_KEY, FormatError, natural_key
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
@@ -189,8 +189,10 @@ def _hard(h5py, group, key) -> bool:
 
 
 def _children(h5py, group) -> List[str]:
-    """The group's hard-linked members in creation order when tracked, else in the order they
-    were written (object addresses)."""
+    """The group's hard-linked members in creation order when the file tracks it, else in
+    Keras 3's own numbering: it names each layer's group after its class with a counter in model
+    order (conv2d, conv2d_1, ..., dense_2; the layer's own name is the vars group's `name`
+    attribute), so natural order is model order within each class."""
     keys = [k for k in group.keys() if _hard(h5py, group, k)]
     try:
         tracked = group.id.get_create_plist().get_link_creation_order()
@@ -198,7 +200,7 @@ def _children(h5py, group) -> List[str]:
         tracked = 0
     if tracked:
         return keys  # h5py lists a creation-order-tracked group in that order
-    return sorted(keys, key=lambda k: h5py.h5o.get_info(group[k].id).addr)
+    return sorted(keys, key=natural_key)
 
 
 def _read_dataset(h5py, ds, where: str, max_elements: int) -> np.ndarray:
@@ -233,6 +235,11 @@ def _keras3_layers(h5py, f, where: str, max_elements: int) -> Dict[str, List[np.
             path = f"{prefix}{lname}"
             if "vars" in layer and _hard(h5py, layer, "vars"):
                 vars_ = layer["vars"]
+                own = vars_.attrs.get("name")  # the layer's name, as in the model's config
+                if isinstance(own, bytes):
+                    own = own.decode("utf-8", "replace")
+                if isinstance(own, str) and own and f"{prefix}{own}" not in out:
+                    path = f"{prefix}{own}"
                 idx = sorted((k for k in vars_.keys() if k.isdigit() and _hard(h5py, vars_, k)),
                              key=int)
                 if idx:
