@@ -211,7 +211,7 @@ def cmd_predict(args) -> int:
 
     net = _load_net(args.weights, args.layout, args.threads)
     size, fg = _model_geometry(net)
-    k = min(args.top_k, 10)
+    k = min(args.top_k, net.num_classes)
     writer = _Writer(args.format, net.classes, k, sys.stdout)
     progress = _Progress(args.progress, "predict")
     done, stats = 0, {"failed": 0}
