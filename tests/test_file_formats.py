@@ -338,3 +338,33 @@ def test_inspect_shows_classes_and_channels(name):
     k, c = int(e["num_classes"]), int(e["in_channels"])
     assert f"classes: {k}" in r.stdout
     assert f"input: {c} channel" in r.stdout
+
+
+def test_legacy_h5_with_a_keras_2_2_config_and_tf_weight_names(tmp_path):
+    """Keras <= 2.2 stored a Sequential config as the bare layer list, and tf.keras names weights
+    'conv2d/kernel:0': both read as the same model."""
+    import shutil
+
+    h5py = pytest.importorskip("h5py")
+    e = _expect("keras_letters26")
+    path = tmp_path / "old.h5"
+    shutil.copy(DATA / "keras_letters26.h5", path)
+    with h5py.File(path, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        cfg["config"] = cfg["config"]["layers"]
+        f.attrs["model_config"] = json.dumps(cfg).encode()
+        mw = f["model_weights"]
+        for lname in [n.decode() if isinstance(n, bytes) else n for n in mw.attrs["layer_names"]]:
+            g = mw[lname]
+            names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
+            new = []
+            for n in names:
+                tf_name = n.split("/", 1)[1] + ":0"  # sequential/conv2d/kernel -> conv2d/kernel:0
+                g[tf_name] = g[n][()]
+                del g[n]
+                new.append(tf_name.encode())
+            if new:
+                g.attrs["weight_names"] = new
+    net = fastlenet.load(path)
+    assert net.activation == "tanh" and net.num_classes == 26
+    np.testing.assert_allclose(net.logits(e["x"]), e["logits"], rtol=0, atol=TOL)

@@ -290,9 +290,11 @@ def _legacy_layers(h5py, group, where: str, max_elements: int) -> Dict[str, np.n
 # ---- the architecture from a Keras config -----------------------------------------------------
 def _config_layers(config, where: str) -> List[Dict[str, Any]]:
     """[{class_name, name, config}] of a Sequential or Functional model, in model order."""
-    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+    if not isinstance(config, dict) or not isinstance(config.get("config"), (dict, list)):
         raise FormatError(f"{where}: expected a Keras model config (class_name, config)")
-    layers = config["config"].get("layers")
+    # Keras <= 2.2 wrote a Sequential's config as the bare layer list
+    layers = config["config"] if isinstance(config["config"], list) else \
+        config["config"].get("layers")
     if not isinstance(layers, list):
         raise FormatError(f"{where}: a {config.get('class_name')!r} model without a layer list; "
                           f"fastlenet reads Sequential and Functional models (subclassed models: "
