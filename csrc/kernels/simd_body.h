@@ -142,7 +142,9 @@ static void FL_FN(act_f32)(int act, const float *x, float *y, size_t n) {
  * stay compile-time constants (FL_FMA_BCAST needs them): the channel moves the base pointer. */
 FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int NC) {
     enum { NV = 16 / FL_W, CB = FL_C1_CB };
-    float ev[NC][32 * FL_SPLIT_STRIDE] FL_ALIGNED, od[NC][32 * FL_SPLIT_STRIDE] FL_ALIGNED;
+    /* Sized for the most channels (a VLA of NC would address them through registers). */
+    float ev[FL_MAX_CHANNELS][32 * FL_SPLIT_STRIDE] FL_ALIGNED;
+    float od[FL_MAX_CHANNELS][32 * FL_SPLIT_STRIDE] FL_ALIGNED;
     for (int ci = 0; ci < NC; ci++)
         for (int y = 0; y < 32; y++) {
             const float *src = img + ci * 32 * 32 + y * 32;
