@@ -510,7 +510,35 @@ def file_fixtures(manifest):
                       notes='model.save_weights("m.weights.h5"); layer names zeta, alpha, mid, '
                             "c5, out (sorted names are not layer order)")
 
-    # d) traffic signs (GTSRB, 43 classes), RGB 32x32x3, Functional API, ReLU + max pooling:
+    # d) a subclassed keras.Model (layers as attributes; EMNIST ByClass, 62 classes):
+    #    save_weights stores attribute-named groups (conv1/vars ...), not layers/<name>
+    class SubLeNet(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.pool = L.Conv2D(6, 5, activation="tanh"), L.AveragePooling2D(2)
+            self.conv2, self.flat = L.Conv2D(16, 5, activation="tanh"), L.Flatten()
+            self.fc1, self.fc2 = L.Dense(120, activation="tanh"), L.Dense(84, activation="tanh")
+            self.head = L.Dense(62)
+
+        def call(self, t):
+            t = self.flat(self.pool(self.conv2(self.pool(self.conv1(t)))))
+            return self.head(self.fc2(self.fc1(t)))
+
+    m = SubLeNet()
+    x = make_x_geom(1)
+    m(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))  # build
+    m.save_weights(str(OUT / "keras_subclassed62.weights.h5"))
+    h = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    h = m.fc2(m.fc1(m.flat(m.pool(m.conv2(m.pool(m.conv1(h)))))))
+    lg = keras.ops.matmul(h, m.head.kernel) + m.head.bias
+    save_file_fixture("keras_subclassed62", "keras_subclassed62.weights.h5", x,
+                      keras.ops.convert_to_numpy(lg), keras.ops.convert_to_numpy(h),
+                      keras.ops.convert_to_numpy(keras.ops.softmax(lg, axis=-1)),
+                      framework="keras", load_kwargs={"activation": "tanh", "pool": "avg"},
+                      notes="subclassed keras.Model, model.save_weights: groups conv1/vars, "
+                            "fc1/vars ... named by attribute")
+
+    # e) traffic signs (GTSRB, 43 classes), RGB 32x32x3, Functional API, ReLU + max pooling:
     #    model.save("m.keras")
     inp = keras.Input((32, 32, 3))
     t = L.MaxPooling2D(2)(L.Conv2D(6, 5, activation="relu")(inp))

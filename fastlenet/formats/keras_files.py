@@ -98,8 +98,11 @@ def read_keras(path, max_elements: int) -> Dict[str, np.ndarray]:
         config = json.loads(blobs["config.json"].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FormatError(f"{name}: config.json is not valid JSON ({e})") from None
-    layers = _config_layers(config, f"{name}: config.json")
-    meta = _architecture(layers, f"{name}: config.json")
+    if _is_subclassed(config):  # no layer list: the weights only, keywords say the rest
+        layers, meta = [], {}
+    else:
+        layers = _config_layers(config, f"{name}: config.json")
+        meta = _architecture(layers, f"{name}: config.json")
     h5py = _h5py()
     where = f"{name}: model.weights.h5"
     with _open_h5(h5py, io.BytesIO(blobs["model.weights.h5"]), where) as f:
@@ -111,8 +114,16 @@ def read_keras(path, max_elements: int) -> Dict[str, np.ndarray]:
     for lname in order:
         for key, arr in _name_vars(lname, found[lname], kinds.get(lname)):
             arrays[key] = arr
-    arrays[META_KEY] = np.array(json.dumps(meta))
+    if meta:
+        arrays[META_KEY] = np.array(json.dumps(meta))
     return arrays
+
+
+def _is_subclassed(config) -> bool:
+    """A subclassed keras.Model's config records no layers (only its constructor arguments)."""
+    return (isinstance(config, dict) and isinstance(config.get("config"), dict) and
+            "layers" not in config["config"] and
+            config.get("class_name") not in ("Sequential", "Functional"))
 
 
 # ---- .h5 files --------------------------------------------------------------------------------
@@ -142,16 +153,12 @@ def read_h5(path, max_elements: int) -> Dict[str, np.ndarray]:
             arrays = _legacy_layers(h5py, f["model_weights"], name, max_elements)
         elif "layer_names" in f.attrs:
             arrays = _legacy_layers(h5py, f, name, max_elements)
-        elif "layers" in f:
+        else:
             found = _keras3_layers(h5py, f, name, max_elements)
             arrays = {}
             for lname, vars_ in found.items():
                 for key, arr in _name_vars(lname, vars_, None):
                     arrays[key] = arr
-        else:
-            raise FormatError(f"{name}: an HDF5 file without Keras weights (no model_weights "
-                              f"group, layer_names attribute or layers group; it holds "
-                              f"{', '.join(list(f)[:6]) or 'nothing'})")
     if meta:
         arrays[META_KEY] = np.array(json.dumps(meta))
     return arrays
@@ -218,19 +225,25 @@ def _read_dataset(h5py, ds, where: str, max_elements: int) -> np.ndarray:
     return np.asarray(ds[()])
 
 
-def _keras3_layers(h5py, f, where: str, max_elements: int) -> Dict[str, List[np.ndarray]]:
-    """Keras 3 weights: {layer path: [vars in their index order]} for every layer with weights,
-    under the `layers` group (nested models recurse: outer/inner). The optimizer group and the
-    model's own top-level vars (empty for LeNet-5) are skipped."""
-    out: Dict[str, List[np.ndarray]] = {}
-    if "layers" not in f or not _hard(h5py, f, "layers"):
-        raise FormatError(f"{where}: no 'layers' group; expected Keras 3 weights "
-                          f"(layers/<name>/vars/0, 1, ...)")
+# Groups at the root of a Keras 3 weights file that hold training state, not layers.
+_TRAINING_STATE = ("optimizer", "metrics", "compile_metrics", "loss")
 
-    def walk(group, prefix):
+
+def _keras3_layers(h5py, f, where: str, max_elements: int) -> Dict[str, List[np.ndarray]]:
+    """Keras 3 weights: {layer name: [vars in their index order]} for every layer with weights.
+    A layer is a group with a `vars` subgroup of numbered datasets: under `layers` for Sequential
+    and Functional models (nested models recurse), under the attribute names for subclassed ones
+    (conv1/vars ...). The layer's own name is the vars group's `name` attribute. Optimizer and
+    metric state are skipped."""
+    out: Dict[str, List[np.ndarray]] = {}
+
+    def walk(group, prefix, depth):
+        if depth > 16:
+            raise FormatError(f"{where}: layer groups nested more than 16 deep")
         for lname in _children(h5py, group):
             layer = group[lname]
-            if not isinstance(layer, h5py.Group):
+            if not isinstance(layer, h5py.Group) or lname == "vars" or \
+                    (depth == 0 and lname.startswith(_TRAINING_STATE)):
                 continue
             path = f"{prefix}{lname}"
             if "vars" in layer and _hard(h5py, layer, "vars"):
@@ -238,17 +251,21 @@ def _keras3_layers(h5py, f, where: str, max_elements: int) -> Dict[str, List[np.
                 own = vars_.attrs.get("name")  # the layer's name, as in the model's config
                 if isinstance(own, bytes):
                     own = own.decode("utf-8", "replace")
-                if isinstance(own, str) and own and f"{prefix}{own}" not in out:
-                    path = f"{prefix}{own}"
+                key = f"{prefix}{own}" if isinstance(own, str) and own else path
+                if key in out:
+                    key = path
                 idx = sorted((k for k in vars_.keys() if k.isdigit() and _hard(h5py, vars_, k)),
                              key=int)
                 if idx:
-                    out[path] = [_read_dataset(h5py, vars_[k], f"{where}: {path}/vars/{k}",
-                                               max_elements) for k in idx]
-            if "layers" in layer and _hard(h5py, layer, "layers"):
-                walk(layer["layers"], path + "/")
+                    out[key] = [_read_dataset(h5py, vars_[k], f"{where}: {path}/vars/{k}",
+                                              max_elements) for k in idx]
+            walk(layer, "" if lname == "layers" else path + "/", depth + 1)
 
-    walk(f["layers"], "")
+    walk(f, "", 0)
+    if not out:
+        raise FormatError(f"{where}: no layer weights (expected Keras 3 groups such as "
+                          f"layers/<name>/vars/0, 1, ...; the file holds "
+                          f"{', '.join(list(f)[:6]) or 'nothing'})")
     return out
 
 
