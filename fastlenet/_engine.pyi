@@ -1,6 +1,6 @@
 """Type stubs for the compiled engine (fastlenet/_engine.pyx)."""
 from os import PathLike
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,12 +24,14 @@ class Net:
     @classmethod
     def from_npz(cls, path: str | PathLike[str], layout: str = ..., activation: str | None = ...,
                  pool: str | None = ..., strict: bool = ..., num_threads: int | None = ...,
-                 mean: float | None = ..., std: float | None = ...) -> Net: ...
+                 mean: float | Sequence[float] | None = ...,
+                 std: float | Sequence[float] | None = ...) -> Net: ...
     @classmethod
     def from_weights(cls, mapping: Mapping[str, npt.ArrayLike], layout: str = ...,
                      activation: str | None = ..., pool: str | None = ..., strict: bool = ...,
-                     num_threads: int | None = ..., mean: float | None = ...,
-                     std: float | None = ..., meta: Mapping[str, Any] | None = ...) -> Net: ...
+                     num_threads: int | None = ..., mean: float | Sequence[float] | None = ...,
+                     std: float | Sequence[float] | None = ...,
+                     meta: Mapping[str, Any] | None = ...) -> Net: ...
     num_threads: int
     isa: str
     @property

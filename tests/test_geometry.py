@@ -334,3 +334,12 @@ def test_reference_rgb_input_rules():
     np.testing.assert_array_equal(a[:1], reference.images(x[0], channels=3))
     with pytest.raises(ValueError, match="x: expected"):
         reference.images(gray_images(2), channels=3)
+
+
+def test_per_channel_mean_std_as_keywords(tmp_path):
+    np.savez(tmp_path / "w.npz", **weights(3, 10))
+    x = rgb_images(3)
+    a = fastlenet.load(tmp_path / "w.npz", mean=META[3]["mean"], std=tuple(META[3]["std"]))
+    b = fastlenet.Net(weights(3, 10), META[3])
+    np.testing.assert_array_equal(a.logits(x), b.logits(x))
+    assert a.meta["std"] == META[3]["std"]
