@@ -6,13 +6,14 @@ Pure Python + numpy.  The entry point is :func:`convert`::
     conv = convert(arrays, layout="auto", strict=True, source="weights.npz")
     conv.weights    # {canonical name: float32 C-contiguous array}
 
-Canonical layout (PyTorch conventions, float32)::
+Canonical layout (PyTorch conventions, float32), C = 1 or 3 input channels, K = 2..65,536
+classes (the classic net: C = 1, K = 10)::
 
-    c1.weight (6,1,5,5)     c1.bias (6,)
+    c1.weight (6,C,5,5)     c1.bias (6,)
     c3.weight (16,6,5,5)    c3.bias (16,)
     c5.weight (120,16,5,5)  c5.bias (120,)
     f6.weight (84,120)      f6.bias (84,)
-    output.weight (10,84)   output.bias (10,)
+    output.weight (K,84)    output.bias (K,)
 
 plus the optional ``fastlenet_meta`` key: a JSON object (string) with e.g.
 ``activation``, ``pool``, ``mean``, ``std``, ``classes``, ``source``.  It is
@@ -23,8 +24,11 @@ How layers are identified
 Layer identity comes from *shapes and the network's structure*, never from
 names alone: every LeNet-5 tensor has a shape that fits exactly one slot
 (C1/C3/C5 kernels in OIHW or HWIO, C5 also as a dense (120,400)/(400,120)
-matrix, F6 (84,120)/(120,84), output (10,84)/(84,10), biases of length
-6/16/120/84/10).  So ``fc1`` may be C5 in one model and F6 in another, and
+matrix, F6 (84,120)/(120,84), output (K,84)/(84,K), biases of length
+6/16/120/84/K).  K is read from the output weight, and the output bias must
+have K values.  When K equals another layer's width (6, 16, 84, 120) an array
+fits two slots: names decide, then the family's orientation, then (for a
+bias) the array stored right after its layer's kernel.  So ``fc1`` may be C5 in one model and F6 in another, and
 the key order in the file (``arr_10`` sorts before ``arr_2`` as a string,
 flax dicts are not in layer order) does not matter.  Names are used only for
 what shapes cannot decide:
