@@ -1,7 +1,8 @@
 /* The forward pass: weight packing, per-image schedule, and the one threaded loop.
  *
  * Each image runs end to end on one thread (convert -> C1 -> C3 -> C5 -> F6 -> output) with all
- * intermediates on that thread's stack (about 25 KB, L1-resident), so no float is ever reduced
+ * intermediates on that thread's stack (about 25 KB touched for a 1-channel image, L1-resident;
+ * 50 KB reserved, room for 3 channels and a 128-class output block), so no float is ever reduced
  * across threads and results do not depend on the thread count. Threads split the batch in
  * fixed-size chunks handed out dynamically, which keeps both cores busy on a noisy machine
  * without changing any result.
