@@ -326,7 +326,7 @@ def _config_layers(config, where: str) -> List[Dict[str, Any]]:
             continue
         out.append({"class_name": lay.get("class_name"), "name": str(cfg.get("name") or
                                                                      lay.get("name")),
-                    "config": cfg})
+                    "config": cfg, "build_config": lay.get("build_config")})
     return out
 
 
@@ -371,6 +371,11 @@ def _architecture(layers: List[Dict[str, Any]], where: str) -> Dict[str, Any]:
                                       f"{cfg.get('strides')}")
                 pad = cfg.get("padding", "valid")
                 first = not acts
+                built = (lay.get("build_config") or {}).get("input_shape") \
+                    if isinstance(lay.get("build_config"), dict) else None
+                if first and "input_size" not in meta and isinstance(built, list) and \
+                        len(built) == 4 and built[1] == 28:  # no InputLayer: the built shape
+                    meta["input_size"] = 28
                 if pad != "valid" and not (pad == "same" and first and meta.get("input_size") == 28):
                     raise FormatError(f"{at}: padding {pad!r}; LeNet-5 convolutions are 'valid' "
                                       f"(a 'same' first convolution only on 28x28 input)")
