@@ -368,3 +368,14 @@ def test_legacy_h5_with_a_keras_2_2_config_and_tf_weight_names(tmp_path):
     net = fastlenet.load(path)
     assert net.activation == "tanh" and net.num_classes == 26
     np.testing.assert_allclose(net.logits(e["x"]), e["logits"], rtol=0, atol=TOL)
+
+
+def test_h5_hard_link_cycles_do_not_hang(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "cycle.weights.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layers")
+        for i in range(20):  # 20 links back to itself: 20**16 paths if each were followed
+            g[f"self{i}"] = g
+    with pytest.raises(FormatError, match=r"no layer weights"):
+        fastlenet.load(path)

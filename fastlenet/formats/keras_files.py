@@ -236,6 +236,7 @@ def _keras3_layers(h5py, f, where: str, max_elements: int) -> Dict[str, List[np.
     (conv1/vars ...). The layer's own name is the vars group's `name` attribute. Optimizer and
     metric state are skipped."""
     out: Dict[str, List[np.ndarray]] = {}
+    seen = set()  # hard links can make cycles (a group linked into itself): visit each once
 
     def walk(group, prefix, depth):
         if depth > 16:
@@ -245,6 +246,10 @@ def _keras3_layers(h5py, f, where: str, max_elements: int) -> Dict[str, List[np.
             if not isinstance(layer, h5py.Group) or lname == "vars" or \
                     (depth == 0 and lname.startswith(_TRAINING_STATE)):
                 continue
+            info = h5py.h5o.get_info(layer.id)
+            if (info.fileno, info.addr) in seen:
+                continue
+            seen.add((info.fileno, info.addr))
             path = f"{prefix}{lname}"
             if "vars" in layer and _hard(h5py, layer, "vars"):
                 vars_ = layer["vars"]
