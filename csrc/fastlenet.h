@@ -29,34 +29,48 @@ enum { FL_OUT_LOGITS = 0, FL_OUT_PROBA = 1, FL_OUT_PREDICT = 2, FL_OUT_NONE = 3 
 /* Error codes (0 is success). */
 enum { FL_OK = 0, FL_ERR_ARG = 1, FL_ERR_NOMEM = 2, FL_ERR_ISA = 3 };
 
-/* A batch of n single-channel images of size x size pixels (size 28 or 32; 28 is zero-padded to
- * 32). Strides are in bytes and may be negative or zero. Pixel p becomes p * scale + shift
- * (uint8 / 255 and the model's (x - mean) / std folded into one multiply-add). */
+/* A batch of n images of `channels` channels (1 or 3, the net's in_channels) of size x size
+ * pixels (size 28 or 32; 28 is zero-padded to 32). Strides are in bytes and may be negative or
+ * zero; stride_c steps between channels (ignored for one channel), so CHW and HWC batches are
+ * both read in place. Pixel p of channel c becomes p * scale + shift for one channel, or
+ * p * scale_c[c] + shift_c[c] for three (uint8 / 255 and the model's (x - mean) / std folded into
+ * one multiply-add). */
 typedef struct {
     const void *data;
     int dtype;
     int size;
     ptrdiff_t stride_n, stride_h, stride_w;
     float scale, shift;
+    int channels;
+    ptrdiff_t stride_c;
+    float scale_c[3], shift_c[3];
 } fl_input;
 
-/* Canonical weights, float32, C-contiguous, PyTorch layout (see ARCHITECTURE.md). */
+/* Canonical weights, float32, C-contiguous, PyTorch layout (see ARCHITECTURE.md), for C =
+ * in_channels input channels (1 or 3) and K = num_classes outputs (2 .. FL_MAX_CLASSES). */
 typedef struct {
-    const float *c1_w, *c1_b;   /* (6,1,5,5), (6,)      */
+    const float *c1_w, *c1_b;   /* (6,C,5,5), (6,)      */
     const float *c3_w, *c3_b;   /* (16,6,5,5), (16,)    */
     const float *c5_w, *c5_b;   /* (120,16,5,5), (120,) */
     const float *f6_w, *f6_b;   /* (84,120), (84,)      */
-    const float *out_w, *out_b; /* (10,84), (10,)       */
+    const float *out_w, *out_b; /* (K,84), (K,)         */
+    int in_channels, num_classes;
 } fl_weights;
+
+#define FL_MAX_CHANNELS 3
+/* Far beyond any published LeNet-5 (EMNIST 62, Kuzushiji-Kanji 3,832): the output layer's packed
+ * weights stay under 23 MB. */
+#define FL_MAX_CLASSES 65536
 
 typedef struct fl_net fl_net;
 
-/* Packs the weights for every kernel. Returns NULL when out of memory or act/pool is unknown. */
+/* Packs the weights for every kernel. Returns NULL when out of memory or act/pool, in_channels
+ * (1 or 3) or num_classes (2 .. FL_MAX_CLASSES) is out of range. */
 fl_net *fl_net_create(const fl_weights *w, int act, int pool);
 void fl_net_free(fl_net *net);
 
 /* Runs n images with the kernels of `isa` on up to num_threads threads (fewer for small
- * batches). `out` receives, per image, 10 logits, 10 probabilities or one int64 class index
+ * batches). `out` receives, per image, K logits, K probabilities or one int64 class index
  * (-1 where the logits contain NaN), by `mode`; `features` (may be NULL) receives the 84 F6
  * activations. Results are bit-identical for any num_threads. Thread-safe: `net` is read-only. */
 int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
@@ -70,7 +84,8 @@ int fl_has_openmp(void);
 
 /* Testing hooks: run one kernel of one ISA on caller buffers (shapes as in kernels.h). */
 int fl_test_activation(int isa, int act, const float *x, float *y, size_t n);
-int fl_test_c1(int isa, const fl_net *net, const float *img32, float *s2_out /* 6*14*14 */);
+int fl_test_c1(int isa, const fl_net *net, const float *img32 /* C*32*32 */,
+               float *s2_out /* 6*14*14 */);
 int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out /* 16*5*5, CHW */);
 int fl_test_dense(int isa, int act, const float *x, const float *w, const float *b, int n_in,
                   int n_out, float *y);

@@ -24,14 +24,17 @@
 /* Leading dimensions of the transposed dense weights: outputs padded to FL_LANES_MAX. */
 #define FL_C5_LD 128
 #define FL_F6_LD 96
-#define FL_OUT_LD 16
+/* The output layer runs in blocks of this many classes, so that a tile's logits stay a small
+ * stack buffer for any K (K <= FL_OUT_BLOCK: one block, as for 10 classes). */
+#define FL_OUT_BLOCK 128
 /* Images per thread tile: the dense layers share each weight load across a tile. */
 #define FL_TILE 4
 
 struct fl_net {
-    /* C1, canonical (6,25): the kernels broadcast one tap at a time. */
-    float c1_w[6 * 25] FL_ALIGNED;
+    /* C1, canonical (6,C*25): the kernels broadcast one tap at a time. */
+    float c1_w[6 * FL_MAX_CHANNELS * 25] FL_ALIGNED;
     float c1_b[6];
+    int in_channels;
     /* C3 canonical OIHW for the scalar kernel, and transposed [ci*25+ky*5+kx][16 out] so that
      * one vector load gives a tap for all 16 output channels. */
     float c3_w[16 * 150] FL_ALIGNED;
@@ -42,15 +45,17 @@ struct fl_net {
     float c5_b[FL_C5_LD] FL_ALIGNED;
     float f6_wt[120 * FL_F6_LD] FL_ALIGNED;
     float f6_b[FL_F6_LD] FL_ALIGNED;
-    float out_wt[84 * FL_OUT_LD] FL_ALIGNED;
-    float out_b[FL_OUT_LD] FL_ALIGNED;
     int act, pool;
+    /* The output layer, [84][out_ld] and [out_ld] with out_ld = K rounded up to FL_LANES_MAX:
+     * they live in the same allocation, after this struct (K varies per net). */
+    int num_classes, out_ld;
+    float *out_wt, *out_b;
 };
 
 typedef struct {
     /* y[i] = act(x[i]) for i < n (FL_ACT_NONE copies). */
     void (*activation)(int act, const float *x, float *y, size_t n);
-    /* C1 + bias + act + pool: img (32x32) -> s2. */
+    /* C1 + bias + act + pool: img (in_channels x 32x32, CHW) -> s2. */
     void (*c1)(const fl_net *net, const float *img, float *s2);
     /* C3 + bias + act + pool: s2 -> s4. */
     void (*c3)(const fl_net *net, const float *s2, float *s4);

@@ -1,7 +1,8 @@
 /* The forward pass: weight packing, per-image schedule, and the one threaded loop.
  *
  * Each image runs end to end on one thread (convert -> C1 -> C3 -> C5 -> F6 -> output) with all
- * intermediates on that thread's stack (about 25 KB, L1-resident), so no float is ever reduced
+ * intermediates on that thread's stack (about 25 KB touched for a 1-channel image, L1-resident;
+ * 50 KB reserved, room for 3 channels and a 128-class output block), so no float is ever reduced
  * across threads and results do not depend on the thread count. Threads split the batch in
  * fixed-size chunks handed out dynamically, which keeps both cores busy on a noisy machine
  * without changing any result.
@@ -45,11 +46,20 @@ static void pack_dense(const float *w, int n_out, int n_in, const int *perm, flo
 fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
     if (act < FL_ACT_TANH || act > FL_ACT_SCALED_TANH) return NULL;
     if (pool != FL_POOL_AVG && pool != FL_POOL_MAX) return NULL;
-    fl_net *net = aligned_zalloc(sizeof *net);
+    if (w->in_channels != 1 && w->in_channels != 3) return NULL;
+    if (w->num_classes < 2 || w->num_classes > FL_MAX_CLASSES) return NULL;
+    const int ld = (w->num_classes + FL_LANES_MAX - 1) / FL_LANES_MAX * FL_LANES_MAX;
+    /* One allocation: the struct (a multiple of FL_ALIGN bytes), then out_wt, then out_b. */
+    fl_net *net = aligned_zalloc(sizeof *net + sizeof(float) * (size_t)ld * 85);
     if (!net) return NULL;
     net->act = act;
     net->pool = pool;
-    memcpy(net->c1_w, w->c1_w, sizeof net->c1_w);
+    net->in_channels = w->in_channels;
+    net->num_classes = w->num_classes;
+    net->out_ld = ld;
+    net->out_wt = (float *)(net + 1);
+    net->out_b = net->out_wt + (size_t)ld * 84;
+    memcpy(net->c1_w, w->c1_w, sizeof(float) * 6 * 25 * (size_t)w->in_channels);
     memcpy(net->c1_b, w->c1_b, sizeof net->c1_b);
     memcpy(net->c3_w, w->c3_w, sizeof net->c3_w);
     memcpy(net->c3_b, w->c3_b, sizeof net->c3_b);
@@ -62,8 +72,8 @@ fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
     memcpy(net->c5_b, w->c5_b, 120 * sizeof(float));
     pack_dense(w->f6_w, 84, 120, NULL, net->f6_wt, FL_F6_LD);
     memcpy(net->f6_b, w->f6_b, 84 * sizeof(float));
-    pack_dense(w->out_w, 10, 84, NULL, net->out_wt, FL_OUT_LD);
-    memcpy(net->out_b, w->out_b, 10 * sizeof(float));
+    pack_dense(w->out_w, w->num_classes, 84, NULL, net->out_wt, ld);
+    memcpy(net->out_b, w->out_b, (size_t)w->num_classes * sizeof(float));
     return net;
 }
 
@@ -77,50 +87,70 @@ static float load_pixel(const char *p, int dtype) {
     }
 }
 
-/* Image i as a normalized, contiguous 32x32 float32 image: either the caller's own memory
- * (float32, contiguous rows, no normalization: no copy) or `buf`. */
+/* Image i as a normalized, contiguous C x 32x32 float32 image (CHW): either the caller's own
+ * memory (float32, contiguous rows and channels, no normalization: no copy) or `buf`. */
 static const float *convert_image(const fl_input *in, size_t i, float *buf) {
     const char *base = (const char *)in->data + (ptrdiff_t)i * in->stride_n;
+    const int nc = in->channels;
     if (in->dtype == FL_DTYPE_F32 && in->size == 32 && in->stride_w == 4 && in->stride_h == 128 &&
-        in->scale == 1.0f && in->shift == 0.0f && ((uintptr_t)base % sizeof(float)) == 0)
+        (nc == 1 ? in->scale == 1.0f && in->shift == 0.0f
+                 : in->stride_c == 4096 && in->scale_c[0] == 1.0f && in->shift_c[0] == 0.0f &&
+                       in->scale_c[1] == 1.0f && in->shift_c[1] == 0.0f &&
+                       in->scale_c[2] == 1.0f && in->shift_c[2] == 0.0f) &&
+        ((uintptr_t)base % sizeof(float)) == 0)
         return (const float *)base;
     const int pad = (32 - in->size) / 2;
-    if (pad) /* 28x28 images: the zero border, normalized like every pixel */
-        for (int k = 0; k < 32 * 32; k++) buf[k] = in->shift;
-    for (int y = 0; y < in->size; y++) {
-        const char *row = base + y * in->stride_h;
-        float *dst = buf + (y + pad) * 32 + pad;
-        for (int x = 0; x < in->size; x++)
-            dst[x] = load_pixel(row + x * in->stride_w, in->dtype) * in->scale + in->shift;
+    for (int c = 0; c < nc; c++) {
+        const float scale = nc == 1 ? in->scale : in->scale_c[c];
+        const float shift = nc == 1 ? in->shift : in->shift_c[c];
+        const char *cbase = base + c * in->stride_c;
+        float *cbuf = buf + c * 32 * 32;
+        if (pad) /* 28x28 images: the zero border, normalized like every pixel */
+            for (int k = 0; k < 32 * 32; k++) cbuf[k] = shift;
+        for (int y = 0; y < in->size; y++) {
+            const char *row = cbase + y * in->stride_h;
+            float *dst = cbuf + (y + pad) * 32 + pad;
+            for (int x = 0; x < in->size; x++)
+                dst[x] = load_pixel(row + x * in->stride_w, in->dtype) * scale + shift;
+        }
     }
     return buf;
 }
 
-static void finish(int mode, const float *logits, void *out, size_t i) {
-    if (mode == FL_OUT_LOGITS) {
-        memcpy((float *)out + i * 10, logits, 10 * sizeof(float));
-    } else if (mode == FL_OUT_PROBA) {
-        float m = logits[0], e[10], sum = 0.0f;
-        for (int k = 1; k < 10; k++) m = logits[k] > m ? logits[k] : m;
-        for (int k = 0; k < 10; k++) sum += (e[k] = expf(logits[k] - m));
-        for (int k = 0; k < 10; k++) ((float *)out)[i * 10 + k] = e[k] / sum;
+/* Classes k0 .. k0+nk-1 of image i's logits (the output layer runs in blocks of FL_OUT_BLOCK
+ * classes). Logits and probabilities go straight to the image's row of `out` (the softmax is
+ * finished there by finish_proba once every block is in); `best` tracks the class index. */
+static void finish_block(int mode, const float *logits, int k0, int nk, int K, void *out,
+                         size_t i, int64_t *best, float *best_val) {
+    if (mode == FL_OUT_LOGITS || mode == FL_OUT_PROBA) {
+        memcpy((float *)out + i * K + k0, logits, nk * sizeof(float));
     } else if (mode == FL_OUT_PREDICT) {
-        int64_t best = 0;
-        for (int k = 0; k < 10; k++) {
-            if (logits[k] != logits[k]) { best = -1; break; }
-            if (logits[k] > logits[best]) best = k;
+        if (k0 == 0) { *best = 0; *best_val = logits[0]; }
+        for (int k = 0; k < nk && *best >= 0; k++) {
+            if (logits[k] != logits[k]) { *best = -1; break; }
+            if (logits[k] > *best_val) { *best = k0 + k; *best_val = logits[k]; }
         }
-        ((int64_t *)out)[i] = best;
+        if (k0 + nk == K) ((int64_t *)out)[i] = *best;
     }
+}
+
+/* Softmax of a row of K logits, in place: max, exponentials, sum in class order. */
+static void finish_proba(float *row, int K) {
+    float m = row[0], sum = 0.0f;
+    for (int k = 1; k < K; k++) m = row[k] > m ? row[k] : m;
+    for (int k = 0; k < K; k++) sum += (row[k] = expf(row[k] - m));
+    for (int k = 0; k < K; k++) row[k] = row[k] / sum;
 }
 
 /* Images i0 .. i0+n-1 (n <= FL_TILE): C1 and C3 image by image, then each dense layer once for
  * the whole tile. */
 static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input *in, size_t i0,
                          int n, int mode, void *out, float *features) {
-    float buf[32 * 32] FL_ALIGNED, s2[FL_S2_LEN] FL_ALIGNED;
+    float buf[FL_MAX_CHANNELS * 32 * 32] FL_ALIGNED, s2[FL_S2_LEN] FL_ALIGNED;
     float s4[FL_TILE][FL_S4_LEN] FL_ALIGNED, c5[FL_TILE][FL_C5_LD] FL_ALIGNED;
-    float f6[FL_TILE][FL_F6_LD] FL_ALIGNED, logits[FL_TILE][FL_OUT_LD] FL_ALIGNED;
+    float f6[FL_TILE][FL_F6_LD] FL_ALIGNED, logits[FL_TILE][FL_OUT_BLOCK] FL_ALIGNED;
+    int64_t best[FL_TILE];
+    float best_val[FL_TILE];
     if (n < 1) return;
     for (int t = 0; t < n; t++) {
         k->c1(net, convert_image(in, i0 + t, buf), s2);
@@ -133,9 +163,16 @@ static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input 
     if (features)
         for (int t = 0; t < n; t++) memcpy(features + (i0 + t) * 84, f6[t], 84 * sizeof(float));
     if (mode == FL_OUT_NONE) return;
-    k->dense(FL_ACT_NONE, f6[0], n, FL_F6_LD, 84, net->out_wt, FL_OUT_LD, net->out_b, 10,
-             logits[0], FL_OUT_LD);
-    for (int t = 0; t < n; t++) finish(mode, logits[t], out, i0 + t);
+    const int K = net->num_classes;
+    for (int k0 = 0; k0 < K; k0 += FL_OUT_BLOCK) { /* k0 is a multiple of FL_LANES_MAX */
+        const int nk = K - k0 < FL_OUT_BLOCK ? K - k0 : FL_OUT_BLOCK;
+        k->dense(FL_ACT_NONE, f6[0], n, FL_F6_LD, 84, net->out_wt + k0, net->out_ld,
+                 net->out_b + k0, nk, logits[0], FL_OUT_BLOCK);
+        for (int t = 0; t < n; t++)
+            finish_block(mode, logits[t], k0, nk, K, out, i0 + t, &best[t], &best_val[t]);
+    }
+    if (mode == FL_OUT_PROBA)
+        for (int t = 0; t < n; t++) finish_proba((float *)out + (i0 + t) * K, K);
 }
 
 #ifdef FL_CHECK_FORK
@@ -160,6 +197,7 @@ static inline int may_go_parallel(void) { return 1; }
 int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
                    float *features, int num_threads, int isa) {
     if (!net || !in || (in->size != 28 && in->size != 32)) return FL_ERR_ARG;
+    if (in->channels != net->in_channels) return FL_ERR_ARG;
     if (in->dtype < FL_DTYPE_U8 || in->dtype > FL_DTYPE_F64) return FL_ERR_ARG;
     if (mode < FL_OUT_LOGITS || mode > FL_OUT_NONE || (mode != FL_OUT_NONE && !out)) return FL_ERR_ARG;
     const fl_kernels *k = fl_kernels_for(isa);

@@ -1,6 +1,6 @@
 """Type stubs for the compiled engine (fastlenet/_engine.pyx)."""
 from os import PathLike
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,8 @@ ISA_NAMES: tuple[str, ...]
 HAS_OPENMP: bool
 DEFAULT_THREADS: int
 SHAPE_HELP: str
+SHAPE_HELP_RGB: str
+MAX_CLASSES: int
 
 def detected_isa() -> str: ...
 def available_isas() -> tuple[str, ...]: ...
@@ -22,12 +24,14 @@ class Net:
     @classmethod
     def from_npz(cls, path: str | PathLike[str], layout: str = ..., activation: str | None = ...,
                  pool: str | None = ..., strict: bool = ..., num_threads: int | None = ...,
-                 mean: float | None = ..., std: float | None = ...) -> Net: ...
+                 mean: float | Sequence[float] | None = ...,
+                 std: float | Sequence[float] | None = ...) -> Net: ...
     @classmethod
     def from_weights(cls, mapping: Mapping[str, npt.ArrayLike], layout: str = ...,
                      activation: str | None = ..., pool: str | None = ..., strict: bool = ...,
-                     num_threads: int | None = ..., mean: float | None = ...,
-                     std: float | None = ..., meta: Mapping[str, Any] | None = ...) -> Net: ...
+                     num_threads: int | None = ..., mean: float | Sequence[float] | None = ...,
+                     std: float | Sequence[float] | None = ...,
+                     meta: Mapping[str, Any] | None = ...) -> Net: ...
     num_threads: int
     isa: str
     @property
@@ -40,6 +44,10 @@ class Net:
     def pool(self) -> str: ...
     @property
     def classes(self) -> list[str]: ...
+    @property
+    def num_classes(self) -> int: ...
+    @property
+    def in_channels(self) -> int: ...
     def logits(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
     def predict_proba(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
     def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.int64]: ...

@@ -26,12 +26,17 @@ cdef extern from "fastlenet.h" nogil:
         FL_DTYPE_U8, FL_DTYPE_F32, FL_DTYPE_F64
         FL_OUT_LOGITS, FL_OUT_PROBA, FL_OUT_PREDICT, FL_OUT_NONE
         FL_OK, FL_ERR_ARG, FL_ERR_NOMEM, FL_ERR_ISA
+        FL_MAX_CLASSES
     ctypedef struct fl_input:
         const void *data
         int dtype
         int size
         Py_ssize_t stride_n, stride_h, stride_w
         float scale, shift
+        int channels
+        Py_ssize_t stride_c
+        float scale_c[3]
+        float shift_c[3]
     ctypedef struct fl_weights:
         const float *c1_w
         const float *c1_b
@@ -43,6 +48,7 @@ cdef extern from "fastlenet.h" nogil:
         const float *f6_b
         const float *out_w
         const float *out_b
+        int in_channels, num_classes
     ctypedef struct fl_net:
         pass
     fl_net *fl_net_create(const fl_weights *w, int act, int pool)
@@ -130,6 +136,10 @@ DEFAULT_THREADS = _effective_cpu_count() if HAS_OPENMP else 1
 
 SHAPE_HELP = ("expected an image of shape (32, 32) or a batch (N, 32, 32), (N, 1, 32, 32) or "
               "(N, 32, 32, 1); 28x28 images are accepted and zero-padded to 32x32")
+SHAPE_HELP_RGB = ("this model takes 3-channel (RGB) input: expected an image of shape (3, 32, 32) "
+                  "or (32, 32, 3), or a batch (N, 3, 32, 32) or (N, 32, 32, 3); 28x28 images are "
+                  "accepted and zero-padded to 32x32")
+MAX_CLASSES = FL_MAX_CLASSES
 
 
 cdef inline const float *_data(cnp.ndarray a):
@@ -157,6 +167,10 @@ cdef class Net:
     cdef int _threads
     cdef int _isa
     cdef float _scale_u8, _scale_f, _shift
+    cdef int _channels, _classes
+    cdef float _cscale_u8[3]
+    cdef float _cscale_f[3]
+    cdef float _cshift[3]
 
     def __cinit__(self):
         self._c = NULL
@@ -175,21 +189,33 @@ cdef class Net:
                             f"std, classes, ...) or None; got {type(meta).__name__}")
         self._weights, found = loader.convert(weights, layout="canonical", source="weights")
         found.update(meta or {})
-        self._meta = loader.check_meta(found, "meta")
         d = self._weights
+        self._channels = <int>d["c1.weight"].shape[1]
+        self._classes = <int>d["output.weight"].shape[0]
+        self._meta = loader.check_meta(found, "meta", num_classes=self._classes,
+                                       in_channels=self._channels)
         w.c1_w, w.c1_b = _data(d["c1.weight"]), _data(d["c1.bias"])
         w.c3_w, w.c3_b = _data(d["c3.weight"]), _data(d["c3.bias"])
         w.c5_w, w.c5_b = _data(d["c5.weight"]), _data(d["c5.bias"])
         w.f6_w, w.f6_b = _data(d["f6.weight"]), _data(d["f6.bias"])
         w.out_w, w.out_b = _data(d["output.weight"]), _data(d["output.bias"])
+        w.in_channels, w.num_classes = self._channels, self._classes
         self._c = fl_net_create(&w, ACTIVATIONS[self._meta["activation"]],
                                 POOLS[self._meta["pool"]])
         if self._c == NULL:
             raise MemoryError("fastlenet: cannot allocate the packed weights")
         mean, std = self._meta["mean"], self._meta["std"]
-        self._scale_f = <float>(1.0 / std)
-        self._scale_u8 = <float>(1.0 / (255.0 * std))
-        self._shift = <float>(-mean / std)
+        if self._channels == 1:
+            self._scale_f = <float>(1.0 / std)
+            self._scale_u8 = <float>(1.0 / (255.0 * std))
+            self._shift = <float>(-mean / std)
+        else:  # mean and std: one number, or one per channel
+            means = mean if isinstance(mean, list) else [mean] * 3
+            stds = std if isinstance(std, list) else [std] * 3
+            for c in range(3):
+                self._cscale_f[c] = <float>(1.0 / stds[c])
+                self._cscale_u8[c] = <float>(1.0 / (255.0 * stds[c]))
+                self._cshift[c] = <float>(-means[c] / stds[c])
         self._isa = _default_isa
         self.num_threads = num_threads
 
@@ -265,20 +291,31 @@ cdef class Net:
 
     @property
     def classes(self):
-        """Class names (default '0'..'9')."""
-        return list(self._meta.get("classes") or [str(i) for i in range(10)])
+        """Class names: the metadata's, else '0'..'K-1'."""
+        return list(self._meta.get("classes") or [str(i) for i in range(self._classes)])
+
+    @property
+    def num_classes(self):
+        """K, the number of outputs (the output layer's rows)."""
+        return self._classes
+
+    @property
+    def in_channels(self):
+        """Input channels: 1 (grayscale) or 3 (RGB, channel order as the model was trained)."""
+        return self._channels
 
     def __repr__(self):
         return (f"<fastlenet.Net activation={self.activation} pool={self.pool} "
-                f"isa={self.isa} num_threads={self._threads}>")
+                f"isa={self.isa} num_threads={self._threads} classes={self._classes} "
+                f"channels={self._channels}>")
 
     # ---- inference ----------------------------------------------------------------------
     def logits(self, x):
-        """float32 (N, 10) pre-softmax outputs."""
+        """float32 (N, K) pre-softmax outputs."""
         return self._run(x, FL_OUT_LOGITS)
 
     def predict_proba(self, x):
-        """float32 (N, 10) softmax probabilities."""
+        """float32 (N, K) softmax probabilities."""
         return self._run(x, FL_OUT_PROBA)
 
     def predict(self, x):
@@ -297,7 +334,7 @@ cdef class Net:
         cdef cnp.npy_intp *st
         cdef cnp.npy_intp odims[2]
         cdef int nd, rc
-        cdef Py_ssize_t sn = 0, sh, sw
+        cdef Py_ssize_t sn = 0, sh, sw, sc = 0
         cdef void *outp
         cdef float *featp = NULL
         if self._c == NULL:
@@ -318,7 +355,9 @@ cdef class Net:
         nd = cnp.PyArray_NDIM(a)
         dims = cnp.PyArray_DIMS(a)
         st = cnp.PyArray_STRIDES(a)
-        if nd == 2:
+        if self._channels == 3:
+            _rgb_geometry(a, nd, dims, st, &n, &h, &w, &sn, &sh, &sw, &sc)
+        elif nd == 2:
             n, h, w, sh, sw = 1, dims[0], dims[1], st[0], st[1]
         elif nd == 3:
             n, h, w, sn, sh, sw = dims[0], dims[1], dims[2], st[0], st[1], st[2]
@@ -329,12 +368,17 @@ cdef class Net:
         else:
             h = w = 0
         if h != w or (h != 32 and h != 28):
-            raise ValueError(f"x: {SHAPE_HELP}; got shape {np.shape(a)}")
+            raise ValueError(f"x: {SHAPE_HELP_RGB if self._channels == 3 else SHAPE_HELP}; got "
+                             f"shape {np.shape(a)}")
         inp.data = cnp.PyArray_DATA(a)
         inp.size = <int>h
         inp.stride_n, inp.stride_h, inp.stride_w = sn, sh, sw
         inp.scale = self._scale_u8 if inp.dtype == FL_DTYPE_U8 else self._scale_f
         inp.shift = self._shift
+        inp.channels, inp.stride_c = self._channels, sc
+        for i in range(3):
+            inp.scale_c[i] = self._cscale_u8[i] if inp.dtype == FL_DTYPE_U8 else self._cscale_f[i]
+            inp.shift_c[i] = self._cshift[i]
         odims[0] = n
         if mode == FL_OUT_PREDICT:
             out = cnp.PyArray_EMPTY(1, odims, cnp.NPY_INT64, 0)
@@ -342,7 +386,7 @@ cdef class Net:
             odims[1] = 84
             out = cnp.PyArray_EMPTY(2, odims, cnp.NPY_FLOAT32, 0)
         else:
-            odims[1] = 10
+            odims[1] = self._classes
             out = cnp.PyArray_EMPTY(2, odims, cnp.NPY_FLOAT32, 0)
         outp = cnp.PyArray_DATA(<cnp.ndarray>out)
         if mode == FL_OUT_NONE:
@@ -361,6 +405,23 @@ cdef class Net:
 
     def __reduce__(self):
         return (_restore, (self._weights, json.dumps(self._meta)))
+
+
+cdef int _rgb_geometry(cnp.ndarray a, int nd, cnp.npy_intp *dims, cnp.npy_intp *st,
+                       cnp.npy_intp *n, cnp.npy_intp *h, cnp.npy_intp *w, Py_ssize_t *sn,
+                       Py_ssize_t *sh, Py_ssize_t *sw, Py_ssize_t *sc):
+    """Where the channel axis is, for a 3-channel model: CHW / HWC images, NCHW / NHWC batches
+    (h = w = 0 when the shape is none of them; the caller reports it)."""
+    h[0] = w[0] = 0
+    if nd == 3 and dims[0] == 3:
+        n[0], h[0], w[0], sc[0], sh[0], sw[0] = 1, dims[1], dims[2], st[0], st[1], st[2]
+    elif nd == 3 and dims[2] == 3:
+        n[0], h[0], w[0], sh[0], sw[0], sc[0] = 1, dims[0], dims[1], st[0], st[1], st[2]
+    elif nd == 4 and dims[1] == 3:
+        n[0], h[0], w[0], sn[0], sc[0], sh[0], sw[0] = dims[0], dims[2], dims[3], st[0], st[1], st[2], st[3]
+    elif nd == 4 and dims[3] == 3:
+        n[0], h[0], w[0], sn[0], sh[0], sw[0], sc[0] = dims[0], dims[1], dims[2], st[0], st[1], st[2], st[3]
+    return 0
 
 
 def _restore(weights, meta_json):
@@ -401,7 +462,8 @@ def _kernel_activation(str isa, str act, x):
 
 
 def _kernel_c1(str isa, Net net, img):
-    cdef cnp.ndarray a = _f32(img, (32, 32))
+    shape = (32, 32) if net._channels == 1 else (int(net._channels), 32, 32)
+    cdef cnp.ndarray a = _f32(img, shape)
     cdef cnp.ndarray y = np.empty((6, 14, 14), np.float32)
     fl_test_c1(_isa_level(isa), _net_ptr(net), <float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(y))
     return y

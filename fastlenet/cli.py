@@ -211,7 +211,7 @@ def cmd_predict(args) -> int:
 
     net = _load_net(args.weights, args.layout, args.threads)
     size, fg = _model_geometry(net)
-    k = min(args.top_k, 10)
+    k = min(args.top_k, net.num_classes)
     writer = _Writer(args.format, net.classes, k, sys.stdout)
     progress = _Progress(args.progress, "predict")
     done, stats = 0, {"failed": 0}
@@ -496,6 +496,9 @@ def cmd_inspect(args) -> int:
     print(f"{args.weights}")
     print(conv.describe())
     print(f"parameters: {count:,}")
+    chans = "1 channel (grayscale)" if conv.in_channels == 1 else f"{conv.in_channels} channels (RGB)"
+    print(f"input: {chans}, {meta.get('input_size') or 32}x{meta.get('input_size') or 32}")
+    print(f"classes: {conv.num_classes}")
     if conv.meta:
         print("metadata:")
         for key, value in conv.meta.items():

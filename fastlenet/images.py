@@ -467,3 +467,53 @@ def iter_inputs(paths: Iterable) -> Iterator[Input]:
             yield from _walk(name, set())
         else:
             yield from read_file(name)
+
+
+# ---- colour models (3 input channels) ---------------------------------------------------------
+def to_rgb_input(img, size: int = 32) -> np.ndarray:
+    """A colour image -> uint8 (size, size, 3) RGB input for a 3-channel model (net.in_channels
+    == 3: CIFAR-10, traffic signs). The whole picture is resized with Pillow's antialiased
+    bilinear filter (what torchvision's Resize does); no crop, no inversion, none of the
+    MNIST-style digit preprocessing. `img`: a path or binary file object (EXIF orientation
+    applied, transparency composited on white, grayscale replicated to RGB), a PIL image, or an
+    array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1]. Net.predict takes the
+    result as it is (uint8 is divided by 255, then the model's mean/std apply)."""
+    Image, ImageOps = _pillow()
+    if isinstance(img, (str, os.PathLike)) or hasattr(img, "read"):
+        if hasattr(img, "read"):
+            return to_rgb_input(_open_rgb(img, Image, ImageOps), size)
+        with open(os.fspath(img), "rb") as f:  # OSError names the path
+            return to_rgb_input(_open_rgb(f, Image, ImageOps), size)
+    if isinstance(img, Image.Image):
+        im = img
+    else:
+        a = np.asarray(img)
+        if a.dtype.kind == "f":
+            a = np.clip(np.nan_to_num(a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        elif a.dtype != np.uint8:
+            raise TypeError(f"img: expected uint8 or float pixels; got {a.dtype}")
+        if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4)):
+            im = Image.fromarray(np.ascontiguousarray(a))
+        else:
+            raise ValueError(f"img: expected (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    im = im.convert("RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _open_rgb(f, Image, ImageOps):
+    try:
+        with Image.open(f) as im:
+            im.load()
+            if im.format in _EXIF_FORMATS:
+                im = ImageOps.exif_transpose(im)
+            return im.copy()
+    except Image.UnidentifiedImageError:
+        raise ValueError("not an image file (expected PNG, JPEG, BMP...)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot decode the image ({e}); the file is truncated or "
+                         f"corrupt") from None

@@ -5,10 +5,10 @@ numpy's header parser, object arrays are refused before any byte of them is read
 ever unpickled (no allow_pickle anywhere). Every error names the file, the key, what was expected
 and what was found.
 
-Canonical layout (PyTorch conventions, float32):
-    c1.weight (6, 1, 5, 5)   c1.bias (6,)      c3.weight (16, 6, 5, 5)  c3.bias (16,)
+Canonical layout (PyTorch conventions, float32), C = 1 or 3 input channels, K >= 2 classes:
+    c1.weight (6, C, 5, 5)   c1.bias (6,)      c3.weight (16, 6, 5, 5)  c3.bias (16,)
     c5.weight (120, 16, 5, 5) c5.bias (120,)   f6.weight (84, 120)      f6.bias (84,)
-    output.weight (10, 84)   output.bias (10,)
+    output.weight (K, 84)    output.bias (K,)
 plus an optional ``fastlenet_meta``: a JSON string (activation, pool, mean, std, classes, ...).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import numbers
 import os
 import zipfile
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -104,10 +104,48 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.nd
 
 # ---- conversion -----------------------------------------------------------------------------
 def read_weights(path) -> dict[str, np.ndarray]:
-    """The arrays of a weights file: an .npz, or an .onnx model (needs the `onnx` extra)."""
-    if os.fspath(path).lower().endswith(".onnx"):
+    """The arrays of a weights file: an .npz, an .onnx model (needs the `onnx` extra), a
+    .safetensors file, a Keras .keras archive or .h5 / .weights.h5 file (needs the `keras`
+    extra: h5py). Chosen by suffix, else by the file's first bytes."""
+    name = os.fspath(path).lower()
+    if name.endswith(".onnx"):
         return formats.onnx_arrays(path)
+    kind = _sniff(path) if not name.endswith((".npz", ".pt", ".pth")) else "npz"
+    if kind == "safetensors":
+        from fastlenet.formats import safetensors
+
+        return safetensors.read(path, MAX_ARRAY_ELEMENTS)
+    if kind in ("keras", "h5"):
+        from fastlenet.formats import keras_files
+
+        read = keras_files.read_keras if kind == "keras" else keras_files.read_h5
+        return read(path, MAX_ARRAY_ELEMENTS)
     return read_npz(path)
+
+
+def _sniff(path) -> str:
+    """'safetensors', 'keras', 'h5' or 'npz' (whose reader explains anything else)."""
+    from fastlenet.formats import keras_files, safetensors
+
+    name = os.fspath(path).lower()
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith(".keras"):
+        return "keras"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    try:
+        with open(os.fspath(path), "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return "npz"  # read_npz reports it
+    if head.startswith(keras_files.HDF5_MAGIC):
+        return "h5"
+    if safetensors.looks_like_safetensors(head):
+        return "safetensors"
+    if head.startswith(b"PK") and keras_files.is_keras_archive(path):
+        return "keras"
+    return "npz"
 
 
 def inspect(source, layout: str = "auto", strict: bool = True) -> formats.Conversion:
@@ -127,7 +165,8 @@ def convert(arrays: Mapping[str, Any], layout: str = "auto", strict: bool = True
     conv = formats.convert(arrays, layout=layout, strict=strict, source=source)
     for arr in conv.weights.values():
         arr.flags.writeable = False
-    return conv.weights, check_meta(conv.meta, f"{source}: key {META_KEY!r}")
+    return conv.weights, check_meta(conv.meta, f"{source}: key {META_KEY!r}",
+                                    num_classes=conv.num_classes, in_channels=conv.in_channels)
 
 
 def load(path, layout: str = "auto", strict: bool = True) -> tuple[dict[str, np.ndarray], dict]:
@@ -157,8 +196,11 @@ def parse_meta(text: str, source: str) -> dict:
     return check_meta(meta, source)
 
 
-def check_meta(meta: Mapping[str, Any], source: str) -> dict:
-    """Fill defaults (tanh, avg, mean 0, std 1) and check the fields the engine uses."""
+def check_meta(meta: Mapping[str, Any], source: str, num_classes: Optional[int] = None,
+               in_channels: Optional[int] = None) -> dict:
+    """Fill defaults (tanh, avg, mean 0, std 1) and check the fields the engine uses. mean and
+    std are numbers, or lists of one number per input channel; classes holds one name per
+    output. Given the model's K and C, their lengths are checked against them."""
     if not isinstance(meta, Mapping):
         raise FormatError(f"{source}: expected a JSON object / dict; found {type(meta).__name__}")
     out = dict(meta)
@@ -174,14 +216,26 @@ def check_meta(meta: Mapping[str, Any], source: str) -> dict:
                            f"{out['pool']!r}")
     for key in ("mean", "std"):
         v = out[key]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise FormatError(f"{source}: {key} must be a finite number; found {v!r}")
-        out[key] = float(v)
-    if out["std"] <= 0:
+        is_list = isinstance(v, (list, tuple))
+        vs = list(v) if is_list else [v]
+        if (len(vs) not in (1, in_channels or 3) or
+                any(isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) or
+                    not math.isfinite(x) for x in vs)):
+            per = (f" (or a list of {in_channels}, one per input channel)"
+                   if in_channels and in_channels > 1 else
+                   "" if in_channels == 1 else " (or a list of one per input channel)")
+            raise FormatError(f"{source}: {key} must be a finite number; found {v!r}{per}")
+        vs = [float(x) for x in vs]
+        out[key] = vs if len(vs) > 1 else vs[0]
+    stds = out["std"] if isinstance(out["std"], list) else [out["std"]]
+    if any(x <= 0 for x in stds):
         raise FormatError(f"{source}: std must be positive; found {out['std']!r}")
     classes = out.get("classes")
-    if classes is not None and (not isinstance(classes, list) or len(classes) != 10):
-        raise FormatError(f"{source}: classes must be a list of 10 names; found {classes!r}")
+    want = f"{num_classes}" if num_classes else "2 or more"
+    if classes is not None and (not isinstance(classes, list) or len(classes) < 2 or
+                                (num_classes and len(classes) != num_classes)):
+        raise FormatError(f"{source}: classes must be a list of {want} names (one per output); "
+                          f"found {classes!r}")
     if classes is not None:
         out["classes"] = [str(c) for c in classes]
     return out

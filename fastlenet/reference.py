@@ -20,8 +20,12 @@ ACTIVATIONS = {
 }
 
 
-def images(x: Any, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
-    """Apply the input rules: any accepted shape/dtype -> float64 (N, 32, 32), normalized."""
+def images(x: Any, mean: Any = 0.0, std: Any = 1.0, channels: int = 1) -> np.ndarray:
+    """Apply the input rules: any accepted shape/dtype -> float64 (N, C, 32, 32), normalized.
+
+    One channel: (32, 32), (N, 32, 32), (N, 1, 32, 32), (N, 32, 32, 1). Three channels: (3, 32,
+    32), (32, 32, 3), (N, 3, 32, 32), (N, 32, 32, 3). 28x28 is zero-padded (before
+    normalization). mean and std: numbers, or one per channel."""
     a = np.asarray(x)
     if a.dtype == np.uint8:
         a = a.astype(np.float64) / 255.0
@@ -29,18 +33,30 @@ def images(x: Any, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
         a = a.astype(np.float64)
     else:
         raise TypeError(f"x: expected dtype float32, float64 or uint8; got {a.dtype}")
-    if a.ndim == 2:
-        a = a[None]
-    elif a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    elif a.ndim == 4 and a.shape[3] == 1:
-        a = a[..., 0]
-    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] not in (28, 32):
-        raise ValueError(f"x: expected (32, 32), (N, 32, 32), (N, 1, 32, 32) or (N, 32, 32, 1) "
-                         f"(or 28x28); got shape {np.shape(x)}")
-    if a.shape[1] == 28:
-        a = np.pad(a, ((0, 0), (2, 2), (2, 2)))
-    return (a - mean) / std
+    if channels == 1:
+        if a.ndim == 2:
+            a = a[None]
+        elif a.ndim == 4 and a.shape[1] == 1:
+            a = a[:, 0]
+        elif a.ndim == 4 and a.shape[3] == 1:
+            a = a[..., 0]
+        if a.ndim == 3:
+            a = a[:, None]
+        want = "(32, 32), (N, 32, 32), (N, 1, 32, 32) or (N, 32, 32, 1)"
+    else:
+        if a.ndim == 3:
+            a = a[None]
+        if a.ndim == 4 and a.shape[1] != 3 and a.shape[3] == 3:
+            a = a.transpose(0, 3, 1, 2)
+        want = "(3, 32, 32), (32, 32, 3), (N, 3, 32, 32) or (N, 32, 32, 3)"
+    if (a.ndim != 4 or a.shape[1] != channels or a.shape[2] != a.shape[3] or
+            a.shape[2] not in (28, 32)):
+        raise ValueError(f"x: expected {want} (or 28x28); got shape {np.shape(x)}")
+    if a.shape[2] == 28:
+        a = np.pad(a, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    m = np.asarray(mean, dtype=np.float64).reshape(-1)[:, None, None]
+    s = np.asarray(std, dtype=np.float64).reshape(-1)[:, None, None]
+    return (a - m) / s
 
 
 def conv5x5(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -75,11 +91,11 @@ def _resolve(weights: Any, overrides: dict) -> tuple[dict[str, np.ndarray], dict
 def _forward(weights: Any, x: Any, overrides: dict) -> tuple[np.ndarray, np.ndarray]:
     w, meta = _resolve(weights, overrides)
     act, pool = ACTIVATIONS[meta["activation"]], meta["pool"]
-    imgs = images(x, meta["mean"], meta["std"])
+    imgs = images(x, meta["mean"], meta["std"], channels=w["c1.weight"].shape[1])
     feats = np.empty((len(imgs), 84))
-    logits = np.empty((len(imgs), 10))
+    logits = np.empty((len(imgs), w["output.weight"].shape[0]))
     for i, img in enumerate(imgs):
-        s2 = pool2x2(act(conv5x5(img[None], w["c1.weight"], w["c1.bias"])), pool)
+        s2 = pool2x2(act(conv5x5(img, w["c1.weight"], w["c1.bias"])), pool)
         s4 = pool2x2(act(conv5x5(s2, w["c3.weight"], w["c3.bias"])), pool)
         c5 = act(conv5x5(s4, w["c5.weight"], w["c5.bias"]).reshape(120))
         feats[i] = act(w["f6.weight"] @ c5 + w["f6.bias"])
@@ -89,7 +105,7 @@ def _forward(weights: Any, x: Any, overrides: dict) -> tuple[np.ndarray, np.ndar
 
 def logits(weights: Mapping[str, Any], x: Any, *, activation=None, pool=None, mean=None,
            std=None) -> np.ndarray:
-    """float64 (N, 10) logits. `weights`: a canonical mapping (fastlenet_meta honoured) or a Net."""
+    """float64 (N, K) logits. `weights`: a canonical mapping (fastlenet_meta honoured) or a Net."""
     return _forward(weights, x, dict(activation=activation, pool=pool, mean=mean, std=std))[0]
 
 
@@ -100,7 +116,7 @@ def features(weights: Mapping[str, Any], x: Any, *, activation=None, pool=None, 
 
 
 def predict_proba(weights: Mapping[str, Any], x: Any, **kw) -> np.ndarray:
-    """float64 (N, 10) softmax of the logits."""
+    """float64 (N, K) softmax of the logits."""
     z = logits(weights, x, **kw)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

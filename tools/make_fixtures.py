@@ -2,10 +2,11 @@
 """Build the framework fixtures in tests/data/frameworks/ with the real frameworks.
 
 Not part of the package or of CI: it needs PyTorch, Keras 3 (torch backend),
-JAX + Flax and ONNX installed in the running python, e.g.::
+JAX + Flax and ONNX (and for the "files" family safetensors and h5py) installed in the
+running python, e.g.::
 
     pip install torch==2.13.0          # CPU wheel
-    pip install keras onnx onnxscript jax jaxlib flax
+    pip install keras onnx onnxscript jax jaxlib flax safetensors h5py
     KERAS_BACKEND=torch python tools/make_fixtures.py [--only NAME ...]
 
 For each fixture NAME it writes
@@ -14,6 +15,9 @@ For each fixture NAME it writes
                     logits (8,10) and features (8,84, F6 after its activation) computed
                     by the framework itself, and strings activation, pool, framework,
                     layout (the layout fastlenet.formats should detect), notes.
+The "files" family writes the framework's own files instead (NAME.safetensors, NAME.keras,
+NAME.h5, NAME.weights.h5) beside NAME.expect.npz with x (8,C,S,S), logits (8,K), features,
+proba (the model's own output), weights_file, load_kwargs; see file_fixtures.
 and MANIFEST.json with versions.  Frameworks that are missing are skipped
 (with a message) unless --require-all is given.
 """
@@ -364,15 +368,203 @@ def flax_fixtures(manifest):
                    ("C5 nn.Conv" if c5 == "conv" else "C5 reshape + nn.Dense(120), H,W,C order"))
 
 
+# ----------------------------------------------------------------------------- other files
+
+def make_x_geom(c, size=32, n=N, seed=SEED):
+    """(n, c, size, size) float32 in [0, 1) (pixels scaled as the models were fed)."""
+    rng = np.random.default_rng([seed, c, size])
+    return rng.random((n, c, size, size), dtype=np.float32)
+
+
+def save_file_fixture(name, file, x, logits, features, proba, *, framework, load_kwargs, notes):
+    """NAME.expect.npz for a weights file the framework wrote itself (OUT/file): the input x
+    (NCHW), the framework's own logits, F6 features and output probabilities, and the keyword
+    arguments fastlenet.load needs (none when the file records activation and pooling)."""
+    np.savez(
+        OUT / f"{name}.expect.npz",
+        x=x, logits=np.asarray(logits, np.float32), features=np.asarray(features, np.float32),
+        proba=np.asarray(proba, np.float32), weights_file=np.array(file), framework=np.array(framework),
+        load_kwargs=np.array(json.dumps(load_kwargs)), notes=np.array(notes),
+        num_classes=np.array(np.shape(logits)[1]), in_channels=np.array(x.shape[1]),
+    )
+    print(f"  {name}: {file} ({(OUT / file).stat().st_size:,} bytes), K={np.shape(logits)[1]}, "
+          f"C={x.shape[1]}", flush=True)
+
+
+def file_fixtures(manifest):
+    """The files people actually have: safetensors from PyTorch, Keras's own .keras / .h5 /
+    .weights.h5, for other K and for RGB input. Random-init (perturbed) weights keep them small."""
+    import torch
+    import torch.nn as nn
+    import keras
+    from keras import layers as L
+    import safetensors
+    from safetensors.torch import save_file
+    import h5py
+
+    manifest.update(torch=torch.__version__, keras=keras.__version__,
+                    keras_backend=keras.backend.backend(), safetensors=safetensors.__version__,
+                    h5py=h5py.__version__)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    # 1. The PyTorch CIFAR-10 tutorial's network (3x32x32 RGB, ReLU, max pooling, C5 as
+    #    Linear(400, 120)), saved with safetensors.torch.save_file: the file records no
+    #    activations, so loading names them.
+    class CifarNet(nn.Module):
+        def __init__(self, k=10):
+            super().__init__()
+            self.conv1, self.pool, self.conv2 = nn.Conv2d(3, 6, 5), nn.MaxPool2d(2, 2), nn.Conv2d(6, 16, 5)
+            self.fc1, self.fc2, self.fc3 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, k)
+
+        def forward(self, t, features=False):
+            t = self.pool(torch.relu(self.conv1(t)))
+            t = self.pool(torch.relu(self.conv2(t)))
+            t = torch.flatten(t, 1)
+            f = torch.relu(self.fc2(torch.relu(self.fc1(t))))
+            return f if features else self.fc3(f)
+
+    torch.manual_seed(SEED + 20)
+    x = make_x_geom(3)
+    for name, k in (("torch_cifar10", 10), ("torch_gtsrb43", 43)):
+        m = CifarNet(k).eval()
+        save_file(m.state_dict(), str(OUT / f"{name}.safetensors"))
+        with torch.no_grad():
+            lg, ft = m(torch.from_numpy(x)), m(torch.from_numpy(x), True)
+        save_file_fixture(name, f"{name}.safetensors", x, lg.numpy(), ft.numpy(),
+                          torch.softmax(lg, 1).numpy(), framework="pytorch",
+                          load_kwargs={"activation": "relu", "pool": "max"},
+                          notes="safetensors.torch.save_file(model.state_dict(), path); the "
+                                "CIFAR-10 tutorial network" + ("" if k == 10 else f", {k} classes"))
+
+    # 2. Keras models saved by Keras itself. Each is compiled and trained one step, so the files
+    #    carry optimizer state beside the weights (as users' files do).
+    keras.utils.set_random_seed(SEED + 30)
+
+    def keras_run(model, x_nchw):
+        """(logits, F6 features, model output) computed by Keras: the layers one by one; the
+        logits are the last Dense layer's pre-activation, x @ kernel + bias, in keras.ops."""
+        h = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+        out = keras.ops.convert_to_numpy(model(h))
+        last = [l for l in model.layers if isinstance(l, L.Dense)][-1]
+        for layer in model.layers[: model.layers.index(last)]:
+            h = layer(h)
+        feats = h
+        logits = keras.ops.matmul(feats, last.kernel) + last.bias
+        if last.get_config()["activation"] != "softmax":  # a logits model: Keras's own softmax
+            out = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+        return (keras.ops.convert_to_numpy(logits), keras.ops.convert_to_numpy(feats), out)
+
+    def train_one_step(model, c, size, k, optimizer="adam"):
+        # Adam keeps two slot arrays per weight (the files triple in size); plain SGD keeps
+        # only its iteration count and learning rate
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        rng = np.random.default_rng(SEED)
+        model.fit(rng.random((16, size, size, c), dtype=np.float32), rng.integers(0, k, 16),
+                  epochs=1, batch_size=16, verbose=0)
+        return model
+
+    # a) EMNIST balanced (47 classes), 28x28 input, the first convolution 'same'-padded (the
+    #    classic Keras LeNet), ReLU + max pooling, softmax output: model.save("m.keras")
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)), L.Conv2D(6, 5, padding="same", activation="relu"),
+        L.MaxPooling2D(2), L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+        L.Dense(120, activation="relu"), L.Dense(84, activation="relu"), L.Dropout(0.2),
+        L.Dense(47, activation="softmax")])
+    m = train_one_step(m, 1, 28, 47)
+    x = make_x_geom(1, 28)
+    m.save(str(OUT / "keras_emnist47.keras"))
+    save_file_fixture("keras_emnist47", "keras_emnist47.keras", x, *keras_run(m, x),
+                      framework="keras", load_kwargs={},
+                      notes='model.save("m.keras"); 28x28 input, Conv2D padding="same", '
+                            "Dropout, softmax output, Adam state in the archive")
+
+    # b) EMNIST letters (26 classes): tanh + average pooling, C5 as a 5x5 Conv2D, a separate
+    #    Activation layer; the legacy model.save("m.h5")
+    m = keras.Sequential([
+        keras.Input((32, 32, 1)), L.Conv2D(6, 5), L.Activation("tanh"), L.AveragePooling2D(2),
+        L.Conv2D(16, 5, activation="tanh"), L.AveragePooling2D(2),
+        L.Conv2D(120, 5, activation="tanh"), L.Flatten(), L.Dense(84, activation="tanh"),
+        L.Dense(26)])
+    m = train_one_step(m, 1, 32, 26, "sgd")
+    x = make_x_geom(1)
+    m.save(str(OUT / "keras_letters26.h5"))
+    save_file_fixture("keras_letters26", "keras_letters26.h5", x, *keras_run(m, x),
+                      framework="keras", load_kwargs={},
+                      notes='legacy model.save("m.h5"): model_config attribute, layer_names; '
+                            "C5 Conv2D, Activation layer, SGD state in optimizer_weights")
+
+    # c) model.save_weights("m.weights.h5") of a 10-class sigmoid model whose layer names sort
+    #    in no useful order: the file records no activation, so loading names it
+    names = ["zeta", "pool_a", "alpha", "pool_b", "flat", "mid", "c5", "out"]
+    m = keras.Sequential([
+        keras.Input((32, 32, 1)), L.Conv2D(6, 5, activation="sigmoid", name=names[0]),
+        L.AveragePooling2D(2, name=names[1]), L.Conv2D(16, 5, activation="sigmoid", name=names[2]),
+        L.AveragePooling2D(2, name=names[3]), L.Flatten(name=names[4]),
+        L.Dense(120, activation="sigmoid", name=names[5]),
+        L.Dense(84, activation="sigmoid", name=names[6]), L.Dense(10, name=names[7])])
+    m = train_one_step(m, 1, 32, 10, "sgd")
+    x = make_x_geom(1)
+    m.save_weights(str(OUT / "keras_sigmoid.weights.h5"))
+    save_file_fixture("keras_sigmoid", "keras_sigmoid.weights.h5", x, *keras_run(m, x),
+                      framework="keras", load_kwargs={"activation": "sigmoid", "pool": "avg"},
+                      notes='model.save_weights("m.weights.h5"); layer names zeta, alpha, mid, '
+                            "c5, out (sorted names are not layer order)")
+
+    # d) a subclassed keras.Model (layers as attributes; EMNIST ByClass, 62 classes):
+    #    save_weights stores attribute-named groups (conv1/vars ...), not layers/<name>
+    class SubLeNet(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.pool = L.Conv2D(6, 5, activation="tanh"), L.AveragePooling2D(2)
+            self.conv2, self.flat = L.Conv2D(16, 5, activation="tanh"), L.Flatten()
+            self.fc1, self.fc2 = L.Dense(120, activation="tanh"), L.Dense(84, activation="tanh")
+            self.head = L.Dense(62)
+
+        def call(self, t):
+            t = self.flat(self.pool(self.conv2(self.pool(self.conv1(t)))))
+            return self.head(self.fc2(self.fc1(t)))
+
+    m = SubLeNet()
+    x = make_x_geom(1)
+    m(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))  # build
+    m.save_weights(str(OUT / "keras_subclassed62.weights.h5"))
+    h = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    h = m.fc2(m.fc1(m.flat(m.pool(m.conv2(m.pool(m.conv1(h)))))))
+    lg = keras.ops.matmul(h, m.head.kernel) + m.head.bias
+    save_file_fixture("keras_subclassed62", "keras_subclassed62.weights.h5", x,
+                      keras.ops.convert_to_numpy(lg), keras.ops.convert_to_numpy(h),
+                      keras.ops.convert_to_numpy(keras.ops.softmax(lg, axis=-1)),
+                      framework="keras", load_kwargs={"activation": "tanh", "pool": "avg"},
+                      notes="subclassed keras.Model, model.save_weights: groups conv1/vars, "
+                            "fc1/vars ... named by attribute")
+
+    # e) traffic signs (GTSRB, 43 classes), RGB 32x32x3, Functional API, ReLU + max pooling:
+    #    model.save("m.keras")
+    inp = keras.Input((32, 32, 3))
+    t = L.MaxPooling2D(2)(L.Conv2D(6, 5, activation="relu")(inp))
+    t = L.MaxPooling2D(2)(L.Conv2D(16, 5, activation="relu")(t))
+    t = L.Dense(120, activation="relu")(L.Flatten()(t))
+    t = L.Dense(84, activation="relu")(t)
+    m = keras.Model(inp, L.Dense(43, activation="softmax")(t))
+    m = train_one_step(m, 3, 32, 43, keras.optimizers.SGD(momentum=0.9))
+    x = make_x_geom(3)
+    m.save(str(OUT / "keras_gtsrb43.keras"))
+    # a Functional model's layers include the InputLayer; keras_run skips nothing else
+    lg, ft, out = keras_run(keras.Sequential(m.layers[1:]), x)
+    save_file_fixture("keras_gtsrb43", "keras_gtsrb43.keras", x, lg, ft, out,
+                      framework="keras", load_kwargs={},
+                      notes='Functional keras.Model, RGB input, model.save("m.keras"), SGD momentum state')
+
+
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", choices=["torch", "onnx", "keras", "flax"],
+    ap.add_argument("--only", nargs="*", choices=["torch", "onnx", "keras", "flax", "files"],
                     help="build only these families")
     ap.add_argument("--require-all", action="store_true", help="fail if a framework is missing")
     args = ap.parse_args(argv)
-    fams = args.only or ["torch", "onnx", "keras", "flax"]
+    fams = args.only or ["torch", "onnx", "keras", "flax", "files"]
     manifest = {"numpy": np.__version__, "python": sys.version.split()[0], "seed": SEED}
     mpath = OUT / "MANIFEST.json"
     if mpath.exists():
@@ -397,6 +589,8 @@ def main(argv=None):
         attempt("keras", keras_fixtures, manifest)
     if "flax" in fams:
         attempt("flax", flax_fixtures, manifest)
+    if "files" in fams:
+        attempt("files", file_fixtures, manifest)
     OUT.mkdir(parents=True, exist_ok=True)
     mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print("versions:", json.dumps(manifest, sort_keys=True))

@@ -60,7 +60,7 @@ void fl_pool2x2_f32__scalar(const float *x, int c, int h, int w, int pool, float
 
 static void c1_f32__scalar(const fl_net *net, const float *img, float *s2) {
     float map[6 * 28 * 28];
-    fl_conv5x5_f32__scalar(img, 1, 32, 32, net->c1_w, net->c1_b, 6, map);
+    fl_conv5x5_f32__scalar(img, net->in_channels, 32, 32, net->c1_w, net->c1_b, 6, map);
     act_f32__scalar(net->act, map, map, 6 * 28 * 28);
     fl_pool2x2_f32__scalar(map, 6, 28, 28, net->pool, s2);
 }

@@ -5,9 +5,10 @@
  * FL_RCP, FL_MIN_KEEP_NAN / FL_MAX_KEEP_NAN); portable C stands in for any it leaves out.
  *
  * Schedule (one image, everything in L1):
- *  - C1: pixels in lanes. The 32x32 image is split into even and odd columns, so that the conv
- *    outputs at even and odd columns are each a contiguous vector of the 14 pooled columns:
- *    pooling then needs no shuffles. FL_C1_CB output channels share each input load.
+ *  - C1: pixels in lanes. The 32x32 image (each of its 1 or 3 channels) is split into even and
+ *    odd columns, so that the conv outputs at even and odd columns are each a contiguous vector
+ *    of the 14 pooled columns: pooling then needs no shuffles. FL_C1_CB output channels share
+ *    each input load.
  *  - C3: the 16 output channels in lanes. Each tap is one vector load of 16 weights, reused by
  *    2 conv rows x FL_C3_CC columns of broadcast inputs (register-blocked accumulators).
  *  - dense: outputs in lanes, weights transposed [in][out], one broadcast input per row; a tile
@@ -135,21 +136,28 @@ static void FL_FN(act_f32)(int act, const float *x, float *y, size_t n) {
  * of the last vector stay inside the row. */
 #define FL_SPLIT_STRIDE 24
 
-static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
+/* C1 over NC input channels (a compile-time constant after inlining, so the one-channel kernel
+ * compiles exactly as it did before colour input). Each channel has its own even/odd split; the
+ * channel loop sits outside the kernel rows, the scalar kernel's accumulation order. Tap offsets
+ * stay compile-time constants (FL_FMA_BCAST needs them): the channel moves the base pointer. */
+FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int NC) {
     enum { NV = 16 / FL_W, CB = FL_C1_CB };
-    float ev[32 * FL_SPLIT_STRIDE] FL_ALIGNED, od[32 * FL_SPLIT_STRIDE] FL_ALIGNED;
-    for (int y = 0; y < 32; y++) {
-        float *e = ev + y * FL_SPLIT_STRIDE, *o = od + y * FL_SPLIT_STRIDE;
-        for (int i = 0; i < 16; i++) {
-            e[i] = img[y * 32 + 2 * i];
-            o[i] = img[y * 32 + 2 * i + 1];
+    /* Sized for the most channels (a VLA of NC would address them through registers). */
+    float ev[FL_MAX_CHANNELS][32 * FL_SPLIT_STRIDE] FL_ALIGNED;
+    float od[FL_MAX_CHANNELS][32 * FL_SPLIT_STRIDE] FL_ALIGNED;
+    for (int ci = 0; ci < NC; ci++)
+        for (int y = 0; y < 32; y++) {
+            const float *src = img + ci * 32 * 32 + y * 32;
+            float *e = ev[ci] + y * FL_SPLIT_STRIDE, *o = od[ci] + y * FL_SPLIT_STRIDE;
+            for (int i = 0; i < 16; i++) {
+                e[i] = src[2 * i];
+                o[i] = src[2 * i + 1];
+            }
+            memset(e + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
+            memset(o + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
         }
-        memset(e + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
-        memset(o + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
-    }
     const int act = net->act, pool = net->pool;
     for (int c0 = 0; c0 < 6; c0 += CB) {
-        const float *wc = net->c1_w + c0 * 25;
         for (int py = 0; py < 14; py++) {
             float rows[CB][16];
             for (int v = 0; v < NV; v++) {
@@ -157,25 +165,29 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
                 vf acc[CB][4];
                 FL_UNROLL for (int c = 0; c < CB; c++)
                     FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
-                FL_UNROLL for (int ky = 0; ky < 5; ky++) {
-                    FL_UNROLL for (int r = 0; r < 2; r++) {
-                        const float *E = ev + (2 * py + r + ky) * FL_SPLIT_STRIDE + v * FL_W;
-                        const float *O = od + (2 * py + r + ky) * FL_SPLIT_STRIDE + v * FL_W;
-                        const vf e0 = vload(E), e1 = vload(E + 1), e2 = vload(E + 2);
-                        const vf o0 = vload(O), o1 = vload(O + 1), o2 = vload(O + 2);
-                        FL_UNROLL for (int c = 0; c < CB; c++) {
-                            /* even column 2j: taps on E[j], O[j], E[j+1], O[j+1], E[j+2];
-                             * odd column 2j+1: O[j], E[j+1], O[j+1], E[j+2], O[j+2] */
-                            const int k = c * 25 + ky * 5;
+                for (int ci = 0; ci < NC; ci++) {
+                    /* weight (c0+c, ci, ky, kx) sits at wc[c*NC*25 + ky*5 + kx] */
+                    const float *wc = net->c1_w + (c0 * NC + ci) * 25;
+                    FL_UNROLL for (int ky = 0; ky < 5; ky++) {
+                        FL_UNROLL for (int r = 0; r < 2; r++) {
+                            const float *E = ev[ci] + (2 * py + r + ky) * FL_SPLIT_STRIDE + v * FL_W;
+                            const float *O = od[ci] + (2 * py + r + ky) * FL_SPLIT_STRIDE + v * FL_W;
+                            const vf e0 = vload(E), e1 = vload(E + 1), e2 = vload(E + 2);
+                            const vf o0 = vload(O), o1 = vload(O + 1), o2 = vload(O + 2);
+                            FL_UNROLL for (int c = 0; c < CB; c++) {
+                                /* even column 2j: taps on E[j], O[j], E[j+1], O[j+1], E[j+2];
+                                 * odd column 2j+1: O[j], E[j+1], O[j+1], E[j+2], O[j+2] */
+                                const int k = c * NC * 25 + ky * 5;
 #define FL_A acc[c][2 * r]
 #define FL_B acc[c][2 * r + 1]
-                            FL_FMA_BCAST(FL_A, e0, wc, k + 0); FL_FMA_BCAST(FL_B, o0, wc, k + 0);
-                            FL_FMA_BCAST(FL_A, o0, wc, k + 1); FL_FMA_BCAST(FL_B, e1, wc, k + 1);
-                            FL_FMA_BCAST(FL_A, e1, wc, k + 2); FL_FMA_BCAST(FL_B, o1, wc, k + 2);
-                            FL_FMA_BCAST(FL_A, o1, wc, k + 3); FL_FMA_BCAST(FL_B, e2, wc, k + 3);
-                            FL_FMA_BCAST(FL_A, e2, wc, k + 4); FL_FMA_BCAST(FL_B, o2, wc, k + 4);
+                                FL_FMA_BCAST(FL_A, e0, wc, k + 0); FL_FMA_BCAST(FL_B, o0, wc, k + 0);
+                                FL_FMA_BCAST(FL_A, o0, wc, k + 1); FL_FMA_BCAST(FL_B, e1, wc, k + 1);
+                                FL_FMA_BCAST(FL_A, e1, wc, k + 2); FL_FMA_BCAST(FL_B, o1, wc, k + 2);
+                                FL_FMA_BCAST(FL_A, o1, wc, k + 3); FL_FMA_BCAST(FL_B, e2, wc, k + 3);
+                                FL_FMA_BCAST(FL_A, e2, wc, k + 4); FL_FMA_BCAST(FL_B, o2, wc, k + 4);
 #undef FL_A
 #undef FL_B
+                            }
                         }
                     }
                 }
@@ -188,6 +200,13 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
                 memcpy(s2 + (c0 + c) * 196 + py * 14, rows[c], 14 * sizeof(float));
         }
     }
+}
+
+static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
+    if (net->in_channels == 1)
+        c1_body(net, img, s2, 1);
+    else
+        c1_body(net, img, s2, 3);
 }
 
 static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {

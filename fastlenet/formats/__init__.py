@@ -6,13 +6,14 @@ Pure Python + numpy.  The entry point is :func:`convert`::
     conv = convert(arrays, layout="auto", strict=True, source="weights.npz")
     conv.weights    # {canonical name: float32 C-contiguous array}
 
-Canonical layout (PyTorch conventions, float32)::
+Canonical layout (PyTorch conventions, float32), C = 1 or 3 input channels, K = 2..65,536
+classes (the classic net: C = 1, K = 10)::
 
-    c1.weight (6,1,5,5)     c1.bias (6,)
+    c1.weight (6,C,5,5)     c1.bias (6,)
     c3.weight (16,6,5,5)    c3.bias (16,)
     c5.weight (120,16,5,5)  c5.bias (120,)
     f6.weight (84,120)      f6.bias (84,)
-    output.weight (10,84)   output.bias (10,)
+    output.weight (K,84)    output.bias (K,)
 
 plus the optional ``fastlenet_meta`` key: a JSON object (string) with e.g.
 ``activation``, ``pool``, ``mean``, ``std``, ``classes``, ``source``.  It is
@@ -23,8 +24,11 @@ How layers are identified
 Layer identity comes from *shapes and the network's structure*, never from
 names alone: every LeNet-5 tensor has a shape that fits exactly one slot
 (C1/C3/C5 kernels in OIHW or HWIO, C5 also as a dense (120,400)/(400,120)
-matrix, F6 (84,120)/(120,84), output (10,84)/(84,10), biases of length
-6/16/120/84/10).  So ``fc1`` may be C5 in one model and F6 in another, and
+matrix, F6 (84,120)/(120,84), output (K,84)/(84,K), biases of length
+6/16/120/84/K).  K is read from the output weight, and the output bias must
+have K values.  When K equals another layer's width (6, 16, 84, 120) an array
+fits two slots: names decide, then the family's orientation, then (for a
+bias) the array stored right after its layer's kernel.  So ``fc1`` may be C5 in one model and F6 in another, and
 the key order in the file (``arr_10`` sorts before ``arr_2`` as a string,
 flax dicts are not in layer order) does not matter.  Names are used only for
 what shapes cannot decide:
@@ -96,6 +100,9 @@ __all__ = [
     "META_KEY",
     "onnx_arrays",
     "natural_key",
+    "canonical_shapes",
+    "geometry",
+    "MAX_CLASSES",
 ]
 
 META_KEY = "fastlenet_meta"
@@ -112,6 +119,27 @@ CANONICAL_SHAPES: Dict[str, Tuple[int, ...]] = {
     "output.weight": (10, 84),
     "output.bias": (10,),
 }
+
+# LeNet-5s in the wild take 1 (grayscale) or 3 (RGB) input channels and have any number of
+# classes K: the C1 kernel is (6, C, 5, 5) and the output layer (K, 84). CANONICAL_SHAPES above
+# is the classic C = 1, K = 10 net; canonical_shapes gives the others.
+IN_CHANNELS = (1, 3)
+MIN_CLASSES = 2
+MAX_CLASSES = 65536  # the engine's FL_MAX_CLASSES
+
+
+def canonical_shapes(in_channels: int = 1, num_classes: int = 10) -> Dict[str, Tuple[int, ...]]:
+    """The canonical shapes for C input channels and K classes."""
+    out = dict(CANONICAL_SHAPES)
+    out["c1.weight"] = (6, in_channels, 5, 5)
+    out["output.weight"] = (num_classes, 84)
+    out["output.bias"] = (num_classes,)
+    return out
+
+
+def geometry(weights: Mapping[str, Any]) -> Tuple[int, int]:
+    """(in_channels, num_classes) of canonical weights."""
+    return int(np.shape(weights["c1.weight"])[1]), int(np.shape(weights["output.weight"])[0])
 
 LAYOUTS = ("auto", "canonical", "pytorch", "keras", "flax", "onnx", "positional")
 
@@ -137,6 +165,14 @@ class Conversion:
     mapping: List[Tuple[str, str, Tuple[int, ...], str]] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     meta: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return geometry(self.weights)[0]
+
+    @property
+    def num_classes(self) -> int:
+        return geometry(self.weights)[1]
 
     def describe(self) -> str:
         """Human-readable multi-line summary of the mapping."""
@@ -193,37 +229,56 @@ _BIAS_LEAVES = ("bias", "b")
 # (slot, transform-name, family-set, note)
 # family-set says which families produce that orientation natively.
 
-def _cands_for_shape(shape: Tuple[int, ...]):
+def _cands_for_shape(shape: Tuple[int, ...], any_k: bool = True):
+    """Every slot an array of this shape can fill. any_k: an output layer of any K (else only the
+    classic K = 10, for telling a mistyped weight from an unrelated integer array)."""
     out = []
     s = shape
     # conv kernels
-    for name, (o, i) in (("c1", (6, 1)), ("c3", (16, 6)), ("c5", (120, 16))):
-        if s == (o, i, 5, 5):
-            out.append((name + ".weight", "oihw", "torch", "as is (OIHW)"))
-        if s == (5, 5, i, o):
-            out.append((name + ".weight", "hwio", "keras", "transposed HWIO->OIHW"))
+    for name, o, ins in (("c1", 6, IN_CHANNELS), ("c3", 16, (6,)), ("c5", 120, (16,))):
+        for i in ins:
+            if s == (o, i, 5, 5):
+                out.append((name + ".weight", "oihw", "torch", "as is (OIHW)"))
+            if s == (5, 5, i, o):
+                out.append((name + ".weight", "hwio", "keras", "transposed HWIO->OIHW"))
     # dense C5
     if s == (120, 400):
         out.append(("c5.weight", "dense_out_in", "torch", "C5 Linear(400,120) -> conv"))
     if s == (400, 120):
         out.append(("c5.weight", "dense_in_out", "keras", "C5 dense kernel (in,out) (400,120) -> conv"))
-    for name, (o, i) in (("f6", (84, 120)), ("output", (10, 84))):
-        if s == (o, i):
-            out.append((name + ".weight", "out_in", "torch", "as is (out,in)"))
-        if s == (i, o):
-            out.append((name + ".weight", "in_out", "keras", "transposed (in,out)->(out,in)"))
-    for name, n in (("c1", 6), ("c3", 16), ("c5", 120), ("f6", 84), ("output", 10)):
+    if s == (84, 120):
+        out.append(("f6.weight", "out_in", "torch", "as is (out,in)"))
+    if s == (120, 84):
+        out.append(("f6.weight", "in_out", "keras", "transposed (in,out)->(out,in)"))
+    ks = range(MIN_CLASSES, MAX_CLASSES + 1) if any_k else (10,)
+    if len(s) == 2 and s[1] == 84 and s[0] in ks:
+        out.append(("output.weight", "out_in", "torch", "as is (out,in)"))
+    if len(s) == 2 and s[0] == 84 and s[1] in ks:
+        out.append(("output.weight", "in_out", "keras", "transposed (in,out)->(out,in)"))
+    for name, n in (("c1", 6), ("c3", 16), ("c5", 120), ("f6", 84)):
         if s == (n,):
             out.append((name + ".bias", "bias", "any", "as is"))
+    if len(s) == 1 and s[0] in ks:  # K is known once the output weight is placed
+        out.append(("output.bias", "bias", "any", "as is"))
     return out
 
 
-def _expected_text(slot: str) -> str:
+def _expected_text(slot: str, k: Optional[int] = None, c: Optional[int] = None) -> str:
     layer = slot.split(".")[0]
     label = _LAYER_LABEL[layer]
+    if slot == "output.bias":
+        return f"output bias ({k},)" if k else "output bias (K,) (one per class)"
+    if slot == "output.weight":
+        return (f"output weight (K, 84) (out,in) or (84, K) (in,out), K = {MIN_CLASSES}.."
+                f"{MAX_CLASSES} classes")
     if slot.endswith(".bias"):
         return f"{label} bias {_fmt(CANONICAL_SHAPES[slot])}"
-    if layer in ("c1", "c3"):
+    if layer == "c1" and c:
+        return f"{label} kernel (6, {c}, 5, 5) (OIHW) or (5, 5, {c}, 6) (HWIO)"
+    if layer == "c1":
+        return (f"{label} kernel (6, 1, 5, 5) (OIHW) or (5, 5, 1, 6) (HWIO), or for RGB input "
+                f"(6, 3, 5, 5) / (5, 5, 3, 6)")
+    if layer == "c3":
         o, i = CANONICAL_SHAPES[slot][:2]
         return f"{label} kernel {_fmt((o, i, 5, 5))} (OIHW) or {_fmt((5, 5, i, o))} (HWIO)"
     if layer == "c5":
@@ -231,6 +286,11 @@ def _expected_text(slot: str) -> str:
                 "or dense (120, 400) (out,in) or (400, 120) (in,out)")
     o, i = CANONICAL_SHAPES[slot]
     return f"{label} weight {_fmt((o, i))} (out,in) or {_fmt((i, o))} (in,out)"
+
+
+def _c1_channels(a) -> Optional[int]:
+    s = _shape(a)
+    return s[1] if len(s) == 4 and s[0] == 6 else s[2] if len(s) == 4 else None
 
 
 def _kind(shape) -> str:
@@ -398,7 +458,7 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
         if framework == "onnx" and a.dtype.kind in "iub" and a.ndim <= 1:
             ignored.append(k)  # shape constants / axes added by exporters
             continue
-        fits = _cands_for_shape(_shape(a))
+        fits = _cands_for_shape(_shape(a), any_k=False)
         if fits:
             raise FormatError(
                 f"{source}: key {k!r} has dtype {a.dtype} (shape {_fmt(a.shape)}); "
@@ -473,6 +533,15 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
              "c1.bias", "c3.bias", "c5.bias", "f6.bias", "output.bias"]
     for slot in order:
         cands = [c for c in slot_cands[slot] if c[0] not in used]
+        if slot == "output.bias":  # the bias of the output layer placed above: K values
+            cands = [c for c in cands if _shape(data[c[0]]) == (_out_k(data, chosen),)] \
+                if "output.weight" in chosen else []
+        if len({c[0] for c in cands}) > 1 and framework not in ("positional", "onnx"):
+            # arrays of two orientations fit (e.g. a 120-class output (120, 84) beside F6's
+            # (84, 120)): the family's own orientation decides
+            native = [c for c in cands if c[2] in (family, "any")]
+            if native:
+                cands = native
         if not cands:
             continue
         # prefer the family's native orientation when one array fits twice (square case)
@@ -493,10 +562,21 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
         cands = reduced
         if len(cands) > 1 and use_names:
             cands = _tie_break(slot, cands, chosen)
+        if (len(cands) == 2 and slot.endswith(".bias") and slot != "output.bias" and
+                slot.replace("bias", "weight") in chosen and "output.weight" in chosen and
+                _shape(data[cands[0][0]]) == (_out_k(data, chosen),)):
+            # a bias length shared with the output layer (K = 6, 16, 84 or 120): the array stored
+            # right after the layer's kernel (exports write a layer's kernel, then its bias)
+            file_order = [str(k) for k in arrays.keys()]
+            after = file_order.index(chosen[slot.replace("bias", "weight")][0]) + 1
+            nxt = [c for c in cands if file_order.index(c[0]) == after]
+            if len(nxt) == 1:
+                cands = nxt
         if len(cands) > 1:
             desc = ", ".join(f"{c[0]!r} {_fmt(data[c[0]].shape)}" for c in cands)
             raise FormatError(
-                f"{source}: ambiguous: {len(cands)} arrays fit {_expected_text(slot)}: {desc}; "
+                f"{source}: ambiguous: {len(cands)} arrays fit "
+                f"{_expected_text(slot, c=_c1_channels(data[cands[0][0]]))}: {desc}; "
                 "names cannot decide which one to use" + ("" if use_names else " (positional layout)"))
         k, tr, note = cands[0][0], cands[0][1], cands[0][3]
         chosen[slot] = (k, tr, note)
@@ -506,7 +586,9 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
     missing = [s for s in order if s not in chosen]
     unassigned = [k for k in float_keys if k not in used]
     if missing:
-        problems = _explain_missing(missing, unassigned, data, source, allowed, layout) + problems
+        k_out = _out_k(data, chosen) if "output.weight" in chosen else None
+        problems = _explain_missing(missing, unassigned, data, source, allowed, layout,
+                                    k_out) + problems
         raise FormatError(f"{source}: " + "; ".join(problems))
     if unassigned:
         if strict:
@@ -520,7 +602,7 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
 
     weights: Dict[str, np.ndarray] = {}
     mapping = []
-    for slot in CANONICAL_SHAPES:
+    for slot in CANONICAL_SHAPES:  # the slot order; the shapes follow C and K below
         k, tr, note = chosen[slot]
         src = data[k]
         arr, extra = _apply(src, tr, flatten)
@@ -528,12 +610,23 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
         if src.dtype != np.float32:
             note += f", cast {src.dtype}->float32"
         arr = np.array(arr, dtype=np.float32, order="C", copy=True)  # never alias the caller's arrays
-        assert arr.shape == CANONICAL_SHAPES[slot], (slot, arr.shape)
         weights[slot] = arr
         mapping.append((k, slot, _shape(src), note))
+    shapes = canonical_shapes(*geometry(weights))
+    for slot, arr in weights.items():
+        if arr.shape != shapes[slot]:  # e.g. an output bias of another length than its weight
+            raise FormatError(f"{source}: {slot} has shape {_fmt(arr.shape)}; expected "
+                              f"{_fmt(shapes[slot])} for this network")
     ignored = sorted(set(ignored), key=natural_key)
     return Conversion(weights=weights, framework=framework, layout=lay, mapping=mapping,
                       ignored=ignored, meta=meta)
+
+
+def _out_k(data, chosen) -> int:
+    """K of the output weight placed in `chosen`."""
+    key, tr = chosen["output.weight"][:2]
+    s = _shape(data[key])
+    return s[0] if tr == "out_in" else s[1]
 
 
 def _tie_break(slot, cands, chosen):
@@ -555,7 +648,7 @@ def _tie_break(slot, cands, chosen):
     return cands
 
 
-def _explain_missing(missing, unassigned, data, source, allowed, layout) -> List[str]:
+def _explain_missing(missing, unassigned, data, source, allowed, layout, k_out=None) -> List[str]:
     msgs = []
     present = ", ".join(f"{k!r} {_fmt(data[k].shape)}" for k in sorted(data, key=natural_key)) or "none"
     leftover = list(unassigned)
@@ -584,9 +677,9 @@ def _explain_missing(missing, unassigned, data, source, allowed, layout) -> List
                 conv_txt = ("OIHW kernels and (out,in) matrices" if allowed == ("torch",)
                             else "HWIO kernels and (in,out) matrices")
                 why = f" (layout={layout!r} takes {conv_txt})"
-            msgs.append(f"key {best!r} has shape {_fmt(data[best].shape)}; expected {_expected_text(slot)}{why}")
+            msgs.append(f"key {best!r} has shape {_fmt(data[best].shape)}; expected {_expected_text(slot, k_out)}{why}")
         else:
-            msgs.append(f"missing {_expected_text(slot)}")
+            msgs.append(f"missing {_expected_text(slot, k_out)}")
     if leftover or any(m.startswith("missing") for m in msgs):
         msgs.append(f"arrays present: {present}")
     return msgs
@@ -595,13 +688,20 @@ def _explain_missing(missing, unassigned, data, source, allowed, layout) -> List
 def _convert_canonical(data, float_keys, problems, ignored, meta, strict, source, lay):
     missing = [s for s in CANONICAL_SHAPES if s not in data]
     bad = []
+    # C and K come from C1's and the output layer's own shapes, when those are plausible
+    c1, ow = _shape(data.get("c1.weight", ())), _shape(data.get("output.weight", ()))
+    c_in = c1[1] if len(c1) == 4 and c1[1] in IN_CHANNELS else 1
+    k = ow[0] if len(ow) == 2 and MIN_CLASSES <= ow[0] <= MAX_CLASSES else 10
+    shapes = canonical_shapes(c_in, k)
     for s in CANONICAL_SHAPES:
         if s in data:
             if data[s].dtype.kind != "f":
                 bad.append(f"key {s!r} has dtype {data[s].dtype}; weights must be floating point")
-            elif _shape(data[s]) != CANONICAL_SHAPES[s]:
+            elif _shape(data[s]) != shapes[s]:
                 bad.append(f"key {s!r} has shape {_fmt(data[s].shape)}; expected "
-                           f"{_fmt(CANONICAL_SHAPES[s])} (canonical layout)")
+                           f"{_fmt(shapes[s])} (canonical layout"
+                           + (f", {k} classes" if s.startswith("output") else "")
+                           + (f", {c_in} input channel(s)" if s == "c1.weight" else "") + ")")
     if missing:
         present = ", ".join(f"{k!r} {_fmt(data[k].shape)}" for k in sorted(data, key=natural_key)) or "none"
         bad.append("missing " + ", ".join(f"{s!r} ({_expected_text(s)})" for s in missing)
