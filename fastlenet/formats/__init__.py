@@ -317,10 +317,19 @@ def _parse_meta(value, source: str) -> Dict[str, Any]:
                 "expected a JSON string")
     except UnicodeDecodeError as e:
         raise FormatError(f"{source}: key {META_KEY!r} is not valid UTF-8: {e}") from None
+    except FormatError:
+        raise
+    except Exception as e:  # code points beyond U+10FFFF in a 'U' array raise SystemError/ValueError
+        raise FormatError(f"{source}: key {META_KEY!r} is not a readable string "
+                          f"({type(e).__name__}: {e}); expected a JSON string") from None
+    if len(text) > (1 << 20):
+        raise FormatError(f"{source}: key {META_KEY!r} holds {len(text):,} characters; expected "
+                          "a JSON object of at most 1,048,576")
     try:
         meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{source}: key {META_KEY!r} is not valid JSON ({e}): {text[:80]!r}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, int digit limits, deep nesting
+        raise FormatError(f"{source}: key {META_KEY!r} is not valid JSON "
+                          f"({type(e).__name__}: {str(e)[:200]}): {text[:80]!r}") from None
     if not isinstance(meta, dict):
         raise FormatError(f"{source}: key {META_KEY!r} must hold a JSON object, found {type(meta).__name__}")
     act = meta.get("activation")
