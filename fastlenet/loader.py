@@ -338,8 +338,113 @@ def _npy_data(f, m, name: str, key: str, shape, fortran, dtype, offset) -> np.nd
 def read_weights(path) -> dict[str, np.ndarray]:
     """The arrays of a weights file: an .npz, or an .onnx model (needs the `onnx` extra)."""
     if os.fspath(path).lower().endswith(".onnx"):
-        return formats.onnx_arrays(path)
+        return read_onnx(path)
     return read_npz(path)
+
+
+# ONNX ops a LeNet-5 export may contain, by role. Anything else (a Mul of a scaled tanh, a
+# BatchNormalization, a Transpose of a channels-last export...) makes the graph one fastlenet
+# does not understand, and it is refused rather than run with assumed tanh/avg.
+_ONNX_ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu", "Sigmoid": "sigmoid"}
+_ONNX_POOLS = {"AveragePool": "avg", "MaxPool": "max"}
+_ONNX_PLUMBING = {"Conv", "Gemm", "MatMul", "Add", "Flatten", "Reshape", "Constant", "Identity",
+                  "Dropout", "Softmax", "LogSoftmax", "Shape", "Gather", "Unsqueeze", "Squeeze",
+                  "Concat", "Cast"}
+
+
+def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
+    """The initializers of an .onnx model, ordered by first use in the graph, within the budget;
+    with meta=True also a fastlenet_meta entry holding the activation and pooling read from the
+    graph's nodes. FormatError for a file that is not a self-contained ONNX model of a LeNet-5
+    (corrupt protobuf, external data, duplicate or undecodable initializers, ops it does not
+    understand); ImportError when the optional `onnx` package is missing."""
+    name = os.fspath(path)
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as e:
+        raise ImportError("reading .onnx files needs the optional 'onnx' package: pip install "
+                          "fastlenet[onnx]") from e
+    with open(name, "rb") as f:  # OSError names the path
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise FormatError(f"{name}: larger than {MAX_FILE_BYTES:,} bytes; a LeNet-5 .onnx "
+                          f"model is about 250 KB")
+    try:
+        model = onnx.load_model_from_string(data)
+        graph = model.graph
+        nodes = list(graph.node)
+        inits = list(graph.initializer)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise FormatError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e}); the "
+                          f"file is truncated or corrupt") from None
+    budget = Budget(name)
+    by_name: dict[str, Any] = {}
+    for init in inits:
+        key = init.name
+        if key in by_name:
+            raise FormatError(f"{name}: initializer {key!r} appears twice; expected each "
+                              f"weight once (which copy would be the weights?)")
+        if init.data_location == onnx.TensorProto.EXTERNAL or init.external_data:
+            raise FormatError(f"{name}: initializer {key!r} keeps its data in an external "
+                              f"file; fastlenet reads self-contained .onnx files (save with "
+                              f"save_as_external_data=False)")
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+        except Exception:
+            raise FormatError(f"{name}: initializer {key!r} has ONNX data type "
+                              f"{init.data_type}, which numpy cannot hold; expected float "
+                              f"weights") from None
+        budget.take(key, tuple(init.dims), dtype)
+        by_name[key] = init
+    if len(graph.sparse_initializer):
+        raise FormatError(f"{name}: holds sparse initializers; expected dense LeNet-5 weights")
+    order = [n for node in nodes for n in node.input if n in by_name]
+    order += [n for n in by_name]
+    out: dict[str, np.ndarray] = {}
+    for key in order:
+        if key in out:
+            continue
+        try:
+            out[key] = np.asarray(numpy_helper.to_array(by_name[key]))
+        except Exception as e:
+            raise FormatError(f"{name}: initializer {key!r} cannot be read ({type(e).__name__}: "
+                              f"{e}); the file is truncated or corrupt") from None
+        check_declared_size(name, key, out[key].shape, out[key].dtype)
+    if meta:
+        out[META_KEY] = np.array(json.dumps(_onnx_ops(name, nodes)))
+    return out
+
+
+def _onnx_ops(name: str, nodes) -> dict:
+    """Activation and pooling of a LeNet-5 graph, from its nodes; FormatError when the graph
+    holds anything else or mixes kinds."""
+    acts, pools, unknown = [], [], []
+    for node in nodes:
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            unknown.append(f"{node.domain}.{op}")
+        elif op in _ONNX_ACTIVATIONS:
+            acts.append(_ONNX_ACTIVATIONS[op])
+        elif op in _ONNX_POOLS:
+            attrs = {a.name: list(a.ints) for a in node.attribute if a.ints}
+            if attrs.get("kernel_shape") != [2, 2] or attrs.get("strides", [1, 1]) != [2, 2] \
+                    or any(attrs.get("pads", [0])):
+                raise FormatError(f"{name}: node {node.name or op!r}: {op} with "
+                                  f"{attrs}; expected 2x2 pooling with stride 2 and no padding")
+            pools.append(_ONNX_POOLS[op])
+        elif op not in _ONNX_PLUMBING:
+            unknown.append(op)
+    if unknown:
+        raise FormatError(f"{name}: the graph holds ops fastlenet does not understand "
+                          f"({', '.join(sorted(set(unknown)))}); expected a LeNet-5 of Conv, "
+                          f"Gemm/MatMul, one activation ({', '.join(_ONNX_ACTIVATIONS)}) and "
+                          f"one pooling ({', '.join(_ONNX_POOLS)})")
+    if len(set(acts)) != 1 or len(set(pools)) != 1:
+        raise FormatError(f"{name}: the graph has activations {sorted(set(acts)) or 'none'} and "
+                          f"pooling {sorted(set(pools)) or 'none'}; expected exactly one kind "
+                          f"of each (fastlenet runs one activation and one pooling throughout)")
+    return {"activation": acts[0], "pool": pools[0], "source": "onnx graph"}
 
 
 def inspect(source, layout: str = "auto", strict: bool = True) -> formats.Conversion:

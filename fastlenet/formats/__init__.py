@@ -642,24 +642,6 @@ def onnx_arrays(path) -> Dict[str, np.ndarray]:
     Initializers never used by a node come last.  The result can be passed to :func:`convert` (``layout="onnx"`` or
     ``"auto"``).
     """
-    try:
-        import onnx  # noqa: F401
-        from onnx import numpy_helper
-    except ImportError as e:  # pragma: no cover - depends on environment
-        raise ImportError(
-            "reading .onnx files needs the optional 'onnx' package: pip install fastlenet[onnx]"
-        ) from e
-    import os
+    from fastlenet.loader import read_onnx  # the bounded, checked reader
 
-    model = onnx.load(os.fspath(path), load_external_data=True)
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    out: Dict[str, np.ndarray] = {}
-    for node in graph.node:
-        for name in node.input:
-            if name in inits and name not in out:
-                out[name] = numpy_helper.to_array(inits[name])
-    for name, init in inits.items():  # unused initializers last
-        if name not in out:
-            out[name] = numpy_helper.to_array(init)
-    return out
+    return read_onnx(path, meta=False)
