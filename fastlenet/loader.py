@@ -535,8 +535,8 @@ def check_meta(meta: Mapping[str, Any], source: str) -> dict:
         except (OverflowError, ValueError, TypeError):  # an int of 400 digits
             ok = False
         if not ok:
-            raise FormatError(f"{source}: {key} must be a finite float32 number; found "
-                              f"{_short(v)}")
+            raise FormatError(f"{source}: {key} must be a finite number; found {_short(v)} "
+                              f"(expected a real number within float32's range)")
         out[key] = float(v)
     if out["std"] <= 0:
         raise FormatError(f"{source}: std must be positive; found {out['std']!r}")
