@@ -168,7 +168,7 @@ class InputRangeWarning(UserWarning):
 
 
 cdef double _max_abs_pixel(const fl_input *inp, cnp.npy_intp i) noexcept nogil:
-    """max |pixel| of image i (float32/float64 in native byte order only)."""
+    """max |pixel| of image i over finite pixels (float32/float64, native byte order)."""
     cdef const char *base = <const char *>inp.data + i * inp.stride_n
     cdef const char *p
     cdef double m = 0.0, v
@@ -180,8 +180,10 @@ cdef double _max_abs_pixel(const fl_input *inp, cnp.npy_intp i) noexcept nogil:
                 v = (<const float *>p)[0]
             else:
                 v = (<const double *>p)[0]
-            if v > m or -v > m:
-                m = v if v > 0 else -v
+            if v < 0:
+                v = -v
+            if v > m and v <= 3.4028234663852886e38:  # inf/NaN pixels are not a range mistake
+                m = v
     return m
 
 
@@ -444,7 +446,7 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
             warnings.warn(
                 f"x: float pixels reach {peak:.6g}, but the model takes 0..1 floats (or uint8 "
                 f"0..255); results will be wrong. Pass x / 255 (or x.astype(np.uint8) for 0..255 "
-                f"pixels). This warning is shown once per Net", InputRangeWarning, stacklevel=3)
+                f"pixels). This warning is shown once per Net", InputRangeWarning, stacklevel=1)
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path):

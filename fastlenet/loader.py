@@ -245,6 +245,9 @@ def _decompressor(m, f, name: str):
         filt = lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)  # type: ignore
     except Exception as e:
         raise FormatError(f"{name}: member {m.filename!r}: bad lzma properties ({e})") from None
+    # The dictionary is allocated up front at the size the header names (up to 4 GiB); no
+    # match can reach further back than the member's declared size, so that is enough.
+    filt["dict_size"] = min(filt.get("dict_size", 1 << 23), max(m.file_size, 4096))
     return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[filt])
 
 
@@ -366,10 +369,11 @@ def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
         raise ImportError("reading .onnx files needs the optional 'onnx' package: pip install "
                           "fastlenet[onnx]") from e
     with open(name, "rb") as f:  # OSError names the path
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise FormatError(f"{name}: larger than {MAX_FILE_BYTES:,} bytes; a LeNet-5 .onnx "
-                          f"model is about 250 KB")
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise FormatError(f"{name}: {size:,} bytes, larger than the {MAX_FILE_BYTES:,} a "
+                              f"LeNet-5 .onnx model may take (one is about 250 KB)")
+        data = f.read(MAX_FILE_BYTES + 1) if size == 0 else f.read(size)  # size 0: a pipe
     try:
         model = onnx.load_model_from_string(data)
         graph = model.graph
@@ -451,6 +455,7 @@ def inspect(source, layout: str = "auto", strict: bool = True) -> formats.Conver
     """How a file or mapping maps to the canonical layout (framework, key -> name, ignored)."""
     name = "weights" if isinstance(source, Mapping) else os.fspath(source)
     arrays = source if isinstance(source, Mapping) else read_weights(source)
+    layout = _file_layout(name, layout) if not isinstance(source, Mapping) else layout
     with np.errstate(over="ignore"):  # casts beyond float32 are reported by _checked
         return _checked(formats.convert(arrays, layout=layout, strict=strict, source=name),
                         name)
@@ -485,7 +490,14 @@ def _checked(conv: formats.Conversion, source: str) -> formats.Conversion:
 
 def load(path, layout: str = "auto", strict: bool = True) -> tuple[dict[str, np.ndarray], dict]:
     """A weights file -> (canonical weights, metadata)."""
-    return convert(read_weights(path), layout=layout, strict=strict, source=os.fspath(path))
+    return convert(read_weights(path), layout=_file_layout(os.fspath(path), layout),
+                   strict=strict, source=os.fspath(path))
+
+
+def _file_layout(name: str, layout: str) -> str:
+    """An .onnx file's arrays are ONNX initializers whatever their names (a graph may name them
+    exactly like the canonical keys, beside integer shape constants)."""
+    return "onnx" if layout == "auto" and name.lower().endswith(".onnx") else layout
 
 
 def save(path, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
