@@ -170,7 +170,7 @@ def _zip_directory(f, name: str) -> list[_Member]:
             raise FormatError(f"{where}: appears twice in the zip directory; expected each "
                               f"array once (which copy would be the weights?)")
         seen.add(m.filename)
-        if m.is_dir():
+        if m.filename.endswith("/"):  # a directory entry (ZipInfo.is_dir fails on "")
             continue
         if not m.filename.endswith(".npy"):
             raise FormatError(f"{name}: key {m.filename!r}: not an .npy array (an .npz holds "
