@@ -7,8 +7,8 @@ copied: the engine reads each image in place, whatever its dtype and strides.
 """
 import json
 import os
-import time
 import warnings
+from time import perf_counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -421,11 +421,12 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
         cdef Py_ssize_t row = cnp.PyArray_STRIDES(<cnp.ndarray>out)[0] if n > 0 else 0
         cdef const char *base = <const char *>inp.data
         cdef cnp.npy_intp i0 = 0, m, step = _FIRST_SLICE * max(1, threads)
-        cdef double t0, dt
+        cdef double t0 = 0, dt
         while True:
             m = min(step, n - i0)
             inp.data = base + i0 * inp.stride_n
-            t0 = time.perf_counter()
+            if i0 + m < n:  # (a batch of one slice, e.g. batch 1, times nothing)
+                t0 = perf_counter()
             with nogil:
                 rc = fl_net_forward(self._c, &inp, <size_t>m, mode, <char *>outp + i0 * row,
                                     featp + i0 * 84 if featp != NULL else NULL, threads, isa)
@@ -435,12 +436,14 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
             if i0 >= n:
                 return out
             PyErr_CheckSignals()  # KeyboardInterrupt (or a handler's exception) from here
-            dt = time.perf_counter() - t0
+            dt = perf_counter() - t0
             step = max(16, min(1 << 20, <cnp.npy_intp>(m * _SLICE_SECONDS / max(dt, 1e-6))))
 
     cdef _check_range(self, const fl_input *inp, cnp.npy_intp n):
         """Warn once per Net when float pixels are far outside 0..1 (first and last image)."""
-        cdef double peak = max(_max_abs_pixel(inp, 0), _max_abs_pixel(inp, n - 1))
+        cdef double peak = _max_abs_pixel(inp, 0)
+        if n > 1:
+            peak = max(peak, _max_abs_pixel(inp, n - 1))
         if peak > _PIXEL_WARN_ABOVE:
             self._range_warned = True
             warnings.warn(

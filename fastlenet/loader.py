@@ -386,6 +386,9 @@ def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
     by_name: dict[str, Any] = {}
     for init in inits:
         key = init.name
+        if not isinstance(key, str):  # protobuf hands back bytes for a name that is not UTF-8
+            raise FormatError(f"{name}: initializer name {key!r} is not valid UTF-8; expected "
+                              f"text names")
         if key in by_name:
             raise FormatError(f"{name}: initializer {key!r} appears twice; expected each "
                               f"weight once (which copy would be the weights?)")
