@@ -155,6 +155,8 @@ def main() -> None:
     try:
         import resource
 
+        if "libasan" in os.environ.get("LD_PRELOAD", ""):
+            raise ValueError("AddressSanitizer maps terabytes of shadow memory: no RLIMIT_AS")
         limit = args.memory_limit_mib << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):
