@@ -1,9 +1,10 @@
 """Weight files -> canonical LeNet-5 weights and metadata. Pure Python and NumPy.
 
-Weight files are untrusted input: they are read member by member from the zip archive with
-numpy's header parser, object arrays are refused before any byte of them is read, and nothing is
-ever unpickled (no allow_pickle anywhere). Every error names the file, the key, what was expected
-and what was found.
+Weight files are untrusted input. What a file declares is checked against a byte budget (a small
+multiple of LeNet-5's size, see MAX_* below) before anything is decompressed or allocated; object
+arrays are refused from their header; nothing is ever unpickled (no allow_pickle anywhere). Every
+failure is a FormatError (a ValueError) or an OSError from opening the file, and names the file,
+the key, what was expected and what was found.
 
 Canonical layout (PyTorch conventions, float32):
     c1.weight (6, 1, 5, 5)   c1.bias (6,)      c3.weight (16, 6, 5, 5)  c3.bias (16,)
