@@ -21,8 +21,9 @@ enum { FL_ACT_NONE = -1, FL_ACT_TANH = 0, FL_ACT_RELU = 1, FL_ACT_SIGMOID = 2,
 enum { FL_POOL_AVG = 0, FL_POOL_MAX = 1 };
 /* Instruction-set levels, ordered: a level may always be lowered, never raised. */
 enum { FL_ISA_SCALAR = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2, FL_ISA_COUNT = 3 };
-/* Input element types. */
-enum { FL_DTYPE_U8 = 0, FL_DTYPE_F32 = 1, FL_DTYPE_F64 = 2 };
+/* Input element types (the _SWAPPED ones are stored in the other byte order: read in place). */
+enum { FL_DTYPE_U8 = 0, FL_DTYPE_F32 = 1, FL_DTYPE_F64 = 2, FL_DTYPE_F32_SWAPPED = 3,
+       FL_DTYPE_F64_SWAPPED = 4 };
 /* What fl_net_forward writes to `out`. */
 enum { FL_OUT_LOGITS = 0, FL_OUT_PROBA = 1, FL_OUT_PREDICT = 2, FL_OUT_NONE = 3 };
 
@@ -81,6 +82,9 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
 int fl_isa_detect(void);
 const char *fl_isa_name(int isa);
 int fl_has_openmp(void);
+/* The thread limit in force for the calling thread: omp_get_max_threads() (which
+ * OMP_NUM_THREADS and threadpoolctl's threadpool_limits set) in threaded builds, else 1. */
+int fl_thread_limit(void);
 
 /* Testing hooks: run one kernel of one ISA on caller buffers (shapes as in kernels.h). */
 int fl_test_activation(int isa, int act, const float *x, float *y, size_t n);

@@ -13,12 +13,9 @@
 
 #include "kernels.h"
 
+#include "pool.h"
 #ifdef _OPENMP
 #include <omp.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#define FL_CHECK_FORK 1
-#endif
 #endif
 
 /* Below this many images per thread, waking another thread costs more than it saves. Measured
@@ -83,6 +80,20 @@ static float load_pixel(const char *p, int dtype) {
     switch (dtype) {
     case FL_DTYPE_U8: return (float)*(const unsigned char *)p;
     case FL_DTYPE_F32: { float v; memcpy(&v, p, sizeof v); return v; }
+    case FL_DTYPE_F32_SWAPPED: { /* the other byte order, read in place */
+        uint32_t u; float v;
+        memcpy(&u, p, sizeof u);
+        u = __builtin_bswap32(u);
+        memcpy(&v, &u, sizeof v);
+        return v;
+    }
+    case FL_DTYPE_F64_SWAPPED: {
+        uint64_t u; double v;
+        memcpy(&u, p, sizeof u);
+        u = __builtin_bswap64(u);
+        memcpy(&v, &u, sizeof v);
+        return (float)v;
+    }
     default: { double v; memcpy(&v, p, sizeof v); return (float)v; }
     }
 }
@@ -175,53 +186,51 @@ static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input 
         for (int t = 0; t < n; t++) finish_proba((float *)out + (i0 + t) * K, K);
 }
 
-#ifdef FL_CHECK_FORK
-/* libgomp is not fork-safe: a child forked after the parent ran a parallel region hangs in its
- * first one. The process that first goes parallel owns OpenMP; any other process (a fork child)
- * runs serially. Results are the same, since they never depend on the thread count. */
-static pid_t omp_owner;
-static inline int may_go_parallel(void) {
-    const pid_t self = getpid();
-    pid_t owner = __atomic_load_n(&omp_owner, __ATOMIC_ACQUIRE);
-    if (owner == 0) {
-        __atomic_compare_exchange_n(&omp_owner, &owner, self, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE);
-        owner = __atomic_load_n(&omp_owner, __ATOMIC_ACQUIRE);
+/* The batch as work items for the pool: item t is tile t. */
+typedef struct {
+    const fl_net *net;
+    const fl_kernels *k;
+    const fl_input *in;
+    size_t n;
+    int mode;
+    void *out;
+    float *features;
+} fl_batch;
+
+static void run_tiles(void *ctx, size_t t0, size_t t1) {
+    const fl_batch *b = ctx;
+    for (size_t t = t0; t < t1; t++) {
+        const size_t i0 = t * FL_TILE;
+        forward_tile(b->net, b->k, b->in, i0, b->n - i0 < FL_TILE ? (int)(b->n - i0) : FL_TILE,
+                     b->mode, b->out, b->features);
     }
-    return owner == self;
 }
-#else
-static inline int may_go_parallel(void) { return 1; }
-#endif
 
 int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
                    float *features, int num_threads, int isa) {
     if (!net || !in || (in->size != 28 && in->size != 32)) return FL_ERR_ARG;
     if (in->channels != net->in_channels) return FL_ERR_ARG;
-    if (in->dtype < FL_DTYPE_U8 || in->dtype > FL_DTYPE_F64) return FL_ERR_ARG;
+    if (in->dtype < FL_DTYPE_U8 || in->dtype > FL_DTYPE_F64_SWAPPED) return FL_ERR_ARG;
     if (mode < FL_OUT_LOGITS || mode > FL_OUT_NONE || (mode != FL_OUT_NONE && !out)) return FL_ERR_ARG;
     const fl_kernels *k = fl_kernels_for(isa);
     if (!k) return FL_ERR_ISA;
     const size_t tiles = (n + FL_TILE - 1) / FL_TILE;
     size_t nt = num_threads < 1 ? 1 : (size_t)num_threads;
     if (nt > n / FL_MIN_IMAGES_PER_THREAD) nt = n / FL_MIN_IMAGES_PER_THREAD;
-#ifdef _OPENMP
-    if (nt > 1 && may_go_parallel()) {
-        const long long count = (long long)tiles;
+    fl_batch b = {net, k, in, n, mode, out, features};
+    if (nt > 1) {
         size_t chunk = tiles / (nt * 4);
         chunk = chunk < 1 ? 1 : chunk > FL_CHUNK_TILES ? FL_CHUNK_TILES : chunk;
+#if FL_HAVE_POOL
+        if (fl_pool_run((int)nt, tiles, chunk, run_tiles, &b)) return FL_OK;
+#elif defined(_OPENMP)
+        const long long count = (long long)tiles;
 #pragma omp parallel for schedule(dynamic, chunk) num_threads((int)nt)
-        for (long long t = 0; t < count; t++) {
-            const size_t i0 = (size_t)t * FL_TILE;
-            forward_tile(net, k, in, i0, n - i0 < FL_TILE ? (int)(n - i0) : FL_TILE, mode, out,
-                         features);
-        }
+        for (long long t = 0; t < count; t++) run_tiles(&b, (size_t)t, (size_t)t + 1);
         return FL_OK;
-    }
 #endif
-    for (size_t i0 = 0; i0 < n; i0 += FL_TILE)
-        forward_tile(net, k, in, i0, n - i0 < FL_TILE ? (int)(n - i0) : FL_TILE, mode, out,
-                     features);
+    }
+    run_tiles(&b, 0, tiles);
     return FL_OK;
 }
 

@@ -8,13 +8,17 @@ copied: the engine reads each image in place, whatever its dtype and strides.
 import json
 import os
 import warnings
+from time import perf_counter
 from collections.abc import Mapping
 
 import numpy as np
 
+cimport cython
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
 
 from fastlenet import loader
+from fastlenet.formats import FormatError
 
 cnp.import_array()
 
@@ -23,7 +27,7 @@ cdef extern from "fastlenet.h" nogil:
         FL_ACT_NONE, FL_ACT_TANH, FL_ACT_RELU, FL_ACT_SIGMOID, FL_ACT_SCALED_TANH
         FL_POOL_AVG, FL_POOL_MAX
         FL_ISA_SCALAR, FL_ISA_AVX2, FL_ISA_AVX512, FL_ISA_COUNT
-        FL_DTYPE_U8, FL_DTYPE_F32, FL_DTYPE_F64
+        FL_DTYPE_U8, FL_DTYPE_F32, FL_DTYPE_F64, FL_DTYPE_F32_SWAPPED, FL_DTYPE_F64_SWAPPED
         FL_OUT_LOGITS, FL_OUT_PROBA, FL_OUT_PREDICT, FL_OUT_NONE
         FL_OK, FL_ERR_ARG, FL_ERR_NOMEM, FL_ERR_ISA
         FL_MAX_CLASSES
@@ -58,6 +62,7 @@ cdef extern from "fastlenet.h" nogil:
     int fl_isa_detect()
     const char *fl_isa_name(int isa)
     int fl_has_openmp()
+    int fl_thread_limit()
     int fl_test_activation(int isa, int act, const float *x, float *y, size_t n)
     int fl_test_c1(int isa, const fl_net *net, const float *img32, float *s2_out)
     int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out)
@@ -147,24 +152,65 @@ cdef inline const float *_data(cnp.ndarray a):
     return <const float *>cnp.PyArray_DATA(a)
 
 
-cdef inline int _dtype_code(int typenum):
+cdef inline int _dtype_code(int typenum, bint swapped):
     if typenum == cnp.NPY_FLOAT32:
-        return FL_DTYPE_F32
+        return FL_DTYPE_F32_SWAPPED if swapped else FL_DTYPE_F32
     if typenum == cnp.NPY_UINT8:
         return FL_DTYPE_U8
     if typenum == cnp.NPY_FLOAT64:
-        return FL_DTYPE_F64
+        return FL_DTYPE_F64_SWAPPED if swapped else FL_DTYPE_F64
     return -1
 
 
+# The largest num_threads accepted (the engine uses at most the work's chunks anyway).
+MAX_THREADS = 1 << 16
+# A long batch returns to Python about this often (seconds), so that Ctrl-C (and any signal
+# handler) runs within a fraction of a second whatever the ISA level and thread count.
+_SLICE_SECONDS = 0.03
+# The first slice of a batch, per thread: short even at the scalar level (~0.3 ms per image).
+_FIRST_SLICE = 64
+# Float pixels beyond this are not a 0..1 image (0..255 pixels given as floats, typically).
+_PIXEL_WARN_ABOVE = 8.0
+
+
+class InputRangeWarning(UserWarning):
+    """Float input far outside the 0..1 range the model's input rules expect."""
+
+
+cdef double _max_abs_pixel(const fl_input *inp, cnp.npy_intp i) noexcept nogil:
+    """max |pixel| of image i over finite pixels (float32/float64, native byte order)."""
+    cdef const char *base = <const char *>inp.data + i * inp.stride_n
+    cdef const char *p
+    cdef double m = 0.0, v
+    cdef int y, x
+    for y in range(inp.size):
+        for x in range(inp.size):
+            p = base + y * inp.stride_h + x * inp.stride_w
+            if inp.dtype == FL_DTYPE_F32:
+                v = (<const float *>p)[0]
+            else:
+                v = (<const double *>p)[0]
+            if v < 0:
+                v = -v
+            if v > m and v <= 3.4028234663852886e38:  # inf/NaN pixels are not a range mistake
+                m = v
+    return m
+
+
+@cython.embedsignature(False)  # Cython's embedded one is invalid ("..., *)"): see the docstring
 cdef class Net:
-    """LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
+    """Net(weights, meta=None, *, num_threads=None)
+--
+
+LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
     Net.from_weights() or fastlenet.pretrained(); it is immutable and thread-safe."""
 
     cdef fl_net *_c
     cdef dict _weights
     cdef dict _meta
     cdef int _threads
+    cdef bint _threads_set  # num_threads was given explicitly (it then wins over limits)
+    cdef bint _range_warned
     cdef int _isa
     cdef float _scale_u8, _scale_f, _shift
     cdef int _channels, _classes
@@ -181,8 +227,12 @@ cdef class Net:
             self._c = NULL
 
     def __init__(self, weights, meta=None, *, num_threads=None):
-        """weights: canonical mapping (see fastlenet.loader); meta: dict (activation, pool, mean,
-        std, classes, ...). Use from_weights / from_npz for other frameworks' layouts."""
+        """weights: canonical mapping name -> array (see fastlenet.loader; other frameworks'
+        layouts: Net.from_weights / fastlenet.load); meta: dict (activation, pool, mean, std,
+        classes, ...) or None; num_threads: positive int or None (the CPUs this process may
+        use, capped by threadpoolctl / OMP_NUM_THREADS limits at each call). Raises
+        FormatError (a ValueError) for weights or metadata that cannot be a LeNet-5 (including
+        values that overflow float32), TypeError for arguments of the wrong type."""
         cdef fl_weights w
         if meta is not None and not isinstance(meta, Mapping):
             raise TypeError(f"meta: expected a dict of model metadata (activation, pool, mean, "
@@ -244,18 +294,24 @@ cdef class Net:
     # ---- properties ---------------------------------------------------------------------
     @property
     def num_threads(self):
-        """Threads used for a batch (small batches use fewer). Default: the CPUs this process
-        may use (affinity, cgroup quota, OMP_NUM_THREADS)."""
+        """Threads used for a batch (small batches use fewer). Default (None): the CPUs this
+        process may use (affinity, cgroup quota, OMP_NUM_THREADS), further capped at each call
+        by threadpoolctl.threadpool_limits; an explicit value wins over both."""
         return self._threads
 
     @num_threads.setter
     def num_threads(self, value):
         if value is None:
             self._threads = DEFAULT_THREADS
+            self._threads_set = False
             return
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"num_threads: expected a positive integer or None; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 \
+                or value > MAX_THREADS:
+            raise ValueError(f"num_threads: expected a positive integer or None; got {value!r}"
+                             + (f" (at most {MAX_THREADS})" if isinstance(value, int) and
+                                value > MAX_THREADS else ""))
         self._threads = int(value) if HAS_OPENMP else 1
+        self._threads_set = True
 
     @property
     def isa(self):
@@ -311,19 +367,29 @@ cdef class Net:
 
     # ---- inference ----------------------------------------------------------------------
     def logits(self, x):
-        """float32 (N, K) pre-softmax outputs."""
+        """float32 (N, K) pre-softmax outputs (K = num_classes).
+
+        Input rules (all of predict, predict_proba, logits, features): x is float32, float64 or
+        uint8 of shape (32, 32), (N, 32, 32), (N, 1, 32, 32) or (N, 32, 32, 1) for a 1-channel
+        model, (3, 32, 32), (32, 32, 3), (N, 3, 32, 32) or (N, 32, 32, 3) for a 3-channel one
+        (28x28 is zero-padded to 32x32), any strides and byte order, never copied. Digit models
+        take light ink on a dark background (MNIST polarity). uint8 is divided by 255; floats are
+        taken as 0..1 (a float batch far outside that, e.g. 0..255, warns once with
+        InputRangeWarning); then the model's own normalization (x - mean) / std from its
+        metadata applies. TypeError for other dtypes, ValueError for other shapes."""
         return self._run(x, FL_OUT_LOGITS)
 
     def predict_proba(self, x):
-        """float32 (N, K) softmax probabilities."""
+        """float32 (N, K) softmax probabilities. Input rules: see logits."""
         return self._run(x, FL_OUT_PROBA)
 
     def predict(self, x):
-        """int64 (N,) class indices (-1 for an image whose logits are NaN)."""
+        """int64 (N,) class indices (-1 for an image whose logits are NaN). Input rules: see
+        logits (0..1 floats or uint8, light on dark, the model's normalization applied)."""
         return self._run(x, FL_OUT_PREDICT)
 
     def features(self, x):
-        """float32 (N, 84) F6 activations, for transfer learning."""
+        """float32 (N, 84) F6 activations, for transfer learning. Input rules: see logits."""
         return self._run(x, FL_OUT_NONE)
 
     cdef object _run(self, object x, int mode):
@@ -346,12 +412,10 @@ cdef class Net:
                 a = np.asarray(x)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"x: cannot be read as an array of images ({e})") from None
-        inp.dtype = _dtype_code(cnp.PyArray_TYPE(a))
+        inp.dtype = _dtype_code(cnp.PyArray_TYPE(a), not cnp.PyArray_ISNOTSWAPPED(a))
         if inp.dtype < 0:
             raise TypeError(f"x: expected dtype float32, float64 or uint8; got {a.dtype}. "
                             f"Convert with x.astype(np.float32) (or np.uint8 for 0..255 pixels)")
-        if not cnp.PyArray_ISNOTSWAPPED(a):
-            a = a.astype(a.dtype.newbyteorder("="))
         nd = cnp.PyArray_NDIM(a)
         dims = cnp.PyArray_DIMS(a)
         st = cnp.PyArray_STRIDES(a)
@@ -391,12 +455,46 @@ cdef class Net:
         outp = cnp.PyArray_DATA(<cnp.ndarray>out)
         if mode == FL_OUT_NONE:
             featp = <float *>outp
+        if not self._range_warned and n > 0 and (inp.dtype == FL_DTYPE_F32 or
+                                                  inp.dtype == FL_DTYPE_F64):
+            self._check_range(&inp, n)
         cdef int threads = self._threads, isa = self._isa
-        with nogil:
-            rc = fl_net_forward(self._c, &inp, <size_t>n, mode, outp, featp, threads, isa)
-        if rc != FL_OK:
-            raise RuntimeError(f"fastlenet engine error {rc}")
-        return out
+        if not self._threads_set:  # threadpoolctl / omp_set_num_threads limits apply
+            threads = min(threads, max(1, fl_thread_limit()))
+        # The batch runs in slices that return to Python every _SLICE_SECONDS or so, sized from
+        # the speed measured on the slices before, so that Ctrl-C takes effect promptly.
+        cdef Py_ssize_t row = cnp.PyArray_STRIDES(<cnp.ndarray>out)[0] if n > 0 else 0
+        cdef const char *base = <const char *>inp.data
+        cdef cnp.npy_intp i0 = 0, m, step = _FIRST_SLICE * max(1, threads)
+        cdef double t0 = 0, dt
+        while True:
+            m = min(step, n - i0)
+            inp.data = base + i0 * inp.stride_n
+            if i0 + m < n:  # (a batch of one slice, e.g. batch 1, times nothing)
+                t0 = perf_counter()
+            with nogil:
+                rc = fl_net_forward(self._c, &inp, <size_t>m, mode, <char *>outp + i0 * row,
+                                    featp + i0 * 84 if featp != NULL else NULL, threads, isa)
+            if rc != FL_OK:
+                raise RuntimeError(f"fastlenet engine error {rc}")
+            i0 += m
+            if i0 >= n:
+                return out
+            PyErr_CheckSignals()  # KeyboardInterrupt (or a handler's exception) from here
+            dt = perf_counter() - t0
+            step = max(16, min(1 << 20, <cnp.npy_intp>(m * _SLICE_SECONDS / max(dt, 1e-6))))
+
+    cdef _check_range(self, const fl_input *inp, cnp.npy_intp n):
+        """Warn once per Net when float pixels are far outside 0..1 (first and last image)."""
+        cdef double peak = _max_abs_pixel(inp, 0)
+        if n > 1:
+            peak = max(peak, _max_abs_pixel(inp, n - 1))
+        if peak > _PIXEL_WARN_ABOVE:
+            self._range_warned = True
+            warnings.warn(
+                f"x: float pixels reach {peak:.6g}, but the model takes 0..1 floats (or uint8 "
+                f"0..255); results will be wrong. Pass x / 255 (or x.astype(np.uint8) for 0..255 "
+                f"pixels). This warning is shown once per Net", InputRangeWarning, stacklevel=1)
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path):
@@ -404,6 +502,10 @@ cdef class Net:
         loader.save(path, self._weights, self._meta)
 
     def __reduce__(self):
+        # An explicit num_threads is the user's choice and travels; the default and the ISA
+        # belong to the machine that unpickles.
+        if self._threads_set:
+            return (_restore, (self._weights, json.dumps(self._meta), self._threads))
         return (_restore, (self._weights, json.dumps(self._meta)))
 
 
@@ -424,9 +526,21 @@ cdef int _rgb_geometry(cnp.ndarray a, int nd, cnp.npy_intp *dims, cnp.npy_intp *
     return 0
 
 
-def _restore(weights, meta_json):
-    """Unpickling: validate the weights and metadata again (pickles are data, not trust)."""
-    return Net(weights, loader.parse_meta(meta_json, "pickle"))
+def _restore(weights, meta_json, num_threads=None):
+    """Unpickling: validate the weights, metadata and thread count again (pickles are data, not
+    trust); any problem is a FormatError (a ValueError) or TypeError naming 'pickle'."""
+    if not isinstance(meta_json, str):
+        raise FormatError(f"pickle: expected the metadata as a JSON string; found "
+                          f"{type(meta_json).__name__}")
+    if not isinstance(weights, Mapping):
+        raise FormatError(f"pickle: expected a mapping of weight name -> array; found "
+                          f"{type(weights).__name__}")
+    net = Net(weights, loader.parse_meta(meta_json, "pickle"))
+    try:
+        net.num_threads = num_threads
+    except ValueError as e:
+        raise FormatError(f"pickle: {e}") from None
+    return net
 
 
 # ---- testing hooks: one kernel of one ISA (tests/test_kernels.py) ---------------------------

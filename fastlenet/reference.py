@@ -6,11 +6,18 @@ channel, NumPy pooling and activations, float64 throughout. About 20 images/s.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 import numpy as np
 
 from fastlenet import loader
+
+if TYPE_CHECKING:
+    from fastlenet._engine import Net
+
+# What the functions below take as `weights`: a canonical mapping (fastlenet_meta honoured) or a
+# Net (its weights and metadata).
+Weights = Union[Mapping[str, Any], "Net"]
 
 ACTIVATIONS = {
     "tanh": np.tanh,
@@ -103,19 +110,19 @@ def _forward(weights: Any, x: Any, overrides: dict) -> tuple[np.ndarray, np.ndar
     return logits, feats
 
 
-def logits(weights: Mapping[str, Any], x: Any, *, activation=None, pool=None, mean=None,
+def logits(weights: Weights, x: Any, *, activation=None, pool=None, mean=None,
            std=None) -> np.ndarray:
     """float64 (N, K) logits. `weights`: a canonical mapping (fastlenet_meta honoured) or a Net."""
     return _forward(weights, x, dict(activation=activation, pool=pool, mean=mean, std=std))[0]
 
 
-def features(weights: Mapping[str, Any], x: Any, *, activation=None, pool=None, mean=None,
+def features(weights: Weights, x: Any, *, activation=None, pool=None, mean=None,
              std=None) -> np.ndarray:
     """float64 (N, 84) F6 activations."""
     return _forward(weights, x, dict(activation=activation, pool=pool, mean=mean, std=std))[1]
 
 
-def predict_proba(weights: Mapping[str, Any], x: Any, **kw) -> np.ndarray:
+def predict_proba(weights: Weights, x: Any, **kw) -> np.ndarray:
     """float64 (N, K) softmax of the logits."""
     z = logits(weights, x, **kw)
     e = np.exp(z - z.max(axis=1, keepdims=True))

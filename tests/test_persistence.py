@@ -57,13 +57,29 @@ def test_copy_and_deepcopy(net):
     assert_same_net(copy.deepcopy(net), net)
 
 
-def test_pickle_does_not_carry_isa_or_threads(net):
-    """The chosen ISA and thread count belong to the machine, not to the model."""
+def test_pickle_does_not_carry_isa_or_default_threads(net):
+    """The chosen ISA and the default thread count belong to the machine, not to the model."""
     net.isa = "scalar"
-    net.num_threads = 1
-    back = pickle.loads(pickle.dumps(net))
-    assert back.isa == fastlenet.default_isa()
-    assert back.num_threads == fastlenet.DEFAULT_THREADS
+    for back in (pickle.loads(pickle.dumps(net)), copy.copy(net), copy.deepcopy(net)):
+        assert back.isa == fastlenet.default_isa()
+        assert back.num_threads == fastlenet.DEFAULT_THREADS
+
+
+def test_pickle_and_copy_keep_an_explicit_num_threads(net):
+    """Issue 10: an explicitly set num_threads is the user's choice and travels with the Net
+    (it used to be dropped); setting it back to None drops it again."""
+    net.num_threads = 3
+    for back in (pickle.loads(pickle.dumps(net)), copy.copy(net), copy.deepcopy(net)):
+        assert back.num_threads == (3 if fastlenet.HAS_OPENMP else 1)
+        assert back.isa == fastlenet.default_isa()
+    net.num_threads = None
+    assert pickle.loads(pickle.dumps(net)).num_threads == fastlenet.DEFAULT_THREADS
+
+
+def test_unpickling_validates_num_threads(rand_weights):
+    for bad in (0, -1, 2**31, "2"):
+        with pytest.raises(WeightsError, match=r"pickle: num_threads"):
+            pickle.loads(pickle.dumps(_Forged3(rand_weights, "{}", bad)))
 
 
 def test_pickle_payload_holds_no_pointers(net):
@@ -80,6 +96,11 @@ class _Forged:
 
     def __reduce__(self):
         return (_engine._restore, self.args)
+
+
+class _Forged3(_Forged):
+    def __init__(self, weights, meta_json, threads):
+        self.args = (weights, meta_json, threads)
 
 
 def test_unpickling_validates_weights(rand_weights):

@@ -377,10 +377,19 @@ def _parse_meta(value, source: str) -> Dict[str, Any]:
                 "expected a JSON string")
     except UnicodeDecodeError as e:
         raise FormatError(f"{source}: key {META_KEY!r} is not valid UTF-8: {e}") from None
+    except FormatError:
+        raise
+    except Exception as e:  # code points beyond U+10FFFF in a 'U' array raise SystemError/ValueError
+        raise FormatError(f"{source}: key {META_KEY!r} is not a readable string "
+                          f"({type(e).__name__}: {e}); expected a JSON string") from None
+    if len(text) > (1 << 20):
+        raise FormatError(f"{source}: key {META_KEY!r} holds {len(text):,} characters; expected "
+                          "a JSON object of at most 1,048,576")
     try:
         meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{source}: key {META_KEY!r} is not valid JSON ({e}): {text[:80]!r}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, int digit limits, deep nesting
+        raise FormatError(f"{source}: key {META_KEY!r} is not valid JSON "
+                          f"({type(e).__name__}: {str(e)[:200]}): {text[:80]!r}") from None
     if not isinstance(meta, dict):
         raise FormatError(f"{source}: key {META_KEY!r} must hold a JSON object, found {type(meta).__name__}")
     act = meta.get("activation")
@@ -733,24 +742,6 @@ def onnx_arrays(path) -> Dict[str, np.ndarray]:
     Initializers never used by a node come last.  The result can be passed to :func:`convert` (``layout="onnx"`` or
     ``"auto"``).
     """
-    try:
-        import onnx  # noqa: F401
-        from onnx import numpy_helper
-    except ImportError as e:  # pragma: no cover - depends on environment
-        raise ImportError(
-            "reading .onnx files needs the optional 'onnx' package: pip install fastlenet[onnx]"
-        ) from e
-    import os
+    from fastlenet.loader import read_onnx  # the bounded, checked reader
 
-    model = onnx.load(os.fspath(path), load_external_data=True)
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    out: Dict[str, np.ndarray] = {}
-    for node in graph.node:
-        for name in node.input:
-            if name in inits and name not in out:
-                out[name] = numpy_helper.to_array(inits[name])
-    for name, init in inits.items():  # unused initializers last
-        if name not in out:
-            out[name] = numpy_helper.to_array(init)
-    return out
+    return read_onnx(path, meta=False)
