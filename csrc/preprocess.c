@@ -122,6 +122,15 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
 
     /* gray in [0, 1] (block mean when reduced), quantised to 256 levels */
     const char *base = (const char *)im->data;
+    if (f == 1 && im->dtype == FL_PIX_U8) { /* the common case, without the generic loop */
+        for (int y = 0; y < h; y++) {
+            const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
+            for (int x = 0; x < w; x++) {
+                double t = row[x * im->stride_w] * im->scale;
+                g[(size_t)y * w + x] = t > 1.0 ? 1.0 : t;
+            }
+        }
+    } else
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             double sum = 0.0;
@@ -152,7 +161,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     int thr = -1;
     for (int t = 0; t < 255; t++) {
         const double a = w0[t], b = total - w0[t];
-        if (a == 0 || b == 0) continue;
+        /* an empty bin repeats the previous threshold's value, which never wins a strict > */
+        if (a == 0 || b == 0 || (t > 0 && hist[t] == 0)) continue;
         const double d = m0[t] / a - (mt - m0[t]) / b;
         const double between = a * b * d * d;
         if (between > best) { best = between; thr = t; }
@@ -191,10 +201,24 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         goto done;
     }
     v = g; /* reuse: g is not needed after this */
-    for (size_t i = 0; i < n; i++) {
-        double t = (g[i] - paper_level) / (ink_level - paper_level);
-        t = (t - PP_INK_FLOOR) / (1 - PP_INK_FLOOR);
-        v[i] = t < 0 ? 0 : t > 1 ? 1 : t;
+    const double inv = 1.0 / (ink_level - paper_level), inv_floor = 1.0 / (1 - PP_INK_FLOOR);
+    if (f == 1 && im->dtype == FL_PIX_U8) { /* 256 possible values: a table, same arithmetic */
+        double lut[256];
+        for (int p = 0; p < 256; p++) {
+            double gp = p * im->scale;
+            gp = gp > 1.0 ? 1.0 : gp;
+            double t = ((gp - paper_level) * inv - PP_INK_FLOOR) * inv_floor;
+            lut[p] = t < 0 ? 0 : t > 1 ? 1 : t;
+        }
+        for (int y = 0; y < h; y++) {
+            const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
+            for (int x = 0; x < w; x++) v[(size_t)y * w + x] = lut[row[x * im->stride_w]];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            double t = ((g[i] - paper_level) * inv - PP_INK_FLOOR) * inv_floor;
+            v[i] = t < 0 ? 0 : t > 1 ? 1 : t;
+        }
     }
 
     /* 8-connected components of the ink class, labelled in raster order */
@@ -259,19 +283,20 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     if (!kept) goto done;
     size_t area = 0;
     for (size_t i = 0; i < n; i++) { kept[i] = keep[lab[i]] != 0; area += kept[i]; }
+    /* near[i]: a kept pixel in i's 3x3 neighbourhood (a row pass, then a column pass; the
+     * label buffer is free again and holds the row pass) */
+    unsigned char *rowk = (unsigned char *)lab;
+    for (int y = 0; y < h; y++) {
+        const unsigned char *kr = kept + (size_t)y * w;
+        unsigned char *rr = rowk + (size_t)y * w;
+        for (int x = 0; x < w; x++)
+            rr[x] = kr[x] | (x > 0 ? kr[x - 1] : 0) | (x < w - 1 ? kr[x + 1] : 0);
+    }
     size_t per = 0;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             const size_t i = (size_t)y * w + x;
-            int near = 0;
-            for (int dy = -1; dy <= 1 && !near; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    const int yy = y + dy, xx = x + dx;
-                    if (yy >= 0 && yy < h && xx >= 0 && xx < w && kept[(size_t)yy * w + xx]) {
-                        near = 1;
-                        break;
-                    }
-                }
+            const int near = rowk[i] | (y > 0 ? rowk[i - w] : 0) | (y < h - 1 ? rowk[i + w] : 0);
             if (!near) v[i] = 0;
             if (kept[i]) {
                 per += (y == 0 || !kept[i - w]) + (y == h - 1 || !kept[i + w]);

@@ -12,7 +12,7 @@ becomes a Prediction with `error` set and never stops the stream.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -133,3 +133,411 @@ def preprocess(images, *, size: int = 28, invert: str = "auto",
     arrays = [_as_gray(im, f"images[{i}]") for i, im in enumerate(images)]
     scales = [_unit_scale(a) for a in arrays]
     return _engine._preprocess(arrays, scales, int(size), invert, light, threads)
+
+
+# ---- the pipeline ---------------------------------------------------------------------------
+PREPROCESS_CHOICES = ("auto", "mnist", "none")
+POOLS = ("process", "thread")
+DEFAULT_BATCH = 1024
+# Image files per worker task: large enough that the task's overhead (pickling names and the
+# result array, a queue round trip: ~0.1 ms) is small beside ~100 us per file, small enough to
+# keep both workers and the engine fed.
+TASK_FILES = 128
+
+
+class _Cfg(NamedTuple):
+    size: int
+    invert: str
+    light: bool
+    mode: str            # auto | mnist | none
+    max_pixels: Optional[int]
+    max_bytes: int
+    threads: int         # threads of the C preprocessing inside one task
+
+
+def _geometry(net):
+    """(input size, light-on-dark?) from the model's metadata."""
+    meta = net.meta
+    size = meta.get("input_size") or 32
+    fg = meta.get("foreground") or "light-on-dark"
+    if size not in (28, 32) or fg not in FOREGROUNDS:
+        raise ValueError(f"the model's metadata has input_size={size!r}, foreground={fg!r}; "
+                         f"expected 28 or 32 and one of {', '.join(FOREGROUNDS)}")
+    return int(size), fg == "light-on-dark"
+
+
+def _passthrough(x: np.ndarray, cfg: _Cfg) -> np.ndarray:
+    """(m, H, W) images already prepared as model inputs (28 or 32 square) -> float32 (m, size,
+    size) in [0, 1]: scaled by dtype, polarity from the frame when invert="auto" (a light
+    frame means dark ink on light paper), padded or cropped to the model's size."""
+    m, h, w = x.shape
+    if h != w or h not in (28, 32):
+        raise ValueError(f"preprocess='none' takes 28x28 or 32x32 images (model inputs); found "
+                         f"{h}x{w}: use preprocess='auto'")
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise ValueError("image has NaN or infinite values")
+        tops = x.reshape(m, -1).max(axis=1)
+        scale = np.where(tops <= 1, 1.0, np.where(tops <= 255, 1 / 255, 1 / 65535))
+        g = np.clip(x * scale[:, None, None].astype(np.float32), 0, 1).astype(np.float32)
+    else:
+        g = x.astype(np.float32)
+        g *= np.float32(1 / 65535 if x.dtype == np.uint16 else 1 / 255)
+        if x.dtype.kind == "b":
+            g = x.astype(np.float32)
+    if cfg.invert == "auto":
+        t = max(1, h // 20)
+        frame = np.concatenate([g[:, :t].reshape(m, -1), g[:, -t:].reshape(m, -1),
+                                g[:, t:-t, :t].reshape(m, -1), g[:, t:-t, -t:].reshape(m, -1)],
+                               axis=1)
+        k = frame.shape[1] // 2
+        light_paper = np.partition(frame, k, axis=1)[:, k] > 0.5
+        flip = light_paper == cfg.light
+    else:
+        flip = np.full(m, cfg.invert == "yes")
+    if flip.any():
+        g[flip] = 1 - g[flip]
+    if h == cfg.size:
+        return g
+    paper = 0.0 if cfg.light else 1.0
+    if h < cfg.size:
+        lo = (cfg.size - h) // 2
+        return np.pad(g, ((0, 0), (lo, cfg.size - h - lo), (lo, cfg.size - h - lo)),
+                      constant_values=paper)
+    lo = (h - cfg.size) // 2
+    return np.ascontiguousarray(g[:, lo:lo + cfg.size, lo:lo + cfg.size])
+
+
+def _prepare_arrays(x: np.ndarray, cfg: _Cfg, decoded: bool) -> np.ndarray:
+    """A chunk (m, H, W) -> model input. Image files (decoded=True) are always preprocessed
+    (unless preprocess="none"); IDX/.npy arrays of the model's input size pass through under
+    "auto" (they are datasets in model format already)."""
+    if cfg.mode == "none" or (cfg.mode == "auto" and not decoded and x.shape[1] == x.shape[2]
+                              and x.shape[1] in (28, 32)):
+        return _passthrough(x, cfg)
+    fg = "light-on-dark" if cfg.light else "dark-on-light"
+    if x.ndim == 4:
+        return preprocess(list(x), size=cfg.size, invert=cfg.invert, foreground=fg,
+                          num_threads=cfg.threads)
+    return preprocess(x, size=cfg.size, invert=cfg.invert, foreground=fg,
+                      num_threads=cfg.threads)
+
+
+def _decode_task(kind: str, items: list, cfg: _Cfg):
+    """Runs in a worker: read (kind "files": paths) or take (kind "blobs": (bytes, error)
+    pairs) each item, decode it with Pillow and preprocess the lot in one C call.
+    -> (float32 (k, size, size) for the k good items, [error or None per item])."""
+    from fastlenet import images
+
+    arrays, errors = [], []
+    for it in items:
+        try:
+            if kind == "files":
+                data = images.read_file_bytes(it, cfg.max_bytes)
+                if not data:
+                    raise ValueError("empty file")
+            else:
+                data, err = it
+                if err is not None:
+                    raise ValueError(err)
+            a = images.decode(data, cfg.max_pixels)
+            if cfg.mode == "none" and (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
+                raise ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; "
+                                 f"found {a.shape[0]}x{a.shape[1]}")
+            arrays.append(a)
+            errors.append(None)
+        except OSError as e:
+            errors.append(e.strerror or str(e))
+        except (ValueError, ImportError) as e:
+            errors.append(str(e))
+    x = _prepare_list(arrays, cfg)
+    return x, errors
+
+
+def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:
+    if not arrays:
+        return np.zeros((0, cfg.size, cfg.size), np.float32)
+    if cfg.mode == "none":
+        return np.concatenate([_passthrough(a[None], cfg) for a in arrays])
+    fg = "light-on-dark" if cfg.light else "dark-on-light"
+    return preprocess(arrays, size=cfg.size, invert=cfg.invert, foreground=fg,
+                      num_threads=cfg.threads)
+
+
+class _Done:
+    """A unit computed in the main thread, queued beside the pool's futures."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
+    """Work units in input order: ("task", kind, names, items) for a worker, or ("done",
+    names, x, errors) computed here. names are (source, member, index) triples."""
+    from fastlenet import sources as S
+
+    files: list = []
+
+    def flush():
+        if files:
+            names = [(p, None, None) for p in files]
+            unit = ("task", "files", names, list(files))
+            files.clear()
+            return unit
+        return None
+
+    def error(source, msg, member=None, index=None):
+        return ("done", [(source, member, index)], None, [msg])
+
+    for path, err in S._expand(srcs):
+        if err is not None:
+            u = flush()
+            if u:
+                yield u
+            yield error(path, err)
+            continue
+        k = S.kind(path)
+        if k == "unknown":
+            try:
+                k = S.sniff(path)
+            except OSError as e:
+                u = flush()
+                if u:
+                    yield u
+                yield error(path, e.strerror or str(e))
+                continue
+            except ValueError as e:
+                k = "image"
+        if k == "image":
+            files.append(path)
+            if len(files) >= task_files:
+                yield flush()
+            continue
+        u = flush()
+        if u:
+            yield u
+        if k == "idx":
+            try:
+                for start, x in S.iter_idx(path, chunk):
+                    names = [(path, None, start + i) for i in range(len(x))]
+                    try:
+                        yield ("done", names, _prepare_arrays(x, cfg, False), [None] * len(x))
+                    except ValueError as e:
+                        yield ("done", names, None, [str(e)] * len(x))
+            except OSError as e:
+                yield error(path, e.strerror or str(e))
+            except ValueError as e:
+                yield error(path, str(e))
+        elif k == "npy":
+            try:
+                a, single = S.open_npy(path)
+            except OSError as e:
+                yield error(path, e.strerror or str(e))
+                continue
+            except ValueError as e:
+                yield error(path, str(e))
+                continue
+            for start in range(0, len(a), chunk):
+                part = np.asarray(a[start:start + chunk])
+                names = [(path, None, None if single else start + i) for i in range(len(part))]
+                try:
+                    x = _prepare_arrays(part, cfg, False)
+                    yield ("done", names, x, [None] * len(part))
+                except (ValueError, TypeError) as e:
+                    yield ("done", names, None, [str(e)] * len(part))
+        else:  # shard
+            blobs, names = [], []
+            try:
+                for member, data, merr in S.iter_shard(path, cfg.max_bytes):
+                    blobs.append((data, merr))
+                    names.append((path, member, None))
+                    if len(blobs) >= task_files:
+                        yield ("task", "blobs", names, blobs)
+                        blobs, names = [], []
+            except OSError as e:
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, e.strerror or str(e))
+            except ValueError as e:
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, str(e))
+            if blobs:
+                yield ("task", "blobs", names, blobs)
+    u = flush()
+    if u:
+        yield u
+
+
+def _make_pool(kind: str, workers: int):
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import sys
+
+    if kind == "process" and not mp.current_process().daemon:  # daemons (Dask) cannot fork
+        method = "fork" if sys.platform.startswith("linux") and sys.version_info < (3, 12) \
+            else "forkserver" if sys.platform != "win32" else "spawn"
+        return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+    return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
+
+
+def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str):
+    """Units -> (names, x, errors) in input order; tasks run on a pool with a bounded window
+    (2 per worker), started only when there is more than one task to run."""
+    from collections import deque
+
+    pool = None
+    window: deque = deque()
+    limit = 2 * max(1, workers) + 1
+    it = iter(units)
+    unit = next(it, None)
+    try:
+        while unit is not None:
+            nxt = next(it, None)
+            if unit[0] == "done":
+                window.append((unit[1], _Done((unit[2], unit[3]))))
+            else:
+                _, kind, names, items = unit
+                if pool is None and workers > 0 and nxt is not None:
+                    pool = _make_pool(pool_kind, workers)
+                if pool is None:
+                    window.append((names, _Done(_decode_task(kind, items, cfg))))
+                else:
+                    window.append((names, pool.submit(_decode_task, kind, items, cfg)))
+            while len(window) > limit or (window and isinstance(window[0][1], _Done)
+                                          and len(window) > 1 and pool is None):
+                names, fut = window.popleft()
+                x, errors = fut.result()
+                yield names, x, errors
+            unit = nxt
+        while window:
+            names, fut = window.popleft()
+            x, errors = fut.result()
+            yield names, x, errors
+    finally:
+        if pool is not None:
+            for _, fut in window:
+                if not isinstance(fut, _Done):
+                    fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _rows(slots, proba: Optional[np.ndarray], top_k: int) -> list:
+    """Predictions for slots ((source, member, index), error), images in proba's order."""
+    out = []
+    if proba is not None and len(proba):
+        k = min(top_k, proba.shape[1])
+        if k == 1:
+            best = proba.argmax(axis=1)
+            conf = proba[np.arange(len(proba)), best]
+            tops = [((b, c),) for b, c in zip(best.tolist(), conf.tolist())]
+        else:
+            order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+            confs = np.take_along_axis(proba, order, axis=1)
+            tops = [tuple(zip(o, c)) for o, c in zip(order.tolist(), confs.tolist())]
+    else:
+        tops = []
+    j = 0
+    nan = float("nan")
+    for (source, member, index), err in slots:
+        if err is None:
+            t = tops[j]
+            j += 1
+            out.append(Prediction(source, member, index, t[0][0], t[0][1], t, None))
+        else:
+            out.append(Prediction(source, member, index, -1, nan, (), err))
+    return out
+
+
+def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
+                    workers: Optional[int] = None, top_k: int = 1, invert: str = "auto",
+                    preprocess: str = "auto", max_pixels: Optional[int] = None,
+                    pool: Optional[str] = None, inputs: bool = False):
+    """predict_files in lists (one per engine call, in input order): what the CLI writes in
+    bulk. Same arguments as predict_files; with inputs=True, yields (predictions, x) where x
+    holds the model inputs of the predictions without an error, in order."""
+    import fastlenet
+    from fastlenet import images, sources as S
+
+    if net is None:
+        net = fastlenet.pretrained()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer; got {batch_size!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k: expected a positive integer; got {top_k!r}")
+    invert = {True: "yes", False: "no"}.get(invert, invert)
+    if invert not in INVERT_CHOICES:
+        raise ValueError(f"invert: expected one of {', '.join(INVERT_CHOICES)}; got {invert!r}")
+    if preprocess not in PREPROCESS_CHOICES:
+        raise ValueError(f"preprocess: expected one of {', '.join(PREPROCESS_CHOICES)}; got "
+                         f"{preprocess!r}")
+    if workers is None:
+        workers = fastlenet.DEFAULT_THREADS
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers: expected a non-negative integer or None; got {workers!r}")
+    pool = pool or "process"
+    if pool not in POOLS:
+        raise ValueError(f"pool: expected one of {', '.join(POOLS)}; got {pool!r}")
+    if max_pixels is None:
+        max_pixels = images.MAX_PIXELS
+    size, light = _geometry(net)
+    cfg = _Cfg(size, invert, light, preprocess, max_pixels, S.MAX_FILE_BYTES,
+               1 if workers > 0 else fastlenet.DEFAULT_THREADS)
+    task_files = max(8, min(TASK_FILES, batch_size))
+    slots, xs, n = [], [], 0
+    for names, x, errors in _ordered(_units(sources, cfg, task_files, batch_size), cfg,
+                                     int(workers), pool):
+        slots.extend(zip(names, errors))
+        if x is not None and len(x):
+            xs.append(x)
+            n += len(x)
+        if n >= batch_size or (n == 0 and len(slots) >= batch_size):
+            yield _emit(net, slots, xs, top_k, inputs)
+            slots, xs, n = [], [], 0
+    if slots:
+        yield _emit(net, slots, xs, top_k, inputs)
+
+
+def _emit(net, slots, xs, top_k, inputs):
+    batch = xs[0] if len(xs) == 1 else np.concatenate(xs) if xs else None
+    rows = _rows(slots, net.predict_proba(batch) if batch is not None else None, top_k)
+    return (rows, batch) if inputs else rows
+
+
+def predict_files(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
+                  workers: Optional[int] = None, top_k: int = 1, invert: str = "auto",
+                  preprocess: str = "auto", max_pixels: Optional[int] = None,
+                  pool: Optional[str] = None) -> Iterator[Prediction]:
+    """Classify the images that `sources` names, lazily, in input order.
+
+    sources: a path (str or PathLike) or an iterable of them: image files (PNG, JPEG, BMP,
+    GIF, TIFF, WebP, PNM; Pillow), folders (recursive, natural order), glob patterns,
+    .tar/.tar.gz/.zip shards of image files (read as streams), IDX files (gzipped or not) and
+    .npy arrays (one image or a batch).
+    net: a fastlenet.Net (default fastlenet.pretrained()); its metadata gives the input size
+    and polarity, and its outputs the number of classes.
+    batch_size: images per engine call (results come a batch at a time).
+    workers: processes (or threads, pool="thread") that read, decode and preprocess image
+    files; 0 does it all in the calling thread; default: the CPUs this process may use.
+    top_k: the k most likely classes in each Prediction's top_k.
+    invert: "auto" (polarity per image), "yes", "no": see fastlenet.preprocess.
+    preprocess: "auto" preprocesses image files (fastlenet.preprocess) and passes IDX/.npy
+    images of 28x28 or 32x32 through as model inputs; "mnist" preprocesses everything;
+    "none" passes everything through (28x28 or 32x32 only).
+    max_pixels: images with more pixels are refused from their header (default
+    fastlenet.images.MAX_PIXELS, 40 million).
+
+    Yields one Prediction per input image; an input that cannot be read yields one with
+    `error` set, and the rest goes on. Memory stays bounded by a few batches in flight.
+    """
+    for rows in predict_batches(sources, net, batch_size=batch_size, workers=workers,
+                                top_k=top_k, invert=invert, preprocess=preprocess,
+                                max_pixels=max_pixels, pool=pool):
+        yield from rows

@@ -124,8 +124,9 @@ def preprocess_one(g, size: int = 28, invert: str = "auto", light_on_dark: bool 
     paper_level, ink_level = g[~ink].mean(), g[ink].mean()
     if abs(ink_level - paper_level) < MIN_CONTRAST:
         return out if light_on_dark else 1 - out
-    v = (g - paper_level) / (ink_level - paper_level)
-    v = np.clip((v - INK_FLOOR) / (1 - INK_FLOOR), 0, 1)
+    # reciprocals, as the C code multiplies by them (same rounding)
+    v = ((g - paper_level) * (1.0 / (ink_level - paper_level)) - INK_FLOOR) * (1.0 / (1 - INK_FLOOR))
+    v = np.clip(v, 0, 1)
 
     labels, n = ndimage.label(ink, structure=np.ones((3, 3)))
     mass = ndimage.sum(v, labels, index=np.arange(1, n + 1))

@@ -138,9 +138,9 @@ def test_predict_folder_of_pngs_matches_the_api(tree, predicted, sample, net):
     x, y = sample
     recs = {norm(k): v for k, v in predicted[0].items() if k.startswith("digits")}
     assert len(recs) == N_DIGITS
-    for name, rec in recs.items():
+    for name, rec in recs.items():  # image files are preprocessed, whatever their size
         i = int(re.search(r"d(\d+)\.png", name).group(1))
-        assert rec["class"] == int(net.predict(x[i])[0]), name
+        assert rec["class"] == int(net.predict(fastlenet.preprocess([x[i]]))[0]), name
         assert rec["label"] == str(rec["class"])
     accuracy = np.mean([rec["class"] == y[int(re.search(r"d(\d+)", n).group(1))]
                         for n, rec in recs.items()])
@@ -178,8 +178,8 @@ def test_predict_csv_threads_batch_size_same_as_default(tree, predicted):
             "--batch-size", "7", "--threads", "1", cwd=root)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
-    assert list(rows[0]) == ["path", "index", "label", "confidence", "label_2", "confidence_2",
-                             "label_3", "confidence_3"]
+    assert list(rows[0]) == ["path", "member", "index", "label", "confidence", "label_2",
+                             "confidence_2", "label_3", "confidence_3"]
     assert len(rows) == len(predicted[1])
     for row, rec in zip(rows, predicted[1]):
         assert row["path"] == rec["path"]
