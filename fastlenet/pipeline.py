@@ -174,6 +174,20 @@ def _passthrough(x: np.ndarray, cfg: _Cfg) -> np.ndarray:
     if h != w or h not in (28, 32):
         raise ValueError(f"preprocess='none' takes 28x28 or 32x32 images (model inputs); found "
                          f"{h}x{w}: use preprocess='auto'")
+    if x.dtype == np.uint8:  # kept as uint8: the engine then sees exactly what net.predict would
+        g = np.array(x)
+        if cfg.invert == "auto":
+            t = max(1, h // 20)
+            frame = np.concatenate([g[:, :t].reshape(m, -1), g[:, -t:].reshape(m, -1),
+                                    g[:, t:-t, :t].reshape(m, -1),
+                                    g[:, t:-t, -t:].reshape(m, -1)], axis=1)
+            k = frame.shape[1] // 2
+            flip = (np.partition(frame, k, axis=1)[:, k] > 127) == cfg.light
+        else:
+            flip = np.full(m, cfg.invert == "yes")
+        if flip.any():
+            g[flip] = 255 - g[flip]
+        return _fit(g, cfg, 0 if cfg.light else 255)
     if x.dtype.kind == "f":
         if not np.isfinite(x).all():
             raise ValueError("image has NaN or infinite values")
@@ -197,9 +211,14 @@ def _passthrough(x: np.ndarray, cfg: _Cfg) -> np.ndarray:
         flip = np.full(m, cfg.invert == "yes")
     if flip.any():
         g[flip] = 1 - g[flip]
+    return _fit(g, cfg, 0.0 if cfg.light else 1.0)
+
+
+def _fit(g: np.ndarray, cfg: _Cfg, paper) -> np.ndarray:
+    """(m, n, n) with n 28 or 32 -> (m, size, size): pad with paper, or crop, equally."""
+    h = g.shape[1]
     if h == cfg.size:
         return g
-    paper = 0.0 if cfg.light else 1.0
     if h < cfg.size:
         lo = (cfg.size - h) // 2
         return np.pad(g, ((0, 0), (lo, cfg.size - h - lo), (lo, cfg.size - h - lo)),
@@ -258,7 +277,10 @@ def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:
     if not arrays:
         return np.zeros((0, cfg.size, cfg.size), np.float32)
     if cfg.mode == "none":
-        return np.concatenate([_passthrough(a[None], cfg) for a in arrays])
+        parts = [_passthrough(a[None], cfg) for a in arrays]
+        if len({p.dtype for p in parts}) > 1:
+            parts = [p.astype(np.float32) / 255 if p.dtype == np.uint8 else p for p in parts]
+        return np.concatenate(parts)
     fg = "light-on-dark" if cfg.light else "dark-on-light"
     return preprocess(arrays, size=cfg.size, invert=cfg.invert, foreground=fg,
                       num_threads=cfg.threads)
@@ -506,9 +528,25 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
 
 
 def _emit(net, slots, xs, top_k, inputs):
-    batch = xs[0] if len(xs) == 1 else np.concatenate(xs) if xs else None
-    rows = _rows(slots, net.predict_proba(batch) if batch is not None else None, top_k)
-    return (rows, batch) if inputs else rows
+    """One engine call per run of chunks of one dtype (uint8 model inputs stay uint8, so that
+    results equal net.predict on them bit for bit)."""
+    groups, probas = [], []
+    for x in xs:
+        if groups and groups[-1][0].dtype == x.dtype:
+            groups[-1].append(x)
+        else:
+            groups.append([x])
+    batches = [g[0] if len(g) == 1 else np.concatenate(g) for g in groups]
+    for b in batches:
+        probas.append(net.predict_proba(b))
+    proba = probas[0] if len(probas) == 1 else np.concatenate(probas) if probas else None
+    rows = _rows(slots, proba, top_k)
+    if not inputs:
+        return rows
+    if len(batches) > 1:
+        batches = [b.astype(np.float32) / 255 if b.dtype == np.uint8 else b for b in batches]
+    return rows, (np.concatenate(batches) if len(batches) > 1 else batches[0] if batches
+                  else None)
 
 
 def predict_files(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
