@@ -1,12 +1,15 @@
-"""Images for the command line: read PNG/JPEG/BMP (Pillow), .npy and IDX files, and turn any
-picture of a digit into what a LeNet-5 model expects. Pure NumPy, plus Pillow for image files.
+"""Bytes -> pixels: image files (Pillow), IDX files; and the 0.1.0 NumPy preprocessing.
 
-    to_model_input(img, size=28)   any 2-D / HxWxC array -> uint8 (size, size), model polarity
+    decode(data, max_pixels)       image bytes -> 2-D uint8 (uint16 for 16-bit files), refusing
+                                   more pixels than max_pixels from the header (bombs)
     read_image(path)               an image file -> 2-D uint8 (uint16 for 16-bit files)
-    read_idx(path)                 an IDX file (gzipped or not) -> ndarray
-    iter_inputs(paths)             files and folders -> Input records, lazily, in a stable order
+    read_idx(path)                 an IDX file (gzipped or not) -> ndarray, read in pieces
+    to_model_input(img, size=28)   0.1.0's preprocessing, kept for compatibility: use
+                                   fastlenet.preprocess (C, batched, reads real scans)
 
-How a picture becomes a model input (MNIST's own recipe, LeCun et al.):
+Listing and reading sources lives in fastlenet/sources.py, the pipeline in pipeline.py.
+
+How to_model_input (0.1.0) makes a model input (MNIST's own recipe, LeCun et al.):
 1. grayscale in [0, 1]; colour by ITU-R 601 luma, transparency composited on white (a drawing
    exported with a transparent background is dark ink on "paper");
 2. polarity: ``invert="auto"`` looks at the border (the median of a thin frame, the background
@@ -24,18 +27,13 @@ import gzip
 import io
 import os
 from struct import error as struct_error
-from typing import Iterable, Iterator, NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 
-from fastlenet.formats import natural_key
 
 FOREGROUNDS = ("light-on-dark", "dark-on-light")
 INVERT_CHOICES = ("auto", "yes", "no")
-# Extensions picked up when walking a folder (files named on the command line are read whatever
-# their name: the content decides). IDX files are recognised by name (idx / -ubyte).
-IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .tif .tiff .webp .pgm .ppm .pbm .pnm"
-                             .split())
 PILLOW_HINT = "reading image files needs Pillow: pip install 'fastlenet[cli]'"
 
 # MNIST digits fit in a 20x20 box inside the 28x28 frame (the 32x32 LeNet input is that frame
@@ -47,18 +45,6 @@ DIGIT_BOX = 20
 INK_THRESHOLD = 0.3
 # Faint residue below this (paper texture, JPEG noise) is set to background.
 NOISE_FLOOR = 0.1
-
-
-class Input(NamedTuple):
-    """One item of iter_inputs: an image, or an error (a short message, without the path)."""
-    path: str
-    index: Optional[int]          # position inside a multi-image file (.npy batch, IDX)
-    image: Optional[np.ndarray]
-    error: Optional[str] = None
-
-    @property
-    def name(self) -> str:
-        return self.path if self.index is None else f"{self.path}[{self.index}]"
 
 
 # ---- arrays -> model input ------------------------------------------------------------------
@@ -444,120 +430,3 @@ def read_idx(path) -> np.ndarray:
                          f"of data), found {len(data) + len(extra):,}"
                          f"{'+' if extra else ''} ({'trailing bytes' if extra else 'truncated'})")
     return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _iter_idx(name: str) -> Iterator[Input]:
-    """Images of an IDX file one at a time (bounded memory, even for a gzipped file)."""
-    try:
-        f, dtype, shape = _open_idx(name)
-    except (OSError, ValueError) as e:
-        yield Input(name, None, None, _message(e))
-        return
-    with f:
-        if len(shape) != 3:
-            kind = "labels" if len(shape) == 1 else f"{len(shape)}-D data"
-            yield Input(name, None, None, f"an IDX file of {kind} (shape {shape}), not images "
-                                          f"(expected N x rows x cols, magic 0x00000803)")
-            return
-        item = shape[1] * shape[2] * dtype.itemsize
-        for i in range(shape[0]):
-            try:
-                data = f.read(item)
-            except (OSError, EOFError, gzip.BadGzipFile) as e:
-                data, why = b"", f" ({e})"
-            else:
-                why = ""
-            if len(data) != item:
-                yield Input(name, None, None, f"truncated or corrupt IDX file{why}: header "
-                                              f"declares {shape[0]} images, read {i}")
-                return
-            yield Input(name, i, np.frombuffer(data, dtype).reshape(shape[1:]))
-
-
-def _iter_npy(name: str) -> Iterator[Input]:
-    try:
-        a = np.load(name, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        yield Input(name, None, None, f"cannot read the .npy array ({e})")
-        return
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)):
-        yield Input(name, None, np.asarray(a))
-    elif a.ndim == 3 or (a.ndim == 4 and a.shape[-1] in (1, 3, 4)):
-        for i in range(a.shape[0]):
-            yield Input(name, i, np.asarray(a[i]))
-    elif a.ndim == 4 and a.shape[1] == 1:
-        for i in range(a.shape[0]):
-            yield Input(name, i, np.asarray(a[i, 0]))
-    else:
-        yield Input(name, None, None, f"an array of shape {a.shape} is neither an image (H, W), "
-                                      f"(H, W, C) nor a batch (N, H, W), (N, 1, H, W), "
-                                      f"(N, H, W, C)")
-
-
-def _message(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return str(e)
-
-
-def read_file(path) -> Iterator[Input]:
-    """The images of one file, whatever its name: the first bytes say .npy, IDX (raw or
-    gzipped) or an image for Pillow."""
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            head = f.read(8)
-            if not (head.startswith(b"\x93NUMPY") or head[:2] in (b"\x1f\x8b", b"\x00\x00")):
-                f.seek(0)
-                image = read_image(f)
-    except (OSError, ValueError, ImportError) as e:
-        yield Input(name, None, None, _message(e))
-        return
-    if head.startswith(b"\x93NUMPY"):
-        yield from _iter_npy(name)
-    elif head[:2] in (b"\x1f\x8b", b"\x00\x00"):
-        yield from _iter_idx(name)
-    else:
-        yield Input(name, None, image)
-
-
-
-def is_input_name(name: str) -> bool:
-    """Files a folder walk picks up: images by extension, .npy, IDX by name."""
-    low = name.lower()
-    ext = os.path.splitext(low[:-3] if low.endswith(".gz") else low)[1]
-    return (ext in IMAGE_EXTENSIONS or ext == ".npy" or "idx" in low or "-ubyte" in low)
-
-
-def _walk(top: str, seen: set) -> Iterator[Input]:
-    """Files under a folder, depth first, entries in natural order (img2 before img10), hidden
-    entries skipped. Only one directory's names are held at a time; symlink loops are cut."""
-    try:
-        st = os.stat(top)
-        if (st.st_dev, st.st_ino) in seen:
-            return
-        seen.add((st.st_dev, st.st_ino))
-        with os.scandir(top) as it:
-            entries = sorted(((e.name, e.is_dir()) for e in it if not e.name.startswith(".")),
-                             key=lambda t: natural_key(t[0]))
-    except OSError as e:
-        yield Input(top, None, None, _message(e))
-        return
-    for name, is_dir in entries:
-        path = os.path.join(top, name)
-        if is_dir:
-            yield from _walk(path, seen)
-        elif is_input_name(name):
-            yield from read_file(path)
-
-
-def iter_inputs(paths: Iterable) -> Iterator[Input]:
-    """Files and folders -> Input records, lazily, in order: each path as given, folders
-    recursively in natural sorted order. Errors (missing, unreadable, not an image) are records
-    with ``error`` set, so the caller can report them and go on."""
-    for p in paths:
-        name = os.fspath(p)
-        if os.path.isdir(name):
-            yield from _walk(name, set())
-        else:
-            yield from read_file(name)

@@ -332,8 +332,6 @@ def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
                     yield u
                 yield error(path, e.strerror or str(e))
                 continue
-            except ValueError as e:
-                k = "image"
         if k == "image":
             files.append(path)
             if len(files) >= task_files:
