@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import os
 import re
 from typing import Iterator, Optional, Tuple
@@ -202,6 +203,11 @@ def open_npy(path: str) -> Tuple[np.ndarray, bool]:
                      f"batch (N, H, W), (N, 1, H, W), (N, H, W, C)")
 
 
+def is_zip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"PK"
+
+
 # ---- shards ---------------------------------------------------------------------------------
 def iter_shard(path: str, max_bytes: int = MAX_FILE_BYTES
                ) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
@@ -266,6 +272,124 @@ def iter_shard(path: str, max_bytes: int = MAX_FILE_BYTES
         if isinstance(e, (ValueError, GeneratorExit)):
             raise
         raise ValueError(f"corrupt or truncated archive ({type(e).__name__}: {e})") from None
+
+
+def _tar_size(hdr: bytes) -> int:
+    """The size field of a tar header: octal, or GNU base-256 for large sizes."""
+    field = hdr[124:136]
+    if field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.replace(b"\0", b" ").strip()
+    return int(text, 8) if text else 0
+
+
+def _tar_name(hdr: bytes) -> str:
+    name = hdr[0:100].split(b"\0", 1)[0]
+    if hdr[257:262] == b"ustar":
+        prefix = hdr[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return name.decode("utf-8", "surrogateescape")
+
+
+def iter_tar_blocks(path: str, block_bytes: int = 1 << 20, max_bytes: int = MAX_FILE_BYTES
+                    ) -> Iterator[Tuple[Optional[bytes], Optional[str], Optional[str]]]:
+    """A .tar or .tar.gz stream cut into blocks of whole members, each itself a tar archive
+    that tarfile reads (the workers parse them in parallel: tarfile's header parsing costs as
+    much as decoding a small PNG). Yields (block, None, None); (None, member, error) for a
+    member above max_bytes (skipped unread); and raises ValueError at a truncated or corrupt
+    stream, after the blocks before it. Only each header's size and type are read here;
+    extended headers (pax, GNU long names) stay with their member, global pax headers are
+    repeated in every later block."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    f = gzip.open(path, "rb") if gz else open(path, "rb")
+    from fastlenet.images import read_exact
+
+    end = b"\0" * 1024
+    try:
+        with f:
+            block, prefix, glob_hdrs = [], b"", b""
+            size = 0
+            while True:
+                hdr = read_exact(f, 512)
+                if len(hdr) == 0 or hdr == b"\0" * 512:
+                    break
+                if len(hdr) < 512:
+                    raise ValueError("truncated archive (a partial header)")
+                try:
+                    n = _tar_size(hdr)
+                except ValueError:
+                    raise ValueError("corrupt archive (a header's size field is not a "
+                                     "number)") from None
+                padded = -(-n // 512) * 512
+                flag = hdr[156:157]
+                if flag in (b"x", b"L", b"K", b"g") and n > (1 << 20):
+                    raise ValueError(f"corrupt archive (an extended header of {n:,} bytes)")
+                if flag in (b"0", b"\0", b"7") and n > max_bytes:
+                    left = padded  # skip the member unread
+                    while left:
+                        got = len(f.read(min(left, 1 << 20)))
+                        if not got:
+                            raise ValueError("truncated archive")
+                        left -= got
+                    if block:
+                        yield glob_hdrs + b"".join(block) + end, None, None
+                        block, size = [], 0
+                    yield None, _tar_name(hdr), (f"member of {n:,} bytes (the limit is "
+                                                 f"{max_bytes:,})")
+                    prefix = b""
+                    continue
+                data = read_exact(f, padded)
+                if len(data) < padded:
+                    if len(data) >= n:  # the last member's padding is missing: tolerated
+                        data = data + b"\0" * (padded - len(data))
+                    else:
+                        if block:
+                            yield glob_hdrs + b"".join(block) + end, None, None
+                            block = []
+                        raise ValueError(f"truncated archive: member {_tar_name(hdr)!r} "
+                                         f"declares {n:,} bytes, {len(data):,} found")
+                if flag == b"g":
+                    glob_hdrs += hdr + data
+                    continue
+                if flag in (b"x", b"L", b"K"):
+                    prefix += hdr + data
+                    continue
+                block.append(prefix + hdr + data)
+                size += len(prefix) + 512 + padded
+                prefix = b""
+                if size >= block_bytes:
+                    yield glob_hdrs + b"".join(block) + end, None, None
+                    block, size = [], 0
+            if block:
+                yield glob_hdrs + b"".join(block) + end, None, None
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ValueError(f"corrupt or truncated archive ({e})") from None
+    except Exception as e:  # zlib.error from the gzip layer
+        if isinstance(e, (ValueError, GeneratorExit)):
+            raise
+        raise ValueError(f"corrupt or truncated archive ({type(e).__name__}: {e})") from None
+
+
+def tar_block_members(block: bytes, max_bytes: int = MAX_FILE_BYTES
+                      ) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
+    """(member, bytes, error) for the image members of one block of iter_tar_blocks, read by
+    tarfile; a damaged block ends with (None, None, error)."""
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(block), mode="r:") as tf:
+            for member in tf:
+                if not member.isfile() or kind(member.name) != "image":
+                    continue
+                if member.size > max_bytes:
+                    yield member.name, None, (f"member of {member.size:,} bytes (the limit is "
+                                              f"{max_bytes:,})")
+                    continue
+                yield member.name, tf.extractfile(member).read(), None
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        yield None, None, f"corrupt archive ({e})"
 
 
 def count(sources) -> Optional[int]:
