@@ -22,7 +22,7 @@ def data(tmp_path_factory):
     if not os.path.isdir(MNIST):
         pytest.skip("needs ../shared/data/mnist")
     pytest.importorskip("PIL")
-    import pipeline as script  # benchmarks/pipeline.py (benchmarks/ is on sys.path here)
+    from benchmarks import pipeline as script
 
     png, tar, idx = script.prepare(MNIST, str(tmp_path_factory.mktemp("pipeline")))
     from fastlenet.images import read_idx
