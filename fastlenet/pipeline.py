@@ -143,10 +143,6 @@ DEFAULT_BATCH = 1024
 # result array, a queue round trip: ~0.1 ms) is small beside ~100 us per file, small enough to
 # keep both workers and the engine fed.
 TASK_FILES = 128
-# A tar stream goes to the workers in blocks of whole members of about TAR_BLOCK bytes, and
-# TAR_TASK bytes per task (about 128 MNIST-sized PNG members).
-TAR_BLOCK = 16 << 10
-TAR_TASK = 96 << 10
 
 
 class _Cfg(NamedTuple):
@@ -252,16 +248,6 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
     -> (float32 (k, size, size) for the k good items, [error or None per item])."""
     from fastlenet import images
 
-    names = None
-    if kind == "tar":  # blocks of a tar stream: tarfile parses them here, in parallel
-        from fastlenet.sources import tar_block_members
-
-        names, blobs = [], []
-        for block in items:
-            for member, data, err in tar_block_members(block, cfg.max_bytes):
-                names.append(member)
-                blobs.append((data, err))
-        kind, items = "blobs", blobs
     arrays, errors = [], []
     for it in items:
         try:
@@ -284,7 +270,7 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
         except (ValueError, ImportError) as e:
             errors.append(str(e))
     x = _prepare_list(arrays, cfg)
-    return x, errors, names
+    return x, errors
 
 
 def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:
@@ -383,60 +369,27 @@ def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
                     yield ("done", names, x, [None] * len(part))
                 except (ValueError, TypeError) as e:
                     yield ("done", names, None, [str(e)] * len(part))
-        else:  # a shard
+        else:  # a shard: members are read here (one forward stream), decoded by workers
+            blobs, names = [], []
             try:
-                zipped = S.is_zip(path)
+                for member, data, merr in S.iter_shard(path, cfg.max_bytes):
+                    blobs.append((data, merr))
+                    names.append((path, member, None))
+                    if len(blobs) >= task_files:
+                        yield ("task", "blobs", names, blobs)
+                        blobs, names = [], []
             except OSError as e:
-                yield error(path, e.strerror or str(e))
-                continue
-            if zipped:
-                blobs, names = [], []
-                try:
-                    for member, data, merr in S.iter_shard(path, cfg.max_bytes):
-                        blobs.append((data, merr))
-                        names.append((path, member, None))
-                        if len(blobs) >= task_files:
-                            yield ("task", "blobs", names, blobs)
-                            blobs, names = [], []
-                except OSError as e:
-                    if blobs:
-                        yield ("task", "blobs", names, blobs)
-                        blobs, names = [], []
-                    yield error(path, e.strerror or str(e))
-                except ValueError as e:
-                    if blobs:
-                        yield ("task", "blobs", names, blobs)
-                        blobs, names = [], []
-                    yield error(path, str(e))
                 if blobs:
                     yield ("task", "blobs", names, blobs)
-            else:  # tar, tar.gz: blocks of whole members, parsed by the workers
-                blocks, size = [], 0
-                try:
-                    for block, member, merr in S.iter_tar_blocks(path, TAR_BLOCK, cfg.max_bytes):
-                        if block is None:
-                            if blocks:
-                                yield ("task", "tar", path, blocks)
-                                blocks, size = [], 0
-                            yield error(path, merr, member=member)
-                            continue
-                        blocks.append(block)
-                        size += len(block)
-                        if size >= TAR_TASK:
-                            yield ("task", "tar", path, blocks)
-                            blocks, size = [], 0
-                except OSError as e:
-                    if blocks:
-                        yield ("task", "tar", path, blocks)
-                        blocks = []
-                    yield error(path, e.strerror or str(e))
-                except ValueError as e:
-                    if blocks:
-                        yield ("task", "tar", path, blocks)
-                        blocks = []
-                    yield error(path, str(e))
-                if blocks:
-                    yield ("task", "tar", path, blocks)
+                    blobs, names = [], []
+                yield error(path, e.strerror or str(e))
+            except ValueError as e:
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, str(e))
+            if blobs:
+                yield ("task", "blobs", names, blobs)
     u = flush()
     if u:
         yield u
@@ -495,14 +448,7 @@ def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict):
 
 
 def _result(names, fut):
-    """(names, x, errors) of a finished unit; a tar task names its members itself (names is
-    then the shard's path)."""
-    out = fut.result()
-    if len(out) == 2:
-        return names, out[0], out[1]
-    x, errors, members = out
-    if members is not None:
-        names = [(names, m, None) for m in members]
+    x, errors = fut.result()
     return names, x, errors
 
 

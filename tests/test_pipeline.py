@@ -310,3 +310,55 @@ def test_mnist_test_idx_accuracy(net):
 
     y = read_idx(os.path.join(SHARED, "t10k-labels-idx1-ubyte.gz"))
     assert np.mean([p.label for p in rows] == y) == pytest.approx(0.992, abs=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax", "ustar"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_tar_walk_reads_what_tarfile_reads(tmp_path, fmt, gz, sample):
+    """Long names (GNU 'L' records, pax 'path', ustar prefix), non-ASCII names, directories,
+    links and non-image members, against tarfile's own reading of the same archive."""
+    x, _ = sample
+    fmt_code = {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT,
+                "ustar": tarfile.USTAR_FORMAT}[fmt]
+    names = ["a.png", "deep/" * 25 + "long.png", "dir/b.png", "notes.txt",
+             "pfx/" * 30 + "c.png"]
+    if fmt != "ustar":
+        names.append("dir/caf\u00e9-" + "x" * 120 + ".png")
+    path = tmp_path / ("t.tar.gz" if gz else "t.tar")
+    with tarfile.open(path, "w:gz" if gz else "w", format=fmt_code) as t:
+        d = tarfile.TarInfo("dir")
+        d.type = tarfile.DIRTYPE
+        t.addfile(d)
+        for i, n in enumerate(names):
+            data = png_bytes(x[i]) if n.endswith(".png") else b"text"
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            info.mtime = 1.5e9 + 0.25  # a float mtime: pax writes a record for it
+            t.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("link.png")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "a.png"
+        t.addfile(link)
+    ours = [(m, d) for m, d, e in sources.iter_shard(str(path))]
+    with tarfile.open(path) as t:
+        theirs = [(m.name, t.extractfile(m).read()) for m in t
+                  if m.isfile() and sources.kind(m.name) == "image"]
+    assert ours == theirs and len(ours) == len(names) - 1
+
+
+def test_tar_bad_checksum_is_an_error(tmp_path, sample):
+    data = bytearray()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for i in range(3):
+            blob = png_bytes(sample[0][i])
+            info = tarfile.TarInfo(f"{i}.png")
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
+    data = bytearray(buf.getvalue())
+    second = data.index(b"1.png")
+    data[second + 10] ^= 0x55  # inside the second header's name field
+    (tmp_path / "bad.tar").write_bytes(bytes(data))
+    got = list(predict_files(tmp_path / "bad.tar", workers=0))
+    assert got[0].error is None and got[0].member == "0.png"
+    assert "checksum" in got[1].error and len(got) == 2
