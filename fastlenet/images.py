@@ -274,17 +274,14 @@ def read_file_bytes(path, max_bytes: int) -> bytes:
             raise ValueError(f"{kind} (expected an image file)")
         if st.st_size > max_bytes:
             raise ValueError(f"file of {st.st_size:,} bytes (the limit is {max_bytes:,})")
-        parts, left = [], st.st_size + 1  # +1: notice a file that grew
+        parts, left = [], st.st_size  # one read for a file that does not change meanwhile
         while left > 0:
             b = os.read(fd, left)
             if not b:
                 break
             parts.append(b)
             left -= len(b)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if len(data) > max_bytes:
-            raise ValueError(f"file larger than the limit of {max_bytes:,} bytes")
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
     finally:
         os.close(fd)
 
