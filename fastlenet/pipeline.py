@@ -407,6 +407,52 @@ def _make_pool(kind: str, workers: int):
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
 
 
+class _Pool:
+    """The decode pool, restarted when a worker process dies (a crash in an image library on
+    a hostile file): the chunks in flight are redone, the one that was running item by item,
+    so that only the item that kills a worker again becomes an error."""
+
+    def __init__(self, kind: str, workers: int, cfg: _Cfg):
+        self.kind, self.workers, self.cfg = kind, workers, cfg
+        self.pool = _make_pool(kind, workers)
+
+    def submit(self, kind, items):
+        return self.pool.submit(_decode_task, kind, items, self.cfg)
+
+    def result(self, fut, kind, items):
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            pass
+        self.restart()
+        x_parts, errors = [], []
+        for item in items:  # one at a time: find the item that kills a worker
+            for attempt in (0, 1):
+                try:
+                    x, err = self.submit(kind, [item]).result()
+                    break
+                except BrokenProcessPool:
+                    self.restart()
+                    if attempt:
+                        x, err = None, ["a decode worker process died reading this input "
+                                        "(a crash in the image library?)"]
+            errors += err
+            if x is not None and len(x):
+                x_parts.append(x)
+        x = (np.concatenate(x_parts) if x_parts
+             else np.zeros((0, self.cfg.size, self.cfg.size), np.float32))
+        return x, errors
+
+    def restart(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = _make_pool(self.kind, self.workers)
+
+    def shutdown(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict):
     """Units -> (names, x, errors) in input order; tasks run on a pool with a bounded window
     (2 per worker), started only when there is more than one task to run. state["pool"] tells
@@ -414,42 +460,52 @@ def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict):
     from collections import deque
 
     pool = None
-    window: deque = deque()
+    window: deque = deque()  # (names, future or _Done, kind, items)
     limit = 2 * max(1, workers) + 1
     it = iter(units)
     unit = next(it, None)
+
+    def result(names, fut, kind, items):
+        if isinstance(fut, _Done):
+            x, errors = fut.result()
+        else:
+            x, errors = pool.result(fut, kind, items)
+            if pool.pool is not fut_pool[0]:  # restarted: resubmit what was in flight
+                fut_pool[0] = pool.pool
+                for k, (n, f, kd, its) in enumerate(window):
+                    if not isinstance(f, _Done):
+                        window[k] = (n, pool.submit(kd, its), kd, its)
+        return names, x, errors
+
+    fut_pool = [None]
     try:
         while unit is not None:
             nxt = next(it, None)
             if unit[0] == "done":
-                window.append((unit[1], _Done((unit[2], unit[3]))))
+                window.append((unit[1], _Done((unit[2], unit[3])), None, None))
             else:
                 _, kind, names, items = unit
                 if pool is None and workers > 0 and nxt is not None:
-                    pool = _make_pool(pool_kind, workers)
+                    pool = _Pool(pool_kind, workers, cfg)
+                    fut_pool[0] = pool.pool
                     state["pool"] = True
                 if pool is None:
-                    window.append((names, _Done(_decode_task(kind, items, cfg))))
+                    window.append((names, _Done(_decode_task(kind, items, cfg)), kind, items))
                 else:
-                    window.append((names, pool.submit(_decode_task, kind, items, cfg)))
+                    window.append((names, pool.submit(kind, items), kind, items))
             while len(window) > limit or (window and isinstance(window[0][1], _Done)
                                           and len(window) > 1 and pool is None):
-                yield _result(*window.popleft())
+                yield result(*window.popleft())
             unit = nxt
         while window:
-            yield _result(*window.popleft())
+            yield result(*window.popleft())
     finally:
         state["pool"] = False
         if pool is not None:
-            for _, fut in window:
+            for _, fut, _, _ in window:
                 if not isinstance(fut, _Done):
                     fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _result(names, fut):
-    x, errors = fut.result()
-    return names, x, errors
+            pool.shutdown()
 
 
 def _rows(slots, proba: Optional[np.ndarray], top_k: int) -> list:

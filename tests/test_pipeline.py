@@ -9,6 +9,7 @@ import math
 import multiprocessing
 import os
 import struct
+import sys
 import tarfile
 import zipfile
 
@@ -362,3 +363,30 @@ def test_tar_bad_checksum_is_an_error(tmp_path, sample):
     got = list(predict_files(tmp_path / "bad.tar", workers=0))
     assert got[0].error is None and got[0].member == "0.png"
     assert "checksum" in got[1].error and len(got) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or sys.version_info >= (3, 12),
+                    reason="the test plants the crash before fork (the pool forks on Linux, "
+                           "Python < 3.12)")
+def test_a_worker_that_dies_costs_one_input(tmp_path, net, sample, monkeypatch):
+    """A decoder crash (simulated: the worker process exits on one file) is one error row; the
+    pool restarts and every other input is predicted, in order."""
+    from fastlenet import images
+
+    real = images.decode
+
+    def crashy(data, max_pixels=None):
+        if b"CRASH" in data:
+            os._exit(3)
+        return real(data, max_pixels)
+
+    monkeypatch.setattr(images, "decode", crashy)  # the fork workers inherit it
+    for i in range(40):
+        data = png_bytes(sample[0][i])
+        (tmp_path / f"{i:02d}.png").write_bytes(data + (b"CRASH" if i == 13 else b""))
+    rows = list(predict_files(tmp_path, net, workers=2, pool="process", batch_size=8))
+    assert [os.path.basename(p.source) for p in rows] == [f"{i:02d}.png" for i in range(40)]
+    assert [i for i, p in enumerate(rows) if p.error] == [13]
+    assert "died" in rows[13].error
+    good = [p for p in rows if p.error is None]
+    check_rows(good, expected([sample[0][i] for i in range(40) if i != 13], net))
