@@ -231,13 +231,14 @@ def _prepare_arrays(x: np.ndarray, cfg: _Cfg, decoded: bool) -> np.ndarray:
     """A chunk (m, H, W) -> model input. Image files (decoded=True) are always preprocessed
     (unless preprocess="none"); IDX/.npy arrays of the model's input size pass through under
     "auto" (they are datasets in model format already)."""
+    if x.ndim == 4:  # colour (N, H, W, C) arrays: luma, alpha on white paper
+        from fastlenet.images import to_gray
+
+        x = np.stack([to_gray(im) for im in x]) if len(x) else x[..., 0].astype(np.float32)
     if cfg.mode == "none" or (cfg.mode == "auto" and not decoded and x.shape[1] == x.shape[2]
                               and x.shape[1] in (28, 32)):
         return _passthrough(x, cfg)
     fg = "light-on-dark" if cfg.light else "dark-on-light"
-    if x.ndim == 4:
-        return preprocess(list(x), size=cfg.size, invert=cfg.invert, foreground=fg,
-                          num_threads=cfg.threads)
     return preprocess(x, size=cfg.size, invert=cfg.invert, foreground=fg,
                       num_threads=cfg.threads)
 

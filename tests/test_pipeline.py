@@ -390,3 +390,17 @@ def test_a_worker_that_dies_costs_one_input(tmp_path, net, sample, monkeypatch):
     assert "died" in rows[13].error
     good = [p for p in rows if p.error is None]
     check_rows(good, expected([sample[0][i] for i in range(40) if i != 13], net))
+
+
+def test_npy_colour_and_big_endian_arrays(tmp_path, net, sample):
+    x, _ = sample
+    np.save(tmp_path / "rgb.npy", np.stack([np.dstack([im] * 3) for im in x[:6]]))
+    np.save(tmp_path / "be.npy", (x[6:12].astype(np.float64) / 255).astype(">f8"))
+    np.save(tmp_path / "big.npy", np.stack([np.pad(im, 6) for im in x[12:18]]))  # 40x40
+    rows = list(predict_files([tmp_path / "rgb.npy", tmp_path / "be.npy", tmp_path / "big.npy"],
+                              net, workers=0))
+    assert all(p.error is None for p in rows) and len(rows) == 18
+    np.testing.assert_array_equal([p.label for p in rows[:6]], net.predict(x[:6]))
+    np.testing.assert_array_equal([p.label for p in rows[6:12]], net.predict(x[6:12] / 255))
+    big = fastlenet.preprocess([np.pad(im, 6) for im in x[12:18]])  # not 28/32: preprocessed
+    check_rows(rows[12:], net.predict_proba(big))
