@@ -122,14 +122,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
 
     /* gray in [0, 1] (block mean when reduced), quantised to 256 levels */
     const char *base = (const char *)im->data;
-    if (f == 1 && im->dtype == FL_PIX_U8) { /* the common case, without the generic loop */
-        for (int y = 0; y < h; y++) {
-            const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
-            for (int x = 0; x < w; x++) {
-                double t = row[x * im->stride_w] * im->scale;
-                g[(size_t)y * w + x] = t > 1.0 ? 1.0 : t;
-            }
-        }
+    if (f == 1 && im->dtype == FL_PIX_U8) {
+        /* g is not needed: the tables below work from the pixel values */
     } else
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
@@ -141,11 +135,35 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
                                       im->scale);
             g[(size_t)y * w + x] = f == 1 ? sum : sum / cnt;
         }
-    size_t hist[256] = {0};
-    for (size_t i = 0; i < n; i++) {
-        double t = floor(g[i] * 255 + 0.5);
-        q[i] = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t);
-        hist[q[i]]++;
+    size_t hist[256] = {0}, hraw[256] = {0};
+    double graw[256];
+    /* uint8 without reduction: 256 possible values, so the per-pixel arithmetic is done once
+     * per value (a table; the same results, without a floor() per pixel) */
+    const int u8 = f == 1 && im->dtype == FL_PIX_U8;
+    if (u8) {
+        unsigned char qlut[256];
+        for (int p = 0; p < 256; p++) {
+            double gp = p * im->scale;
+            graw[p] = gp > 1.0 ? 1.0 : gp;
+            double t = floor(graw[p] * 255 + 0.5);
+            qlut[p] = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t);
+        }
+        for (int y = 0; y < h; y++) {
+            const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
+            unsigned char *qr = q + (size_t)y * w;
+            for (int x = 0; x < w; x++) {
+                const unsigned char p = row[x * im->stride_w];
+                hraw[p]++;
+                qr[x] = qlut[p];
+            }
+        }
+        for (int p = 0; p < 256; p++) hist[qlut[p]] += hraw[p];
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            double t = floor(g[i] * 255 + 0.5);
+            q[i] = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t);
+            hist[q[i]]++;
+        }
     }
 
     /* Otsu: maximise the between-class variance; ties to the lowest threshold */
@@ -174,12 +192,16 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     if (invert == FL_INVERT_AUTO) {
         const int t = imax(1, imin(h, w) / 20);
         size_t fl = 0, fn = 0, al = 0;
-        for (int y = 0; y < h; y++)
+        for (int v = thr + 1; v < 256; v++) al += hist[v];
+        for (int y = 0; y < h; y++) { /* the frame only */
+            const unsigned char *qr = q + (size_t)y * w;
+            const int full = y < t || y >= h - t;
             for (int x = 0; x < w; x++) {
-                const int light = q[(size_t)y * w + x] > thr;
-                al += light;
-                if (y < t || y >= h - t || x < t || x >= w - t) { fn++; fl += light; }
+                if (!full && x == t) x = imax(t, w - t); /* skip the inside of the row */
+                fn++;
+                fl += qr[x] > thr;
             }
+        }
         double frac = (double)fl / (double)fn;
         if (frac >= 0.35 && frac <= 0.65) frac = (double)al / (double)n;
         ink_is_light = !(frac > 0.5);
@@ -190,9 +212,19 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     /* ink in [0, 1] */
     double s_ink = 0, s_paper = 0;
     size_t c_ink = 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((q[i] > thr) == ink_is_light) { s_ink += g[i]; c_ink++; }
-        else s_paper += g[i];
+    if (u8) { /* per value: the same sums up to rounding order */
+        for (int p = 0; p < 256; p++) {
+            if (!hraw[p]) continue;
+            unsigned char qp;
+            { double t = floor(graw[p] * 255 + 0.5); qp = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t); }
+            if ((qp > thr) == ink_is_light) { s_ink += graw[p] * hraw[p]; c_ink += hraw[p]; }
+            else s_paper += graw[p] * hraw[p];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if ((q[i] > thr) == ink_is_light) { s_ink += g[i]; c_ink++; }
+            else s_paper += g[i];
+        }
     }
     const double ink_level = s_ink / (double)c_ink, paper_level = s_paper / (double)(n - c_ink);
     if (fabs(ink_level - paper_level) < PP_MIN_CONTRAST) {
