@@ -590,9 +590,9 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
 
 def _single_threaded(net):
     """A one-thread copy of net for batches computed while the decode workers hold the cores:
-    a second engine thread then only waits at the region's barrier for a core (measured: the
-    engine's share of a PNG folder run fell from ~90 to ~20 us per image). Results are the same
-    for any thread count."""
+    a second engine thread then mostly waits for a core (measured on a PNG folder, 3
+    interleaved runs: the main process's CPU per image 41-52 us with two engine threads,
+    34-41 us with one). Results are the same for any thread count."""
     try:
         clone = type(net)(net.weights, net.meta, num_threads=1)
         clone.isa = net.isa
