@@ -248,6 +248,9 @@ class _Writer:
 
 
 def _pipeline_options(args) -> dict:
+    from fastlenet.pipeline import quiet_pillow
+
+    quiet_pillow()  # one line per bad file on stderr, not Pillow's warnings about it
     return dict(batch_size=args.batch_size, workers=args.jobs, invert=args.invert,
                 preprocess="none" if args.raw else args.preprocess,
                 max_pixels=args.max_pixels)

@@ -390,6 +390,13 @@ def _open_idx(name: str):
         f.close()
         raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
                          f"corrupt") from None
+    except ValueError:
+        f.close()
+        raise
+    except Exception as e:  # zlib.error from a damaged deflate stream
+        f.close()
+        raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the file "
+                         f"is corrupt") from None
     except BaseException:
         f.close()
         raise
@@ -422,6 +429,9 @@ def read_idx(path) -> np.ndarray:
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
                              f"corrupt") from None
+        except Exception as e:  # zlib.error
+            raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the "
+                             f"file is corrupt") from None
     if len(data) != nbytes or extra:
         raise ValueError(f"IDX size mismatch: header declares shape {shape} ({nbytes:,} bytes "
                          f"of data), found {len(data) + len(extra):,}"

@@ -270,6 +270,8 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
             errors.append(e.strerror or str(e))
         except (ValueError, ImportError) as e:
             errors.append(str(e))
+        except Exception as e:  # whatever else a hostile file makes a decoder raise: one row
+            errors.append(f"cannot decode the image ({type(e).__name__}: {e})")
     x = _prepare_list(arrays, cfg)
     return x, errors
 
@@ -389,6 +391,11 @@ def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
                     yield ("task", "blobs", names, blobs)
                     blobs, names = [], []
                 yield error(path, str(e))
+            except Exception as e:  # anything else a damaged archive raises: one row
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, f"corrupt archive ({type(e).__name__}: {e})")
             if blobs:
                 yield ("task", "blobs", names, blobs)
     u = flush()
@@ -404,8 +411,18 @@ def _make_pool(kind: str, workers: int):
     if kind == "process" and not mp.current_process().daemon:  # daemons (Dask) cannot fork
         method = "fork" if sys.platform.startswith("linux") and sys.version_info < (3, 12) \
             else "forkserver" if sys.platform != "win32" else "spawn"
-        return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+        return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
+                                      initializer=quiet_pillow)
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
+
+
+def quiet_pillow() -> None:
+    """Silence Pillow's UserWarnings about damaged files (TIFF tags, EXIF...): each such file
+    is already reported once, as an error or not at all. Called in our worker processes and by
+    the command line, never on a library user's process."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 
 
 class _Pool:

@@ -168,6 +168,9 @@ def iter_idx(path: str, chunk: int = 4096) -> Iterator[Tuple[int, np.ndarray]]:
             except (OSError, EOFError, gzip.BadGzipFile) as e:
                 raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated "
                                  f"or corrupt") from None
+            except Exception as e:  # zlib.error
+                raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the "
+                                 f"file is corrupt") from None
             got = len(data) // item
             if got:
                 yield start, np.frombuffer(data[:got * item], dtype).reshape(got, rows, cols)
@@ -219,6 +222,8 @@ def iter_shard(path: str, max_bytes: int = MAX_FILE_BYTES
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise ValueError(f"not a readable zip archive ({e})") from None
+        except Exception as e:  # NotImplementedError (zip version), struct.error...
+            raise ValueError(f"not a readable zip archive ({type(e).__name__}: {e})") from None
         with zf:
             for info in zf.infolist():
                 if info.is_dir() or kind(info.filename) != "image":

@@ -404,3 +404,39 @@ def test_npy_colour_and_big_endian_arrays(tmp_path, net, sample):
     np.testing.assert_array_equal([p.label for p in rows[6:12]], net.predict(x[6:12] / 255))
     big = fastlenet.preprocess([np.pad(im, 6) for im in x[12:18]])  # not 28/32: preprocessed
     check_rows(rows[12:], net.predict_proba(big))
+
+
+def test_mutated_files_never_raise(tmp_path, net, sample, rng):
+    """Seeded byte flips and cuts of a gzipped IDX, a tar.gz, a zip, a PNG and a JPEG: every
+    run ends with rows (an error or a prediction each), never an exception."""
+    x, _ = sample
+    originals = {"m-idx3-ubyte.gz": gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 6, 28,
+                                                                               28)
+                                                  + x[:6].tobytes()),
+                 "m.png": png_bytes(x[0]), "m.jpg": png_bytes(x[1], "JPEG", quality=90)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for i in range(4):
+            b = png_bytes(x[i])
+            info = tarfile.TarInfo(f"{i}.png")
+            info.size = len(b)
+            t.addfile(info, io.BytesIO(b))
+    originals["m.tar.gz"] = buf.getvalue()
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(4):
+            z.writestr(f"{i}.png", png_bytes(x[i]))
+    originals["m.zip"] = zbuf.getvalue()
+    for name, data in originals.items():
+        for k in range(25):
+            b = bytearray(data)
+            if k % 5 == 4:
+                b = b[: int(rng.integers(1, len(b)))]
+            else:
+                for _ in range(int(rng.integers(1, 4))):
+                    b[int(rng.integers(0, len(b)))] ^= int(rng.integers(1, 256))
+            path = tmp_path / f"{k}-{name}"
+            path.write_bytes(bytes(b))
+            rows = list(predict_files(path, net, workers=0))
+            assert rows and all(isinstance(p, Prediction) for p in rows), (name, k)
+            assert all((p.error is None) == (p.label >= 0) for p in rows)
