@@ -256,8 +256,9 @@ def decode(data, max_pixels: Optional[int] = MAX_PIXELS) -> np.ndarray:
     """Image bytes (or a binary file object) -> 2-D grayscale array (uint8; uint16 for 16-bit
     files), as read_image. ValueError for anything that is not a decodable image or has more
     than max_pixels pixels (None: no limit of ours)."""
-    return _decode(io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview))
-                   else data, max_pixels)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(data), max_pixels, bytes(data[:8]))
+    return _decode(data, max_pixels)
 
 
 def read_file_bytes(path, max_bytes: int) -> bytes:
@@ -289,26 +290,35 @@ def read_file_bytes(path, max_bytes: int) -> bytes:
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _open_image(f, Image):
+_DIRECT = None
+
+
+def _direct_plugins():
+    global _DIRECT
+    if _DIRECT is None:
+        from PIL import JpegImagePlugin, PngImagePlugin
+
+        _DIRECT = (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile)
+    return _DIRECT
+
+
+def _open_image(f, Image, head: Optional[bytes] = None):
     """Image.open, except that PNG and JPEG, recognised by their magic bytes, go straight to
     their plugin: Image.open's plugin search costs more than decoding a small PNG."""
-    if isinstance(f, io.BytesIO):
-        head = f.getbuffer()[:8].tobytes()
+    if head is not None:
+        png, jpeg = _direct_plugins()
         if head == _PNG_MAGIC:
-            from PIL import PngImagePlugin
-
-            return PngImagePlugin.PngImageFile(f)
+            return png(f)
         if head[:3] == b"\xff\xd8\xff":
-            from PIL import JpegImagePlugin
-
-            return JpegImagePlugin.JpegImageFile(f)
+            return jpeg(f)
     return Image.open(f)
 
 
-def _decode(f, max_pixels: Optional[int] = MAX_PIXELS) -> np.ndarray:
+def _decode(f, max_pixels: Optional[int] = MAX_PIXELS, head: Optional[bytes] = None
+            ) -> np.ndarray:
     Image, ImageOps = _pillow()
     try:
-        with _open_image(f, Image) as im:
+        with _open_image(f, Image, head) as im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 raise _TooLarge(f"image of {w}x{h} = {w * h:,} pixels is above the limit of "
@@ -336,6 +346,8 @@ class _TooLarge(Exception):
 
 
 def _pil_to_gray(im, Image) -> np.ndarray:
+    if im.mode == "L" and "transparency" not in im.info:  # the common case first
+        return np.frombuffer(im.tobytes(), np.uint8).reshape(im.size[1], im.size[0])
     if im.mode.startswith("I;16"):
         return np.asarray(im).astype(np.uint16)
     if im.mode == "I":  # 32-bit integer; 16-bit PNGs open like this in some Pillow versions
