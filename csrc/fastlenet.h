@@ -97,6 +97,27 @@ void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, cons
                      int cout, float *y);
 void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y);
 
+/* ---- Preprocessing (csrc/preprocess.c): pictures of digits -> MNIST-style model inputs ---- */
+/* Pixel types of fl_image. */
+enum { FL_PIX_U8 = 0, FL_PIX_U16 = 1, FL_PIX_F32 = 2, FL_PIX_F64 = 3 };
+/* Polarity: decide per image from its frame, or force "invert the pixel values" / "keep them". */
+enum { FL_INVERT_AUTO = 0, FL_INVERT_YES = 1, FL_INVERT_NO = 2 };
+
+/* One 2-D grayscale image of any size; strides in bytes; value * scale is clipped to [0, 1]. */
+typedef struct {
+    const void *data;
+    int dtype;
+    int height, width;
+    ptrdiff_t stride_h, stride_w;
+    double scale;
+} fl_image;
+
+/* n images -> out, float32 (n, size, size) in [0, 1]: light ink on dark when light_on_dark,
+ * else dark on light. Each image on one thread; up to num_threads threads. FL_OK, FL_ERR_ARG
+ * or FL_ERR_NOMEM. The specification is fastlenet/reference_preprocess.py. */
+int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int light_on_dark,
+                  float *out, int num_threads);
+
 #ifdef __cplusplus
 }
 #endif

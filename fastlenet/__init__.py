@@ -25,7 +25,8 @@ from fastlenet.formats import FormatError
 
 __version__ = "0.1.0"
 __all__ = ["Net", "load", "pretrained", "reference", "show_config", "available_isas",
-           "FormatError", "InputRangeWarning", "__version__"]
+           "FormatError", "InputRangeWarning", "predict_files", "preprocess", "Prediction",
+           "__version__"]
 
 
 PRETRAINED_PATH = __import__("pathlib").Path(__file__).parent / "pretrained" / "lenet5_mnist.npz"
@@ -62,3 +63,12 @@ def show_config(file=None):
         f"default threads: {DEFAULT_THREADS}",
     ]
     print("\n".join(lines), file=file or sys.stdout)
+
+
+def __getattr__(name):
+    # The file pipeline loads on first use, so that `import fastlenet` stays light.
+    if name in ("predict_files", "preprocess", "Prediction"):
+        from fastlenet import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'fastlenet' has no attribute {name!r}")

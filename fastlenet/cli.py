@@ -1,15 +1,16 @@
 """The `fastlenet` command line (also `python -m fastlenet`).
 
-    fastlenet predict PATH...     classify images, .npy arrays, IDX files, folders (recursively)
+    fastlenet predict PATH...     classify images, folders, globs, shards, .npy and IDX files
     fastlenet demo                the pretrained model on the bundled MNIST sample
-    fastlenet eval --images IDX --labels IDX [--plot out.png]
+    fastlenet eval FOLDER|CSV     accuracy on labelled images (or --images IDX --labels IDX)
     fastlenet bench               images/s and batch-1 latency here, beside NumPy and peers
     fastlenet inspect WEIGHTS     how a weights file maps to LeNet-5's canonical layout
     fastlenet config              ISA, OpenMP and threads of this build and machine
 
-Exit codes: 0 success, 1 when an input or the weights could not be read (each reported on one
-stderr line, the other inputs still processed), 2 for usage errors (argparse). User errors never
-print a traceback.
+Exit codes: 0 success (also when the reader of stdout closes it early, as `| head` does), 1 when
+an input or the weights could not be read (each reported on one stderr line, the other inputs
+still processed), 2 for usage errors (argparse). User errors never print a traceback. The work
+itself lives in fastlenet.pipeline; this module parses arguments and formats output.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import csv
 import json
 import os
 import sys
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -27,6 +28,10 @@ PROG = "fastlenet"
 
 class UserError(Exception):
     """An error to report on one line (exit 1), without a traceback."""
+
+
+class UsageError(UserError):
+    """A combination of arguments argparse cannot check: usage message, exit 2."""
 
 
 def _err(msg: str) -> None:
@@ -41,6 +46,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}") \
+            from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}")
     return v
 
 
@@ -72,20 +88,6 @@ def _load_net(weights: Optional[str], layout: str = "auto", threads: Optional[in
     return net
 
 
-def _model_geometry(net):
-    """(input size, foreground) from the model's metadata: input_size (default 32), foreground
-    (default light-on-dark, as every MNIST-trained LeNet)."""
-    meta = net.meta
-    size = meta.get("input_size") or 32
-    fg = meta.get("foreground") or "light-on-dark"
-    from fastlenet.images import FOREGROUNDS
-
-    if size not in (28, 32) or fg not in FOREGROUNDS:
-        raise UserError(f"the model's metadata has input_size={size!r}, foreground={fg!r}; "
-                        f"expected 28 or 32 and one of {', '.join(FOREGROUNDS)}")
-    return int(size), fg
-
-
 def _add_model_options(p: argparse.ArgumentParser, batch: bool = True) -> None:
     p.add_argument("--weights", metavar="FILE",
                    help="weights file (any file fastlenet.load accepts: canonical or other "
@@ -96,18 +98,38 @@ def _add_model_options(p: argparse.ArgumentParser, batch: bool = True) -> None:
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="threads for inference (default: the CPUs this process may use)")
     if batch:
-        p.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
-                       help="images per inference call (default 256); memory stays bounded")
+        p.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N",
+                       help="images per inference call (default 1024); memory stays bounded")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="invert pixel values: auto (default) decides per image from its border "
-                        "brightness, so dark-on-light drawings suit a light-on-dark model")
+                   help="invert pixel values: auto (default) decides per image from its frame, "
+                        "so dark-on-light drawings suit a light-on-dark model")
+
+
+def _add_file_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", "-j", type=_non_negative_int, metavar="N",
+                   help="processes that read, decode and preprocess image files (default: the "
+                        "CPUs this process may use; 0: none, all in this process)")
+    p.add_argument("--preprocess", choices=("auto", "mnist", "none"), default="auto",
+                   help="auto (default): image files get MNIST's preprocessing (ink box scaled "
+                        "into 20x20, centred by centre of mass), IDX/.npy images of 28x28 or "
+                        "32x32 are taken as model inputs; mnist: preprocess everything; none: "
+                        "take everything as model inputs")
+    p.add_argument("--raw", action="store_true",
+                   help="the same as --preprocess none (files that are already 28x28 or 32x32 "
+                        "model inputs)")
+    p.add_argument("--max-pixels", type=_positive_int, metavar="N", default=None,
+                   help="refuse images with more pixels than this, from their header "
+                        "(default 40,000,000): decompression bombs")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (one is shown on a terminal when tqdm is installed)")
 
 
 # ---- progress -------------------------------------------------------------------------------
 class _Progress:
-    """A tqdm bar on stderr when stderr is a terminal and tqdm is installed; else nothing."""
+    """A tqdm bar on stderr (total when known, rate) when stderr is a terminal and tqdm is
+    installed; else nothing. Error lines go through it so that they do not break the bar."""
 
-    def __init__(self, enabled: bool, desc: str):
+    def __init__(self, enabled: bool, desc: str, total=None):
         self.bar = None
         if enabled and sys.stderr.isatty():
             try:
@@ -119,7 +141,12 @@ class _Progress:
             except (OSError, ValueError):
                 sized = False
             size = {"dynamic_ncols": True} if sized else {"ncols": 80, "nrows": 24}
-            self.bar = tqdm(desc=desc, unit="img", file=sys.stderr, **size)
+            self.bar = tqdm(desc=desc, unit="img", total=total, file=sys.stderr,
+                            smoothing=0.1, **size)
+
+    @property
+    def active(self) -> bool:
+        return self.bar is not None
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -136,69 +163,83 @@ class _Progress:
             self.bar.close()
 
 
-def _model_batches(items, net, size, fg, invert, batch_size, progress) -> Iterator[tuple]:
-    """images.Input records -> (inputs, uint8 batch) chunks; errors reported and counted."""
-    from fastlenet import images
+def _progress_for(args, desc: str, sources) -> _Progress:
+    progress = _Progress(args.progress, desc)
+    if progress.active:  # count only when a bar shows it (a folder walk, headers)
+        from fastlenet.sources import count
 
-    names, arrays = [], []
-    stats = {"failed": 0}
-    for item in items:
-        if item.error is None:
-            try:
-                arrays.append(images.to_model_input(item.image, size, invert, fg))
-                names.append(item)
-            except ValueError as e:
-                item = item._replace(error=str(e))
-        if item.error is not None:
-            stats["failed"] += 1
-            progress.error(f"{item.name}: {item.error}")
-            continue
-        if len(arrays) == batch_size:
-            yield names, np.stack(arrays), stats
-            names, arrays = [], []
-    if arrays:
-        yield names, np.stack(arrays), stats
-    yield [], None, stats
+        try:
+            progress.bar.total = count(sources)
+            progress.bar.refresh()
+        except Exception:  # a total is a nicety; the run reports real errors itself
+            pass
+    return progress
 
 
-# ---- predict --------------------------------------------------------------------------------
+# ---- output ---------------------------------------------------------------------------------
+def safe_name(name: str) -> str:
+    """A file name fit for UTF-8 output: bytes that are not UTF-8 (kept by Python as lone
+    surrogates) become \\xNN escapes, so CSV and JSON stay valid whatever the file system holds."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class _Writer:
+    """Prediction rows -> text, csv, json or jsonl on `out`, a batch at a time (one string
+    per row, one write per batch)."""
+
     def __init__(self, fmt: str, classes: List[str], k: int, out):
         self.fmt, self.classes, self.k, self.out = fmt, classes, k, out
         self.count = 0
         if fmt == "csv":
-            self.csv = csv.writer(out, lineterminator="\n")
-            head = ["path", "index", "label", "confidence"]
+            head = ["path", "member", "index", "label", "confidence"]
             for j in range(2, k + 1):
                 head += [f"label_{j}", f"confidence_{j}"]
-            self.csv.writerow(head)
+            out.write(",".join(head) + "\n")
         elif fmt == "json":
             out.write("[")
 
-    def rows(self, items, proba: np.ndarray) -> None:
-        top = np.argsort(-proba, axis=1, kind="stable")[:, :self.k]
+    def _csv_field(self, text: str) -> str:
+        if any(c in text for c in ',"\r\n'):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    def rows(self, preds) -> None:
+        classes, k, fmt = self.classes, self.k, self.fmt
         lines = []
-        for item, p, t in zip(items, proba, top):
-            pairs = [(self.classes[c], float(p[c])) for c in t]
-            if self.fmt == "text":
-                lines.append(f"{item.name}  " + "  ".join(f"{lab} {conf:.4f}"
-                                                         for lab, conf in pairs) + "\n")
-            elif self.fmt == "csv":
-                row = [item.path, "" if item.index is None else item.index]
-                for lab, conf in pairs:
-                    row += [lab, f"{conf:.6f}"]
-                self.csv.writerow(row)
+        for p in preds:
+            if p.error is not None:
+                continue
+            top = p.top_k[:k]
+            if fmt == "text":
+                lines.append(safe_name(p.name) + "  " + "  ".join(
+                    f"{classes[c]} {conf:.4f}" for c, conf in top) + "\n")
+            elif fmt == "csv":
+                lines.append(",".join(
+                    [self._csv_field(safe_name(p.source)),
+                     "" if p.member is None else self._csv_field(safe_name(p.member)),
+                     "" if p.index is None else str(p.index)]
+                    + [f"{self._csv_field(classes[c])},{conf:.6f}" for c, conf in top]) + "\n")
             else:
-                rec = {"path": item.path, "index": item.index, "label": pairs[0][0],
-                       "class": int(t[0]), "confidence": round(pairs[0][1], 6),
-                       "top": [{"label": lab, "class": int(c), "confidence": round(conf, 6)}
-                               for (lab, conf), c in zip(pairs, t)]}
-                sep = "\n" if self.fmt == "jsonl" else (",\n" if self.count else "\n")
-                lines.append((sep if self.fmt == "json" else "") + json.dumps(rec)
-                             + ("\n" if self.fmt == "jsonl" else ""))
+                rec = {"path": safe_name(p.source),
+                       "member": None if p.member is None else safe_name(p.member),
+                       "index": p.index, "label": classes[p.label], "class": p.label,
+                       "confidence": round(p.confidence, 6),
+                       "top": [{"label": classes[c], "class": c, "confidence": round(conf, 6)}
+                               for c, conf in top]}
+                if fmt == "jsonl":
+                    lines.append(json.dumps(rec) + "\n")
+                else:
+                    lines.append((",\n" if self.count else "\n") + json.dumps(rec))
             self.count += 1
-        self.out.write("".join(lines))
-        self.out.flush()
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
 
     def close(self) -> None:
         if self.fmt == "json":
@@ -206,31 +247,46 @@ class _Writer:
         self.out.flush()
 
 
+def _pipeline_options(args) -> dict:
+    from fastlenet.pipeline import quiet_pillow
+
+    quiet_pillow()  # one line per bad file on stderr, not Pillow's warnings about it
+    return dict(batch_size=args.batch_size, workers=args.jobs, invert=args.invert,
+                preprocess="none" if args.raw else args.preprocess,
+                max_pixels=args.max_pixels)
+
+
+# ---- predict --------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from fastlenet import images
+    from fastlenet.pipeline import predict_batches
 
     net = _load_net(args.weights, args.layout, args.threads)
-    size, fg = _model_geometry(net)
-    k = min(args.top_k, net.num_classes)
+    k = min(args.top_k, net.num_classes)  # --top-k goes up to the model's K
     writer = _Writer(args.format, net.classes, k, sys.stdout)
-    progress = _Progress(args.progress, "predict")
-    done, stats = 0, {"failed": 0}
+    progress = _progress_for(args, "predict", args.paths)
+    done = failed = 0
+    batches = predict_batches(args.paths, net, top_k=k, **_pipeline_options(args))
     try:
-        for items, batch, stats in _model_batches(images.iter_inputs(args.paths), net, size, fg,
-                                                  args.invert, args.batch_size, progress):
-            if batch is None:
-                break
-            writer.rows(items, net.predict_proba(batch))
-            done += len(items)
-            progress.update(len(items))
-    finally:
-        progress.close()
+        for rows in batches:
+            for p in rows:
+                if p.error is not None:
+                    failed += 1
+                    progress.error(f"{safe_name(p.name)}: {p.error}")
+            done += len(rows)
+            writer.rows(rows)
+            progress.update(len(rows))
         writer.close()
-    if done == 0 and stats["failed"] == 0:
-        _err("no images found in " + ", ".join(args.paths))
+    except ValueError as e:  # the model's metadata or an argument the pipeline refuses
+        raise UserError(str(e)) from None
+    finally:
+        batches.close()  # stops the worker pool at once, also on a closed pipe or Ctrl-C
+        progress.close()
+    predicted = done - failed
+    if done == 0:
+        _err("no images found in " + ", ".join(safe_name(p) for p in args.paths))
         return 1
-    if stats["failed"]:
-        _err(f"{stats['failed']} input(s) failed; {done} image(s) predicted")
+    if failed:
+        _err(f"{failed} input(s) failed; {predicted} image(s) predicted")
         return 1
     return 0
 
@@ -311,112 +367,215 @@ def _read_idx_or_fail(path, what):
         raise UserError(f"{path}: {e}") from None
 
 
-def cmd_eval(args) -> int:
-    from fastlenet import images
+def _class_index(label: str, classes: List[str], where: str) -> int:
+    """A label as written (a class name, or a class index) -> the class index."""
+    text = label.strip()
+    if text in classes:
+        return classes.index(text)
+    if text.isdigit() and int(text) < len(classes):
+        return int(text)
+    raise UserError(f"{where}: label {safe_name(text)!r} is not a class of the model "
+                    f"(expected one of {', '.join(classes)} or an index 0..{len(classes) - 1})")
 
+
+def _labelled_folder(root: str, classes: List[str]):
+    """A folder whose subfolder names give the labels -> (sources, label of a source path)."""
+    subs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not subs:
+        raise UserError(f"{root}: expected one subfolder per class (e.g. {root}/7/*.png); "
+                        f"found none")
+    index = {name: _class_index(name, classes, os.path.join(root, name)) for name in subs}
+    paths = [os.path.join(root, name) for name in subs]
+
+    def label_of(path: str) -> int:
+        rel = os.path.relpath(path, root)
+        return index[rel.split(os.sep, 1)[0]]
+
+    return paths, label_of
+
+
+def _labelled_csv(path: str, classes: List[str]):
+    """A `path,label` CSV (paths relative to the CSV's folder; a header row is skipped)."""
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror or e}") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: not a path,label CSV ({e})") from None
+    base = os.path.dirname(path)
+    files, labels = [], {}
+    for n, row in enumerate(rows, 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise UserError(f"{path}, line {n}: expected path,label; found {row!r}")
+        if n == 1 and row[1].strip() not in classes and not row[1].strip().isdigit():
+            continue  # a header
+        p = os.path.join(base, row[0].strip())
+        files.append(p)
+        labels[p] = _class_index(row[1], classes, f"{path}, line {n}")
+    if not files:
+        raise UserError(f"{path}: no path,label rows")
+    return files, labels.__getitem__
+
+
+def cmd_eval(args) -> int:
     if args.plot:
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:  # fail before the work, not after
             raise UserError("--plot needs matplotlib: pip install 'fastlenet[plot]'")
     net = _load_net(args.weights, args.layout, args.threads)
-    size, fg = _model_geometry(net)
-    x = _read_idx_or_fail(args.images, "images")
-    y = _read_idx_or_fail(args.labels, "labels")
-    if x.ndim != 3:
-        raise UserError(f"{args.images}: expected IDX images (N x rows x cols, magic "
-                        f"0x00000803); found shape {x.shape}")
-    if y.ndim != 1:
-        raise UserError(f"{args.labels}: expected IDX labels (N, magic 0x00000801); found shape "
-                        f"{y.shape}")
-    if len(x) != len(y):
-        raise UserError(f"{len(x)} images in {args.images} but {len(y)} labels in "
-                        f"{args.labels}")
-    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() > 9)):
-        raise UserError(f"{args.labels}: labels must be integers 0..9")
-    y = y.astype(np.int64)
-    n = len(x)
-    pred = np.empty(n, np.int64)
-    progress = _Progress(args.progress, "eval")
-    prepared = [] if args.plot else None
-    try:
-        for start in range(0, n, args.batch_size):
-            chunk = x[start:start + args.batch_size]
-            try:
-                batch = np.stack([images.to_model_input(im, size, args.invert, fg)
-                                  for im in chunk])
-            except ValueError as e:
-                raise UserError(f"{args.images}: {e}") from None
-            pred[start:start + len(chunk)] = net.predict(batch)
-            if prepared is not None:
-                prepared.append(batch)
-            progress.update(len(chunk))
-    finally:
-        progress.close()
-    conf = np.zeros((10, 10), np.int64)
-    np.add.at(conf, (y, pred.clip(0, 9)), 1)  # -1 (NaN logits) never happens for real weights
-    correct = int((pred == y).sum())
     classes = net.classes
-    per_class = [(c, int(conf[c].sum()), int(conf[c, c])) for c in range(10)]
+    k = len(classes)
+    if args.source and (args.images or args.labels):
+        raise UsageError("give either a folder / CSV, or --images and --labels")
+    if args.source:
+        src = args.source
+        if os.path.isdir(src):
+            sources, label_of = _labelled_folder(src, classes)
+        else:
+            sources, label_of = _labelled_csv(src, classes)
+        y_idx = None
+    else:
+        if not (args.images and args.labels):
+            raise UsageError("expected a folder of class subfolders, a path,label CSV, or "
+                             "--images IDX --labels IDX")
+        from fastlenet.sources import iter_idx  # header check before any work
+
+        y_idx = _read_idx_or_fail(args.labels, "labels")
+        if y_idx.ndim != 1:
+            raise UserError(f"{args.labels}: expected IDX labels (N, magic 0x00000801); found "
+                            f"shape {y_idx.shape}")
+        try:
+            it = iter_idx(args.images, 1)
+            next(it, None)
+            it.close()
+        except OSError as e:
+            raise UserError(f"{args.images}: {e.strerror or e}") from None
+        except ValueError as e:
+            msg = str(e)
+            if "not images" in msg:
+                msg = f"expected IDX images (N x rows x cols, magic 0x00000803); {msg}"
+            raise UserError(f"{args.images}: {msg}") from None
+        from fastlenet.images import _open_idx
+
+        f, _, shape = _open_idx(args.images)
+        f.close()
+        if shape[0] != len(y_idx):
+            raise UserError(f"{shape[0]} images in {args.images} but {len(y_idx)} labels in "
+                            f"{args.labels}")
+        if y_idx.dtype.kind not in "iu" or (len(y_idx) and (y_idx.min() < 0
+                                                            or y_idx.max() >= k)):
+            raise UserError(f"{args.labels}: labels must be integers 0..{k - 1}")
+        y_idx = y_idx.astype(np.int64)
+        sources = [args.images]
+
+        def label_of(path):  # pragma: no cover - IDX rows carry their index
+            raise AssertionError
+
+    from fastlenet.pipeline import predict_batches
+
+    progress = _progress_for(args, "eval", sources)
+    ys, preds, wrong_x, wrong_yp = [], [], [], []
+    failed = 0
+    batches = predict_batches(sources, net, inputs=True, **_pipeline_options(args))
+    try:
+        for rows, x in batches:
+            j = 0
+            for p in rows:
+                if p.error is not None:
+                    failed += 1
+                    progress.error(f"{safe_name(p.name)}: {p.error}")
+                    continue
+                t = int(y_idx[p.index]) if y_idx is not None else label_of(p.source)
+                ys.append(t)
+                preds.append(p.label)
+                if p.label != t and len(wrong_x) < 36 and args.plot:
+                    wrong_x.append(x[j])
+                    wrong_yp.append((t, p.label))
+                j += 1
+            progress.update(len(rows))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    finally:
+        batches.close()
+        progress.close()
+    y = np.asarray(ys, np.int64)
+    pred = np.asarray(preds, np.int64)
+    n = len(y)
+    conf = np.zeros((k, k), np.int64)
+    ok = pred >= 0  # -1 (NaN logits) never happens for real weights; counted as wrong
+    np.add.at(conf, (y[ok], pred[ok]), 1)
+    correct = int((pred == y).sum())
+    if args.plot:  # before anything goes to stdout: a closed pipe must not lose the plot
+        _plot(args.plot, conf, classes, wrong_x, wrong_yp, correct, n, int((pred != y).sum()))
+    per_class = [(c, int((y == c).sum()), int(conf[c, c])) for c in range(k)]
     if args.format == "json":
         print(json.dumps({
-            "images": n, "correct": correct, "accuracy": correct / n if n else None,
-            "per_class": {classes[c]: {"count": t, "correct": k,
-                                       "accuracy": k / t if t else None}
-                          for c, t, k in per_class},
+            "images": n, "failed": failed, "correct": correct,
+            "accuracy": correct / n if n else None,
+            "per_class": {classes[c]: {"count": t, "correct": kk,
+                                       "accuracy": kk / t if t else None}
+                          for c, t, kk in per_class},
             "confusion": conf.tolist()}, indent=2))
     else:
         acc = f"{correct / n:.2%}" if n else "n/a"
-        print(f"accuracy: {acc} ({correct}/{n})")
+        print(f"accuracy: {acc} ({correct}/{n})" + (f"; {failed} input(s) failed"
+                                                    if failed else ""))
         print()
         print("class  count  correct  accuracy")
-        for c, t, k in per_class:
-            print(f"{classes[c]:>5}  {t:5d}  {k:7d}  " + (f"{k / t:8.2%}" if t else "     n/a"))
+        for c, t, kk in per_class:
+            print(f"{classes[c]:>5}  {t:5d}  {kk:7d}  " + (f"{kk / t:8.2%}" if t else "     n/a"))
         print()
-        width = max(5, len(str(conf.max())) + 1)
+        width = max(5, len(str(conf.max() if conf.size else 0)) + 1,
+                    max(len(c) for c in classes) + 1)
         print("confusion matrix (rows: true class, columns: predicted)")
-        print("      " + "".join(f"{classes[c]:>{width}}" for c in range(10)))
-        for r in range(10):
+        print("      " + "".join(f"{classes[c]:>{width}}" for c in range(k)))
+        for r in range(k):
             print(f"{classes[r]:>5} " + "".join(f"{v:>{width}d}" for v in conf[r]))
     if args.plot:
-        _plot(args.plot, conf, classes, np.concatenate(prepared) if prepared else x,
-              y, pred, fg, correct, n)
         print(f"\nwrote {args.plot}", file=sys.stderr if args.format == "json" else sys.stdout)
+    if failed:
+        _err(f"{failed} input(s) failed; {n} image(s) evaluated")
+        return 1
+    if n == 0:
+        _err("no images found")
+        return 1
     return 0
 
 
-def _plot(path, conf, classes, x, y, pred, fg, correct, n) -> None:
+def _plot(path, conf, classes, wrong_x, wrong_yp, correct, n, n_wrong) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wrong = np.flatnonzero(pred != y)[:36]
+    k = len(classes)
     fig = plt.figure(figsize=(14, 6.5), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, 1])
     ax = left.subplots()
     ax.imshow(conf, cmap="Blues")
-    for r in range(10):
-        for c in range(10):
-            if conf[r, c]:
-                ax.text(c, r, str(conf[r, c]), ha="center", va="center", fontsize=8,
-                        color="white" if conf[r, c] > conf.max() / 2 else "black")
-    ax.set_xticks(range(10), classes)
-    ax.set_yticks(range(10), classes)
+    if k <= 20:
+        for r in range(k):
+            for c in range(k):
+                if conf[r, c]:
+                    ax.text(c, r, str(conf[r, c]), ha="center", va="center", fontsize=8,
+                            color="white" if conf[r, c] > conf.max() / 2 else "black")
+    ax.set_xticks(range(k), classes)
+    ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"confusion matrix: accuracy {correct / max(n, 1):.2%} ({correct}/{n})")
-    right.suptitle(f"misclassified digits ({len(np.flatnonzero(pred != y))}; "
-                   f"up to 36 shown, true -> predicted)")
+    right.suptitle(f"misclassified digits ({n_wrong}; up to 36 shown as the model saw them, "
+                   f"true -> predicted)")
     axes = right.subplots(6, 6).ravel()
-    cmap = "gray" if fg == "light-on-dark" else "gray_r"
     for a in axes:
         a.axis("off")
-    for a, i in zip(axes, wrong):
-        a.imshow(x[i], cmap=cmap if x.dtype == np.uint8 else "gray", vmin=0,
-                 vmax=255 if x.dtype == np.uint8 else None)
-        a.set_title(f"{classes[y[i]]} -> {classes[pred[i]] if pred[i] >= 0 else '?'}",
-                    fontsize=9)
+    for a, img, (t, p) in zip(axes, wrong_x, wrong_yp):
+        a.imshow(img, cmap="gray", vmin=0, vmax=1)
+        a.set_title(f"{classes[t]} -> {classes[p] if p >= 0 else '?'}", fontsize=9)
     try:
         fig.savefig(path, dpi=100)
     except (OSError, ValueError) as e:
@@ -526,12 +685,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastlenet {fastlenet.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("predict", help="classify images, .npy arrays, IDX files and folders",
-                       description="Classify images (PNG, JPEG, BMP... via Pillow), .npy arrays "
-                                   "(one image or a batch), IDX files (gzipped or not) and "
-                                   "folders (recursively, in sorted order). One line per image: "
-                                   "path (with [index] inside multi-image files), label, "
-                                   "confidence.")
+    p = sub.add_parser("predict", help="classify images, shards, .npy arrays, IDX files and "
+                                       "folders",
+                       description="Classify images (PNG, JPEG, BMP... via Pillow), folders "
+                                   "(recursively, in natural order), glob patterns, .tar/.tar.gz/"
+                                   ".zip shards of images (read as streams), .npy arrays (one "
+                                   "image or a batch) and IDX files (gzipped or not). One line "
+                                   "per image: path (path:member inside shards, path[index] "
+                                   "inside multi-image files), label, confidence. Unreadable "
+                                   "inputs: one line each on stderr, exit status 1 at the end.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
                    help="show the K most likely classes (default 1)")
@@ -539,8 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format (default text; json is one array, jsonl one object "
                         "per line)")
     _add_model_options(p)
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (one is shown on a terminal when tqdm is installed)")
+    _add_file_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the pretrained model on the bundled MNIST sample",
@@ -555,18 +716,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time per throughput measurement (default 0.5)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("eval", help="accuracy and confusion matrix on IDX images and labels",
+    p = sub.add_parser("eval", help="accuracy and confusion matrix on labelled images",
                        description="Accuracy, per-class accuracy and the confusion matrix of a "
-                                   "model on IDX files (e.g. MNIST's t10k-images-idx3-ubyte.gz "
-                                   "and t10k-labels-idx1-ubyte.gz).")
-    p.add_argument("--images", required=True, metavar="IDX", help="IDX images (N x rows x cols)")
-    p.add_argument("--labels", required=True, metavar="IDX", help="IDX labels (N)")
+                                   "model on labelled images: a folder with one subfolder per "
+                                   "class (named by the class, e.g. digits/7/*.png), a CSV of "
+                                   "path,label rows (paths relative to the CSV), or IDX files "
+                                   "(e.g. MNIST's t10k-images-idx3-ubyte.gz and "
+                                   "t10k-labels-idx1-ubyte.gz).")
+    p.add_argument("source", nargs="?", metavar="FOLDER|CSV",
+                   help="a folder of class subfolders, or a path,label CSV")
+    p.add_argument("--images", metavar="IDX", help="IDX images (N x rows x cols)")
+    p.add_argument("--labels", metavar="IDX", help="IDX labels (N)")
     p.add_argument("--plot", metavar="OUT.png",
                    help="draw the confusion matrix and misclassified digits (needs matplotlib: "
                         "pip install 'fastlenet[plot]')")
     p.add_argument("--format", choices=("text", "json"), default="text")
     _add_model_options(p)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_file_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="images/s and batch-1 latency on this machine",
@@ -601,6 +767,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as e:
+        sub = parser._subparsers._group_actions[0].choices.get(args.command, parser)
+        sub.error(str(e))  # exits 2
     except UserError as e:
         _err(str(e))
         return 1
@@ -608,11 +777,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         _err("interrupted")
         return 130
     except BrokenPipeError:
-        # `fastlenet predict dir | head`: stop quietly; point stdout at devnull so that the
-        # interpreter's final flush does not complain again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        # `fastlenet predict dir | head`: the reader has what it wanted; stop quietly with
+        # success, and point stdout at devnull so that the interpreter's final flush does not
+        # complain again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,12 +1,15 @@
-"""Images for the command line: read PNG/JPEG/BMP (Pillow), .npy and IDX files, and turn any
-picture of a digit into what a LeNet-5 model expects. Pure NumPy, plus Pillow for image files.
+"""Bytes -> pixels: image files (Pillow), IDX files; and the 0.1.0 NumPy preprocessing.
 
-    to_model_input(img, size=28)   any 2-D / HxWxC array -> uint8 (size, size), model polarity
+    decode(data, max_pixels)       image bytes -> 2-D uint8 (uint16 for 16-bit files), refusing
+                                   more pixels than max_pixels from the header (bombs)
     read_image(path)               an image file -> 2-D uint8 (uint16 for 16-bit files)
-    read_idx(path)                 an IDX file (gzipped or not) -> ndarray
-    iter_inputs(paths)             files and folders -> Input records, lazily, in a stable order
+    read_idx(path)                 an IDX file (gzipped or not) -> ndarray, read in pieces
+    to_model_input(img, size=28)   0.1.0's preprocessing, kept for compatibility: use
+                                   fastlenet.preprocess (C, batched, reads real scans)
 
-How a picture becomes a model input (MNIST's own recipe, LeCun et al.):
+Listing and reading sources lives in fastlenet/sources.py, the pipeline in pipeline.py.
+
+How to_model_input (0.1.0) makes a model input (MNIST's own recipe, LeCun et al.):
 1. grayscale in [0, 1]; colour by ITU-R 601 luma, transparency composited on white (a drawing
    exported with a transparent background is dark ink on "paper");
 2. polarity: ``invert="auto"`` looks at the border (the median of a thin frame, the background
@@ -21,19 +24,16 @@ How a picture becomes a model input (MNIST's own recipe, LeCun et al.):
 from __future__ import annotations
 
 import gzip
+import io
 import os
-from typing import Iterable, Iterator, NamedTuple, Optional
+from struct import error as struct_error
+from typing import Optional
 
 import numpy as np
 
-from fastlenet.formats import natural_key
 
 FOREGROUNDS = ("light-on-dark", "dark-on-light")
 INVERT_CHOICES = ("auto", "yes", "no")
-# Extensions picked up when walking a folder (files named on the command line are read whatever
-# their name: the content decides). IDX files are recognised by name (idx / -ubyte).
-IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .tif .tiff .webp .pgm .ppm .pbm .pnm"
-                             .split())
 PILLOW_HINT = "reading image files needs Pillow: pip install 'fastlenet[cli]'"
 
 # MNIST digits fit in a 20x20 box inside the 28x28 frame (the 32x32 LeNet input is that frame
@@ -45,18 +45,6 @@ DIGIT_BOX = 20
 INK_THRESHOLD = 0.3
 # Faint residue below this (paper texture, JPEG noise) is set to background.
 NOISE_FLOOR = 0.1
-
-
-class Input(NamedTuple):
-    """One item of iter_inputs: an image, or an error (a short message, without the path)."""
-    path: str
-    index: Optional[int]          # position inside a multi-image file (.npy batch, IDX)
-    image: Optional[np.ndarray]
-    error: Optional[str] = None
-
-    @property
-    def name(self) -> str:
-        return self.path if self.index is None else f"{self.path}[{self.index}]"
 
 
 # ---- arrays -> model input ------------------------------------------------------------------
@@ -237,9 +225,9 @@ def read_image(path) -> np.ndarray:
     decodable image, ImportError when Pillow is missing.
     """
     if hasattr(path, "read"):
-        return _decode(path)
+        return np.array(_decode(path))
     with open(os.fspath(path), "rb") as f:  # OSError names the path
-        return _decode(f)
+        return np.array(_decode(f))
 
 
 # Formats whose files commonly carry an EXIF orientation (phone photos).
@@ -258,23 +246,110 @@ def _pillow():
     return _PIL
 
 
-def _decode(f) -> np.ndarray:
+# Images above this many pixels are refused from their header, before decoding (Pillow's own
+# limit, about 89 million, lets a 32 KB PNG of 12000x12000 take 1.9 GB). A page scanned at
+# 600 dpi is about 35 million; a digit needs a few thousand. Configurable per call.
+MAX_PIXELS = 40_000_000
+
+
+def decode(data, max_pixels: Optional[int] = MAX_PIXELS) -> np.ndarray:
+    """Image bytes (or a binary file object) -> 2-D grayscale array (uint8; uint16 for 16-bit
+    files), as read_image. ValueError for anything that is not a decodable image or has more
+    than max_pixels pixels (None: no limit of ours)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(data), max_pixels, bytes(data[:8]))
+    return _decode(data, max_pixels)
+
+
+def read_file_bytes(path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, refused above max_bytes. Opened non-blocking and checked to
+    be a regular file first, so that a FIFO or a device never hangs or floods the reader;
+    os.read avoids a buffered file object's cost (a fifth of a small PNG's decode time)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ValueError(f"{kind} (expected an image file)")
+        if st.st_size > max_bytes:
+            raise ValueError(f"file of {st.st_size:,} bytes (the limit is {max_bytes:,})")
+        parts, left = [], st.st_size  # one read for a file that does not change meanwhile
+        while left > 0:
+            b = os.read(fd, left)
+            if not b:
+                break
+            parts.append(b)
+            left -= len(b)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+_DIRECT = None
+
+
+def _direct_plugins():
+    global _DIRECT
+    if _DIRECT is None:
+        from PIL import JpegImagePlugin, PngImagePlugin
+
+        _DIRECT = (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile)
+    return _DIRECT
+
+
+def _open_image(f, Image, head: Optional[bytes] = None):
+    """Image.open, except that PNG and JPEG, recognised by their magic bytes, go straight to
+    their plugin: Image.open's plugin search costs more than decoding a small PNG."""
+    if head is not None:
+        png, jpeg = _direct_plugins()
+        if head == _PNG_MAGIC:
+            return png(f)
+        if head[:3] == b"\xff\xd8\xff":
+            return jpeg(f)
+    return Image.open(f)
+
+
+def _decode(f, max_pixels: Optional[int] = MAX_PIXELS, head: Optional[bytes] = None,
+            to=None) -> np.ndarray:
+    """Decode with Pillow within the pixel limit; `to(im, Image)` converts the loaded image
+    (default: 2-D grayscale pixels)."""
     Image, ImageOps = _pillow()
     try:
-        with Image.open(f) as im:
+        with _open_image(f, Image, head) as im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise _TooLarge(f"image of {w}x{h} = {w * h:,} pixels is above the limit of "
+                                f"{max_pixels:,} (a decompression bomb?); raise it with "
+                                f"max_pixels= or --max-pixels")
             im.load()
             if im.format in _EXIF_FORMATS:
                 im = ImageOps.exif_transpose(im)
-            return _pil_to_gray(im, Image)
+            return (to or _pil_to_gray)(im, Image)
+    except _TooLarge as e:
+        raise ValueError(str(e)) from None
     except Image.UnidentifiedImageError:
         raise ValueError("not an image file (expected PNG, JPEG, BMP... , .npy or IDX)") \
             from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot decode the image ({e}); the file is truncated or "
                          f"corrupt") from None
+    except (MemoryError, RecursionError, ArithmeticError, KeyError, IndexError, TypeError,
+            AttributeError, struct_error) as e:  # what Pillow's plugins raise on odd files
+        raise ValueError(f"cannot decode the image ({type(e).__name__}: {e})") from None
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _pil_to_gray(im, Image) -> np.ndarray:
+    if im.mode == "L" and "transparency" not in im.info:  # the common case first
+        return np.frombuffer(im.tobytes(), np.uint8).reshape(im.size[1], im.size[0])
     if im.mode.startswith("I;16"):
         return np.asarray(im).astype(np.uint16)
     if im.mode == "I":  # 32-bit integer; 16-bit PNGs open like this in some Pillow versions
@@ -285,7 +360,10 @@ def _pil_to_gray(im, Image) -> np.ndarray:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("L"))
-    return np.asarray(im.convert("L"))
+    if im.mode != "L":
+        im = im.convert("L")
+    # tobytes + frombuffer: half the cost of np.asarray(im) for small images (read-only)
+    return np.frombuffer(im.tobytes(), np.uint8).reshape(im.size[1], im.size[0])
 
 
 # IDX: magic 0x00 0x00 <type> <ndim>, then ndim big-endian uint32 sizes, then the data.
@@ -326,9 +404,29 @@ def _open_idx(name: str):
         f.close()
         raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
                          f"corrupt") from None
+    except ValueError:
+        f.close()
+        raise
+    except Exception as e:  # zlib.error from a damaged deflate stream
+        f.close()
+        raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the file "
+                         f"is corrupt") from None
     except BaseException:
         f.close()
         raise
+
+
+def read_exact(f, nbytes: int, piece: int = 1 << 20) -> bytes:
+    """Up to nbytes from f, in pieces, so that memory follows the bytes that exist rather than
+    what a header declares (BufferedReader.read(n) allocates n bytes first)."""
+    parts, left = [], nbytes
+    while left > 0:
+        b = f.read(min(piece, left))
+        if not b:
+            break
+        parts.append(b)
+        left -= len(b)
+    return b"".join(parts)
 
 
 def read_idx(path) -> np.ndarray:
@@ -340,133 +438,19 @@ def read_idx(path) -> np.ndarray:
     with f:
         nbytes = int(np.prod(shape)) * dtype.itemsize
         try:
-            data = f.read(nbytes)
+            data = read_exact(f, nbytes)  # never f.read(n): it allocates n up front
             extra = f.read(1)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
                              f"corrupt") from None
+        except Exception as e:  # zlib.error
+            raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the "
+                             f"file is corrupt") from None
     if len(data) != nbytes or extra:
         raise ValueError(f"IDX size mismatch: header declares shape {shape} ({nbytes:,} bytes "
                          f"of data), found {len(data) + len(extra):,}"
                          f"{'+' if extra else ''} ({'trailing bytes' if extra else 'truncated'})")
     return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _iter_idx(name: str) -> Iterator[Input]:
-    """Images of an IDX file one at a time (bounded memory, even for a gzipped file)."""
-    try:
-        f, dtype, shape = _open_idx(name)
-    except (OSError, ValueError) as e:
-        yield Input(name, None, None, _message(e))
-        return
-    with f:
-        if len(shape) != 3:
-            kind = "labels" if len(shape) == 1 else f"{len(shape)}-D data"
-            yield Input(name, None, None, f"an IDX file of {kind} (shape {shape}), not images "
-                                          f"(expected N x rows x cols, magic 0x00000803)")
-            return
-        item = shape[1] * shape[2] * dtype.itemsize
-        for i in range(shape[0]):
-            try:
-                data = f.read(item)
-            except (OSError, EOFError, gzip.BadGzipFile) as e:
-                data, why = b"", f" ({e})"
-            else:
-                why = ""
-            if len(data) != item:
-                yield Input(name, None, None, f"truncated or corrupt IDX file{why}: header "
-                                              f"declares {shape[0]} images, read {i}")
-                return
-            yield Input(name, i, np.frombuffer(data, dtype).reshape(shape[1:]))
-
-
-def _iter_npy(name: str) -> Iterator[Input]:
-    try:
-        a = np.load(name, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        yield Input(name, None, None, f"cannot read the .npy array ({e})")
-        return
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)):
-        yield Input(name, None, np.asarray(a))
-    elif a.ndim == 3 or (a.ndim == 4 and a.shape[-1] in (1, 3, 4)):
-        for i in range(a.shape[0]):
-            yield Input(name, i, np.asarray(a[i]))
-    elif a.ndim == 4 and a.shape[1] == 1:
-        for i in range(a.shape[0]):
-            yield Input(name, i, np.asarray(a[i, 0]))
-    else:
-        yield Input(name, None, None, f"an array of shape {a.shape} is neither an image (H, W), "
-                                      f"(H, W, C) nor a batch (N, H, W), (N, 1, H, W), "
-                                      f"(N, H, W, C)")
-
-
-def _message(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return str(e)
-
-
-def read_file(path) -> Iterator[Input]:
-    """The images of one file, whatever its name: the first bytes say .npy, IDX (raw or
-    gzipped) or an image for Pillow."""
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            head = f.read(8)
-            if not (head.startswith(b"\x93NUMPY") or head[:2] in (b"\x1f\x8b", b"\x00\x00")):
-                f.seek(0)
-                image = read_image(f)
-    except (OSError, ValueError, ImportError) as e:
-        yield Input(name, None, None, _message(e))
-        return
-    if head.startswith(b"\x93NUMPY"):
-        yield from _iter_npy(name)
-    elif head[:2] in (b"\x1f\x8b", b"\x00\x00"):
-        yield from _iter_idx(name)
-    else:
-        yield Input(name, None, image)
-
-
-
-def is_input_name(name: str) -> bool:
-    """Files a folder walk picks up: images by extension, .npy, IDX by name."""
-    low = name.lower()
-    ext = os.path.splitext(low[:-3] if low.endswith(".gz") else low)[1]
-    return (ext in IMAGE_EXTENSIONS or ext == ".npy" or "idx" in low or "-ubyte" in low)
-
-
-def _walk(top: str, seen: set) -> Iterator[Input]:
-    """Files under a folder, depth first, entries in natural order (img2 before img10), hidden
-    entries skipped. Only one directory's names are held at a time; symlink loops are cut."""
-    try:
-        st = os.stat(top)
-        if (st.st_dev, st.st_ino) in seen:
-            return
-        seen.add((st.st_dev, st.st_ino))
-        with os.scandir(top) as it:
-            entries = sorted(((e.name, e.is_dir()) for e in it if not e.name.startswith(".")),
-                             key=lambda t: natural_key(t[0]))
-    except OSError as e:
-        yield Input(top, None, None, _message(e))
-        return
-    for name, is_dir in entries:
-        path = os.path.join(top, name)
-        if is_dir:
-            yield from _walk(path, seen)
-        elif is_input_name(name):
-            yield from read_file(path)
-
-
-def iter_inputs(paths: Iterable) -> Iterator[Input]:
-    """Files and folders -> Input records, lazily, in order: each path as given, folders
-    recursively in natural sorted order. Errors (missing, unreadable, not an image) are records
-    with ``error`` set, so the caller can report them and go on."""
-    for p in paths:
-        name = os.fspath(p)
-        if os.path.isdir(name):
-            yield from _walk(name, set())
-        else:
-            yield from read_file(name)
 
 
 # ---- colour models (3 input channels) ---------------------------------------------------------
@@ -478,13 +462,13 @@ def to_rgb_input(img, size: int = 32) -> np.ndarray:
     applied, transparency composited on white, grayscale replicated to RGB), a PIL image, or an
     array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1]. Net.predict takes the
     result as it is (uint8 is divided by 255, then the model's mean/std apply)."""
-    Image, ImageOps = _pillow()
-    if isinstance(img, (str, os.PathLike)) or hasattr(img, "read"):
-        if hasattr(img, "read"):
-            return to_rgb_input(_open_rgb(img, Image, ImageOps), size)
+    Image, _ = _pillow()
+    if hasattr(img, "read"):
+        im = _decode(img, MAX_PIXELS, to=_pil_to_rgb)
+    elif isinstance(img, (str, os.PathLike)):
         with open(os.fspath(img), "rb") as f:  # OSError names the path
-            return to_rgb_input(_open_rgb(f, Image, ImageOps), size)
-    if isinstance(img, Image.Image):
+            im = _decode(f, MAX_PIXELS, to=_pil_to_rgb)
+    elif isinstance(img, Image.Image):
         im = img
     else:
         a = np.asarray(img)
@@ -496,24 +480,15 @@ def to_rgb_input(img, size: int = 32) -> np.ndarray:
             im = Image.fromarray(np.ascontiguousarray(a))
         else:
             raise ValueError(f"img: expected (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    im = im.convert("RGB")
+    im = _pil_to_rgb(im, Image)
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
 
 
-def _open_rgb(f, Image, ImageOps):
-    try:
-        with Image.open(f) as im:
-            im.load()
-            if im.format in _EXIF_FORMATS:
-                im = ImageOps.exif_transpose(im)
-            return im.copy()
-    except Image.UnidentifiedImageError:
-        raise ValueError("not an image file (expected PNG, JPEG, BMP...)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot decode the image ({e}); the file is truncated or "
-                         f"corrupt") from None
+def _pil_to_rgb(im, Image):
+    """RGB, transparency drawn on white paper (a PIL image, not yet resized)."""
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert("RGB")

@@ -138,9 +138,9 @@ def test_predict_folder_of_pngs_matches_the_api(tree, predicted, sample, net):
     x, y = sample
     recs = {norm(k): v for k, v in predicted[0].items() if k.startswith("digits")}
     assert len(recs) == N_DIGITS
-    for name, rec in recs.items():
+    for name, rec in recs.items():  # image files are preprocessed, whatever their size
         i = int(re.search(r"d(\d+)\.png", name).group(1))
-        assert rec["class"] == int(net.predict(x[i])[0]), name
+        assert rec["class"] == int(net.predict(fastlenet.preprocess([x[i]]))[0]), name
         assert rec["label"] == str(rec["class"])
     accuracy = np.mean([rec["class"] == y[int(re.search(r"d(\d+)", n).group(1))]
                         for n, rec in recs.items()])
@@ -178,8 +178,8 @@ def test_predict_csv_threads_batch_size_same_as_default(tree, predicted):
             "--batch-size", "7", "--threads", "1", cwd=root)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
-    assert list(rows[0]) == ["path", "index", "label", "confidence", "label_2", "confidence_2",
-                             "label_3", "confidence_3"]
+    assert list(rows[0]) == ["path", "member", "index", "label", "confidence", "label_2",
+                             "confidence_2", "label_3", "confidence_3"]
     assert len(rows) == len(predicted[1])
     for row, rec in zip(rows, predicted[1]):
         assert row["path"] == rec["path"]
@@ -362,3 +362,128 @@ def test_config():
     r = run("config")
     assert r.returncode == 0
     assert f"ISA: {fastlenet.default_isa()}" in r.stdout and "OpenMP" in r.stdout
+
+
+# ---- the pipeline's command line: shards, labels, hostile names and pipes --------------------
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, sample):
+    """3,000 PNG files: enough output that `| head` closes the pipe mid-run."""
+    x, _ = sample
+    d = tmp_path_factory.mktemp("many")
+    for i in range(3000):
+        Image.fromarray(x[i % len(x)]).save(d / f"{i:04d}.png")
+    return d
+
+
+def test_closed_pipe_exits_0_without_traceback(many):
+    for jobs in ("0", "2"):
+        p = subprocess.Popen([sys.executable, "-m", "fastlenet", "predict", str(many),
+                              "--jobs", jobs, "--batch-size", "64"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=os.path.dirname(__file__))
+        first = p.stdout.readline()
+        p.stdout.close()  # what `| head -1` does
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 0, err
+        assert first.startswith(str(many).encode()) and "Traceback" not in err
+
+
+def test_jobs_and_raw(many, tmp_path):
+    out = {}
+    for jobs in ("0", "1", "2"):
+        r = run("predict", many, "--jobs", jobs, "--format", "csv")
+        assert r.returncode == 0, r.stderr
+        out[jobs] = r.stdout
+    assert out["0"] == out["1"] == out["2"] and out["0"].count("\n") == 3001
+    r = run("predict", os.path.join(many, "0000.png"), "--raw")
+    assert r.returncode == 0 and r.stdout.split()[1] == "7"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "odd.png")
+    r = run("predict", tmp_path / "odd.png", "--raw")
+    assert r.returncode == 1 and "28x28 or 32x32" in r.stderr
+
+
+def test_shards_in_the_cli(tmp_path, sample):
+    import tarfile
+
+    x, _ = sample
+    with tarfile.open(tmp_path / "s.tar.gz", "w:gz") as t:
+        for i in range(5):
+            Image.fromarray(x[i]).save(tmp_path / f"{i}.png")
+            t.add(tmp_path / f"{i}.png", arcname=f"m/{i}.png")
+    r = run("predict", "s.tar.gz", "--format", "jsonl", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["member"] for rec in recs] == [f"m/{i}.png" for i in range(5)]
+    r = run("predict", "s.tar.gz", cwd=tmp_path)
+    assert r.stdout.splitlines()[0].split()[0] == "s.tar.gz:m/0.png"
+
+
+def test_non_utf8_names_stay_valid_utf8(tmp_path, sample):
+    bad = os.fsencode(tmp_path) + b"/d\xff,\"x\".png"
+    try:
+        with open(bad, "wb") as f:
+            Image.fromarray(sample[0][0]).save(f, "PNG")
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses non-UTF-8 names")
+    open(os.fsencode(tmp_path) + b"/broken\xfe.png", "wb").write(b"junk")
+    for fmt in ("text", "csv", "json", "jsonl"):
+        p = subprocess.run([sys.executable, "-m", "fastlenet", "predict", str(tmp_path),
+                            "--format", fmt], capture_output=True, cwd=tmp_path,
+                           env=dict(os.environ, PYTHONIOENCODING="utf-8", LC_ALL="C.UTF-8"))
+        assert p.returncode == 1  # the broken file
+        out = p.stdout.decode("utf-8")  # strict: must be valid UTF-8
+        err = p.stderr.decode("utf-8", "replace")
+        assert "Traceback" not in err and "broken\\xfe.png" in err
+        if fmt == "csv":
+            (row,) = list(csv.DictReader(io.StringIO(out)))
+            assert row["path"].endswith('d\\xff,"x".png') and row["label"] == "7"
+        elif fmt == "json":
+            assert json.loads(out)[0]["path"].endswith('d\\xff,"x".png')
+        elif fmt == "jsonl":
+            assert json.loads(out)["label"] == "7"
+        else:
+            assert "d\\xff" in out
+
+
+def test_eval_labelled_folder_and_csv(tmp_path, sample, net):
+    x, y = sample
+    root = tmp_path / "labelled"
+    lines = ["path,label"]
+    for i in range(40):
+        d = root / str(y[i])
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - x[i]).save(d / f"{i}.png")  # dark on light: polarity is detected
+        lines.append(f"labelled/{y[i]}/{i}.png,{y[i]}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    want = int((net.predict(fastlenet.preprocess(list(255 - x[:40]))) == y[:40]).sum())
+    for src in (root, tmp_path / "labels.csv"):
+        r = run("eval", src, "--format", "json", "--jobs", "0")
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(r.stdout)
+        assert rep["images"] == 40 and rep["correct"] == want
+    (tmp_path / "bad.csv").write_text("a.png,3\nb.png,banana\n")
+    r = run("eval", tmp_path / "bad.csv")
+    assert r.returncode == 1 and "banana" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_eval_plot_is_written_before_stdout(idx_files, tmp_path):
+    pytest.importorskip("matplotlib")
+    images, labels = idx_files
+    out = tmp_path / "plot.png"
+    p = subprocess.Popen([sys.executable, "-m", "fastlenet", "eval", "--images", str(images),
+                          "--labels", str(labels), "--plot", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=os.path.dirname(__file__))
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert out.read_bytes().startswith(b"\x89PNG") and "Traceback" not in err
+
+
+def test_huge_idx_header_is_one_error(tmp_path):
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x08\x03" + struct.pack(">3I", 21_900_000, 28, 28))
+    r = run("predict", path)
+    assert r.returncode == 1 and "truncated" in r.stderr and "Traceback" not in r.stderr
+    labels = write_idx(tmp_path / "l-idx1-ubyte", np.zeros(21_900_000 // 1000, np.uint8))
+    r = run("eval", "--images", path, "--labels", labels)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
