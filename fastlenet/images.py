@@ -454,20 +454,23 @@ def read_idx(path) -> np.ndarray:
 
 
 # ---- colour models (3 input channels) ---------------------------------------------------------
-def to_rgb_input(img, size: int = 32) -> np.ndarray:
+def to_rgb_input(img, size: int = 32, max_pixels: Optional[int] = MAX_PIXELS) -> np.ndarray:
     """A colour image -> uint8 (size, size, 3) RGB input for a 3-channel model (net.in_channels
     == 3: CIFAR-10, traffic signs). The whole picture is resized with Pillow's antialiased
     bilinear filter (what torchvision's Resize does); no crop, no inversion, none of the
     MNIST-style digit preprocessing. `img`: a path or binary file object (EXIF orientation
     applied, transparency composited on white, grayscale replicated to RGB), a PIL image, or an
     array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1]. Net.predict takes the
-    result as it is (uint8 is divided by 255, then the model's mean/std apply)."""
+    result as it is (uint8 is divided by 255, then the model's mean/std apply). Image bytes
+    are decoded as by decode(), within max_pixels."""
     Image, _ = _pillow()
-    if hasattr(img, "read"):
-        im = _decode(img, MAX_PIXELS, to=_pil_to_rgb)
+    if isinstance(img, (bytes, bytearray, memoryview)):
+        im = _decode(io.BytesIO(img), max_pixels, bytes(img[:8]), to=_pil_to_rgb)
+    elif hasattr(img, "read"):
+        im = _decode(img, max_pixels, to=_pil_to_rgb)
     elif isinstance(img, (str, os.PathLike)):
         with open(os.fspath(img), "rb") as f:  # OSError names the path
-            im = _decode(f, MAX_PIXELS, to=_pil_to_rgb)
+            im = _decode(f, max_pixels, to=_pil_to_rgb)
     elif isinstance(img, Image.Image):
         im = img
     else:

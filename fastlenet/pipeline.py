@@ -153,6 +153,7 @@ class _Cfg(NamedTuple):
     max_pixels: Optional[int]
     max_bytes: int
     threads: int         # threads of the C preprocessing inside one task
+    channels: int = 1    # 3: a colour model (whole pictures resized, no digit preprocessing)
 
 
 def _geometry(net):
@@ -231,6 +232,11 @@ def _prepare_arrays(x: np.ndarray, cfg: _Cfg, decoded: bool) -> np.ndarray:
     """A chunk (m, H, W) -> model input. Image files (decoded=True) are always preprocessed
     (unless preprocess="none"); IDX/.npy arrays of the model's input size pass through under
     "auto" (they are datasets in model format already)."""
+    if cfg.channels == 3:  # colour models: each picture resized whole, gray ones replicated
+        from fastlenet.images import to_rgb_input
+
+        x = x[..., 0] if x.ndim == 4 and x.shape[-1] == 1 else x
+        return _prepare_list([to_rgb_input(im, cfg.size) for im in x], cfg)
     if x.ndim == 4:  # colour (N, H, W, C) arrays: luma, alpha on white paper
         from fastlenet.images import to_gray
 
@@ -260,6 +266,10 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
                 data, err = it
                 if err is not None:
                     raise ValueError(err)
+            if cfg.channels == 3:
+                arrays.append(images.to_rgb_input(data, cfg.size, cfg.max_pixels))
+                errors.append(None)
+                continue
             a = images.decode(data, cfg.max_pixels)
             if cfg.mode == "none" and (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
                 raise ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; "
@@ -277,6 +287,8 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
 
 
 def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:
+    if cfg.channels == 3:  # (size, size, 3) uint8 pictures from to_rgb_input
+        return np.stack(arrays) if arrays else np.zeros((0, cfg.size, cfg.size, 3), np.uint8)
     if not arrays:
         return np.zeros((0, cfg.size, cfg.size), np.float32)
     if cfg.mode == "none":
@@ -587,7 +599,7 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
         max_pixels = images.MAX_PIXELS
     size, light = _geometry(net)
     cfg = _Cfg(size, invert, light, preprocess, max_pixels, S.MAX_FILE_BYTES,
-               1 if workers > 0 else fastlenet.DEFAULT_THREADS)
+               1 if workers > 0 else fastlenet.DEFAULT_THREADS, net.in_channels)
     task_files = max(8, min(TASK_FILES, batch_size))
     state = {"pool": False}
     solo = _single_threaded(net) if workers > 0 and net.num_threads > 1 else net

@@ -72,3 +72,41 @@ def test_cli_top_k_goes_up_to_k(tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 2 and all(len(r["top"]) == 26 for r in rows)
     assert {t["label"] for t in rows[0]["top"]} == set(letters)
+
+
+def _colour_files(tmp_path):
+    rng = np.random.default_rng(1)
+    pics = [rng.integers(0, 256, (40 + 3 * i, 50, 3), np.uint8) for i in range(5)]
+    for i, p in enumerate(pics):
+        PIL.fromarray(p).save(tmp_path / f"p{i}.png")
+    (tmp_path / "p5.png").write_bytes(b"not a picture")
+    return pics
+
+
+def test_predict_files_reads_colour_pictures_for_a_colour_model(tmp_path):
+    net = fastlenet.load(DATA / "torch_cifar10.safetensors", activation="relu", pool="max")
+    pics = _colour_files(tmp_path)
+    for workers in (0, 2):
+        got = list(fastlenet.predict_files(tmp_path, net, workers=workers, top_k=3))
+        assert [p.error is None for p in got] == [True] * 5 + [False]
+        want = net.predict_proba(np.stack([images.to_rgb_input(p) for p in pics]))
+        np.testing.assert_array_equal([p.label for p in got[:5]], want.argmax(1))
+        np.testing.assert_array_equal([p.confidence for p in got[:5]], want.max(1))
+        assert all(len(p.top_k) == 3 for p in got[:5])
+    np.save(tmp_path / "batch.npy", np.stack(pics[:1] * 3))  # (3, 40, 50, 3) colour batch
+    rows = list(fastlenet.predict_files(tmp_path / "batch.npy", net, workers=0))
+    want = net.predict(images.to_rgb_input(pics[0])[None])[0]
+    assert [(r.index, r.label) for r in rows] == [(0, want), (1, want), (2, want)]
+
+
+def test_cli_predicts_colour_files(tmp_path, capsys):
+    from fastlenet import cli
+
+    _colour_files(tmp_path)
+    rc = cli.main(["predict", str(tmp_path), "--weights", str(DATA / "torch_cifar10.safetensors"),
+                   "--format", "jsonl", "--no-progress", "--threads", "1"])
+    cap = capsys.readouterr()
+    out = [json.loads(line) for line in cap.out.splitlines()]
+    assert rc == 1  # the one bad file: one line on stderr, the five pictures predicted
+    assert len(out) == 5 and all(0 <= r["class"] < 10 for r in out)
+    assert "p5.png" in cap.err and "not an image file" in cap.err
