@@ -62,7 +62,13 @@ typedef struct {
 } fl_kernels;
 
 extern const fl_kernels fl_kernels__scalar;
-#if defined(__x86_64__) || defined(_M_X64)
+/* The portable 4-wide level (kernels/generic.c): SSE2 on x86-64, NEON on aarch64, both the
+ * targets' baselines. Needs GCC/Clang vector extensions. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__))
+#define FL_HAVE_GENERIC_KERNELS 1
+extern const fl_kernels fl_kernels__generic;
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FL_HAVE_X86_KERNELS 1
 extern const fl_kernels fl_kernels__avx2;
 extern const fl_kernels fl_kernels__avx512;
