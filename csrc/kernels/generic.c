@@ -44,10 +44,10 @@
 #define FL_DENSE_CASES1                                                                      \
     FL_DENSE_CASE1(1) FL_DENSE_CASE1(2) FL_DENSE_CASE1(3) FL_DENSE_CASE1(4)
 /* minps/maxps return their second operand when either is NaN. */
-#define FL_MIN_KEEP_NAN(c, x) ((vf)_mm_min_ps((c), (x)))
-#define FL_MAX_KEEP_NAN(c, x) ((vf)_mm_max_ps((c), (x)))
+#define FL_MIN_KEEP_NAN(c, x) ((vf)_mm_min_ps((__m128)(c), (__m128)(x)))
+#define FL_MAX_KEEP_NAN(c, x) ((vf)_mm_max_ps((__m128)(c), (__m128)(x)))
 /* A 12-bit estimate; simd_body.h's Newton step takes it to ~23 bits, as on AVX2. */
-#define FL_RCP(q) ((vf)_mm_rcp_ps((q)))
+#define FL_RCP(q) ((vf)_mm_rcp_ps((__m128)(q)))
 
 #elif defined(__aarch64__)
 #include <arm_neon.h>
@@ -63,10 +63,10 @@
     FL_DENSE_CASE(3, 1) FL_DENSE_CASE(3, 2) FL_DENSE_CASE(3, 3) FL_DENSE_CASE(3, 4)          \
     FL_DENSE_CASE(4, 1) FL_DENSE_CASE(4, 2) FL_DENSE_CASE(4, 3) FL_DENSE_CASE(4, 4)
 /* FMIN/FMAX return NaN when either operand is NaN: with a constant c, that is x. */
-#define FL_MIN_KEEP_NAN(c, x) ((vf)vminq_f32((c), (x)))
-#define FL_MAX_KEEP_NAN(c, x) ((vf)vmaxq_f32((c), (x)))
+#define FL_MIN_KEEP_NAN(c, x) ((vf)vminq_f32((float32x4_t)(c), (float32x4_t)(x)))
+#define FL_MAX_KEEP_NAN(c, x) ((vf)vmaxq_f32((float32x4_t)(c), (float32x4_t)(x)))
 /* FRECPE gives 8 bits; one FRECPS step here makes 16, simd_body.h's step ~23 (as on x86). */
-#define FL_RCP(q) fl_rcp_neon(q)
+#define FL_RCP(q) ((vf)fl_rcp_neon((float32x4_t)(q)))
 static inline float32x4_t fl_rcp_neon(float32x4_t q) {
     const float32x4_t r = vrecpeq_f32(q);
     return vmulq_f32(r, vrecpsq_f32(q, r));
