@@ -200,7 +200,11 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
 static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     enum { NO = FL_C3_NO, CC = FL_C3_CC };
     const int act = net->act, pool = net->pool;
+#if FL_C3_NO * FL_W < 16
     for (int o0 = 0; o0 < 16; o0 += NO * FL_W)
+#else
+    const int o0 = 0; /* one pass: the code AVX2/AVX-512 had before FL_C3_NO existed */
+#endif
     for (int py = 0; py < 5; py++) {
         for (int x0 = 0; x0 < 10; x0 += CC) {
             vf acc[2][CC][NO];
