@@ -3,6 +3,7 @@
  * under qemu-user for aarch64 (tools/check_aarch64.sh), or natively (tests/test_kernel_check.py).
  *
  *     kernel_check [--seed N] [--isa NAME]      exit status 0: all match; 1: a mismatch; 2: usage
+ *     kernel_check --time [--isa NAME]          microseconds per image per kernel (a profile)
  *
  * The checks and tolerances mirror tests/test_kernels.py and tests/test_net.py (absolute):
  *   activation  1e-6 vs float64 on a dense grid over [-20, 20], the special values (+-0,
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fastlenet.h"
 
@@ -361,19 +363,59 @@ static void check_forward(int isa, const weights *w) {
         }
 }
 
+/* --time: microseconds per image of C1, C3 and a whole forward pass of each level, the lowest of
+ * 15 samples (process CPU time from clock(), so that preemption on a shared machine does not
+ * count; on Windows clock() is wall time). The forward pass runs 64 images on one thread, so its
+ * dense layers see 4-image tiles as in real use; "rest" is the forward pass minus C1 and C3
+ * (dense layers, input conversion, output). A profile, not a check. */
+#define FL_TIME(result, reps, stmt)                                                           \
+    do {                                                                                      \
+        result = 1e30;                                                                        \
+        for (int s_ = 0; s_ < 15; s_++) {                                                     \
+            const clock_t t0 = clock();                                                       \
+            for (int r_ = 0; r_ < (reps); r_++) { stmt; }                                     \
+            const double dt = (double)(clock() - t0) / CLOCKS_PER_SEC / (reps);               \
+            if (dt < result) result = dt;                                                     \
+        }                                                                                     \
+    } while (0)
+
+static void time_kernels(int isa, const weights *w) {
+    static float img[1024], s2[1176], s4[400], batch[64 * 1024], logits[64 * 10];
+    fl_net *net = make_net(w, FL_ACT_TANH, FL_POOL_AVG);
+    fill_normal(img, 1024, 1.0);
+    fill_normal(s2, 1176, 0.5);
+    fill_normal(batch, 64 * 1024, 1.0);
+    fl_input in;
+    memset(&in, 0, sizeof in);
+    in.data = batch; in.dtype = FL_DTYPE_F32; in.size = 32; in.scale = 1.0f;
+    in.stride_n = 4096; in.stride_h = 128; in.stride_w = 4;
+    double c1, c3, fw;
+    volatile float sink = 0;
+    FL_TIME(c1, 500, fl_test_c1(isa, net, img, s2); sink += s2[7]);
+    FL_TIME(c3, 500, fl_test_c3(isa, net, s2, s4); sink += s4[9]);
+    FL_TIME(fw, 8, fl_net_forward(net, &in, 64, FL_OUT_LOGITS, logits, NULL, 1, isa);
+            sink += logits[3]);
+    fw /= 64;
+    printf("  %-8s us/image: C1 %7.2f  C3 %7.2f  rest %6.2f  forward %7.2f  (%.0f images/s)\n",
+           fl_isa_name(isa), c1 * 1e6, c3 * 1e6, (fw - c1 - c3) * 1e6, fw * 1e6, 1 / fw);
+    fl_net_free(net);
+}
+
 int main(int argc, char **argv) {
     uint64_t seed = 52013;
-    int only = -1;
+    int only = -1, timing = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
             seed = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--time")) {
+            timing = 1;
         } else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             const char *want = argv[++i];
             for (int k = 0; k < FL_ISA_COUNT; k++)
                 if (!strcmp(fl_isa_name(k), want)) only = k;
             if (only < 0) { fprintf(stderr, "kernel_check: unknown ISA %s\n", want); return 2; }
         } else {
-            fprintf(stderr, "usage: %s [--seed N] [--isa NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seed N] [--isa NAME] [--time]\n", argv[0]);
             return 2;
         }
     }
@@ -389,6 +431,12 @@ int main(int argc, char **argv) {
     rng_state = seed;
     weights *w = malloc(sizeof *w);
     random_weights(w);
+    if (timing) {
+        for (int isa = 0; isa <= top; isa++)
+            if (only < 0 || isa == only) time_kernels(isa, w);
+        free(w);
+        return 0;
+    }
     for (int isa = 0; isa <= top; isa++) {
         if (only >= 0 && isa != only && isa != FL_ISA_SCALAR) continue;
         check_activation(isa);
