@@ -48,7 +48,9 @@ int main(void) {
 
 class BuildExt(build_ext):
     def build_extensions(self):
-        unix = self.compiler.compiler_type == "unix"
+        # GCC-style flags for gcc/clang, including MinGW-w64 on Windows ("mingw32"); MSVC's
+        # own otherwise (MSVC lacks the vector extensions: it builds the scalar level only).
+        unix = self.compiler.compiler_type in ("unix", "mingw32", "cygwin")
         cflags = ["-O3", "-std=gnu11", "-fno-math-errno"] if unix else ["/O2"]
         native = os.environ.get("FASTLENET_NATIVE") == "1" and unix
         cflags += ["-march=native"] if native else []  # opt-in only: FASTLENET_NATIVE=1

@@ -15,21 +15,25 @@ static uint64_t xgetbv0(void) {
     return ((uint64_t)edx << 32) | eax;
 }
 
+/* SSE2 is part of x86-64 itself, so every x86-64 CPU runs the generic level. */
 static int detect(void) {
     unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return FL_ISA_SCALAR;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return FL_ISA_GENERIC;
     const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
-    if (!osxsave || !avx) return FL_ISA_SCALAR;
+    if (!osxsave || !avx) return FL_ISA_GENERIC;
     const uint64_t xcr0 = xgetbv0();
-    if ((xcr0 & 0x6) != 0x6) return FL_ISA_SCALAR; /* XMM and YMM state */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return FL_ISA_SCALAR;
+    if ((xcr0 & 0x6) != 0x6) return FL_ISA_GENERIC; /* XMM and YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return FL_ISA_GENERIC;
     const int avx2 = (b >> 5) & 1;
-    if (!avx2 || !fma) return FL_ISA_SCALAR;
+    if (!avx2 || !fma) return FL_ISA_GENERIC;
     /* AVX-512 F, DQ, BW, VL (the set avx512.c is compiled for) and opmask + ZMM state. */
     const int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
     if (avx512 && (xcr0 & 0xe6) == 0xe6) return FL_ISA_AVX512;
     return FL_ISA_AVX2;
 }
+#elif defined(FL_HAVE_GENERIC_KERNELS)
+/* aarch64: NEON (Advanced SIMD) is mandatory in ARMv8-A, so no runtime check is needed. */
+static int detect(void) { return FL_ISA_GENERIC; }
 #else
 static int detect(void) { return FL_ISA_SCALAR; }
 #endif
@@ -42,7 +46,7 @@ int fl_isa_detect(void) {
 }
 
 const char *fl_isa_name(int isa) {
-    static const char *const names[FL_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    static const char *const names[FL_ISA_COUNT] = {"scalar", "generic", "avx2", "avx512"};
     return (isa >= 0 && isa < FL_ISA_COUNT) ? names[isa] : "unknown";
 }
 
@@ -50,6 +54,9 @@ const fl_kernels *fl_kernels_for(int isa) {
     if (isa < 0 || isa > fl_isa_detect()) return NULL;
     switch (isa) {
     case FL_ISA_SCALAR: return &fl_kernels__scalar;
+#ifdef FL_HAVE_GENERIC_KERNELS
+    case FL_ISA_GENERIC: return &fl_kernels__generic;
+#endif
 #ifdef FL_HAVE_X86_KERNELS
     case FL_ISA_AVX2: return &fl_kernels__avx2;
     case FL_ISA_AVX512: return &fl_kernels__avx512;

@@ -20,7 +20,9 @@ enum { FL_ACT_NONE = -1, FL_ACT_TANH = 0, FL_ACT_RELU = 1, FL_ACT_SIGMOID = 2,
 /* Pooling after C1 and C3 (2x2 window, stride 2). */
 enum { FL_POOL_AVG = 0, FL_POOL_MAX = 1 };
 /* Instruction-set levels, ordered: a level may always be lowered, never raised. */
-enum { FL_ISA_SCALAR = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2, FL_ISA_COUNT = 3 };
+/* generic: 4-wide vectors in the target's baseline (SSE2 on x86-64, NEON on aarch64). */
+enum { FL_ISA_SCALAR = 0, FL_ISA_GENERIC = 1, FL_ISA_AVX2 = 2, FL_ISA_AVX512 = 3,
+       FL_ISA_COUNT = 4 };
 /* Input element types (the _SWAPPED ones are stored in the other byte order: read in place). */
 enum { FL_DTYPE_U8 = 0, FL_DTYPE_F32 = 1, FL_DTYPE_F64 = 2, FL_DTYPE_F32_SWAPPED = 3,
        FL_DTYPE_F64_SWAPPED = 4 };

@@ -15,7 +15,11 @@
 #include "fastlenet.h"
 
 #define FL_ALIGN 64
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_ALIGNED /* MSVC's __declspec(align) goes before the declarator; only a speed matter */
+#else
 #define FL_ALIGNED __attribute__((aligned(FL_ALIGN)))
+#endif
 /* The widest vector any kernel uses, in floats: dense buffers are padded to a multiple of it. */
 #define FL_LANES_MAX 16
 
@@ -67,11 +71,22 @@ typedef struct {
 } fl_kernels;
 
 extern const fl_kernels fl_kernels__scalar;
-#if defined(__x86_64__) || defined(_M_X64)
+/* The portable 4-wide level (kernels/generic.c): SSE2 on x86-64, NEON on aarch64, both the
+ * targets' baselines. Needs GCC/Clang vector extensions. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__))
+#define FL_HAVE_GENERIC_KERNELS 1
+extern const fl_kernels fl_kernels__generic;
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FL_HAVE_X86_KERNELS 1
 extern const fl_kernels fl_kernels__avx2;
 extern const fl_kernels fl_kernels__avx512;
 #endif
+
+/* Aligned (FL_ALIGN) heap memory, on every platform; free only with fl_aligned_free. NULL when
+ * out of memory. Defined in net.c; use these, never posix_memalign or _aligned_malloc directly. */
+void *fl_aligned_alloc(size_t size);
+void fl_aligned_free(void *p);
 
 /* The table for `isa`, or NULL when it was not compiled in or this CPU cannot run it. */
 const fl_kernels *fl_kernels_for(int isa);

@@ -10,6 +10,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include <malloc.h> /* _aligned_malloc, _aligned_free */
+#endif
 
 #include "kernels.h"
 
@@ -26,10 +29,30 @@
  * batches, so that every thread gets work (about 4 chunks per thread). */
 #define FL_CHUNK_TILES 4
 
-static void *aligned_zalloc(size_t size) {
+/* The engine's one aligned allocator (FL_ALIGN bytes), for every platform: the Windows CRT
+ * (MSVC and MinGW-w64 alike) has _aligned_malloc, whose blocks must go back through
+ * _aligned_free, never free(); POSIX systems (Linux, macOS, BSD) have posix_memalign. */
+void *fl_aligned_alloc(size_t size) {
+    if (size == 0) size = 1;
+#ifdef _WIN32
+    return _aligned_malloc(size, FL_ALIGN);
+#else
     void *p = NULL;
-    if (posix_memalign(&p, FL_ALIGN, size) != 0) return NULL;
-    memset(p, 0, size);
+    return posix_memalign(&p, FL_ALIGN, size) == 0 ? p : NULL;
+#endif
+}
+
+void fl_aligned_free(void *p) {
+#ifdef _WIN32
+    _aligned_free(p);
+#else
+    free(p);
+#endif
+}
+
+static void *aligned_zalloc(size_t size) {
+    void *p = fl_aligned_alloc(size);
+    if (p) memset(p, 0, size);
     return p;
 }
 
@@ -74,7 +97,7 @@ fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
     return net;
 }
 
-void fl_net_free(fl_net *net) { free(net); }
+void fl_net_free(fl_net *net) { fl_aligned_free(net); }
 
 static float load_pixel(const char *p, int dtype) {
     switch (dtype) {
@@ -215,9 +238,10 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
     const fl_kernels *k = fl_kernels_for(isa);
     if (!k) return FL_ERR_ISA;
     const size_t tiles = (n + FL_TILE - 1) / FL_TILE;
+    fl_batch b = {net, k, in, n, mode, out, features};
+#if FL_HAVE_POOL || defined(_OPENMP)
     size_t nt = num_threads < 1 ? 1 : (size_t)num_threads;
     if (nt > n / FL_MIN_IMAGES_PER_THREAD) nt = n / FL_MIN_IMAGES_PER_THREAD;
-    fl_batch b = {net, k, in, n, mode, out, features};
     if (nt > 1) {
         size_t chunk = tiles / (nt * 4);
         chunk = chunk < 1 ? 1 : chunk > FL_CHUNK_TILES ? FL_CHUNK_TILES : chunk;
@@ -230,6 +254,9 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
         return FL_OK;
 #endif
     }
+#else
+    (void)num_threads; /* a build without threads */
+#endif
     run_tiles(&b, 0, tiles);
     return FL_OK;
 }
@@ -276,7 +303,7 @@ int fl_test_dense(int isa, int act, const float *x, const float *w, const float 
         memcpy(y, yp, sizeof(float) * n_out);
         rc = FL_OK;
     }
-    free(wt); free(bp); free(yp);
+    fl_aligned_free(wt); fl_aligned_free(bp); fl_aligned_free(yp);
     return rc;
 }
 

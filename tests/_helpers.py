@@ -21,7 +21,7 @@ from scipy.signal import correlate
 import fastlenet
 from fastlenet import loader, reference
 
-ISAS = ("scalar", "avx2", "avx512")
+ISAS = ("scalar", "generic", "avx2", "avx512")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "scaled_tanh")
 POOLS = ("avg", "max")
 AVAILABLE = tuple(fastlenet.available_isas())

@@ -428,7 +428,7 @@ def test_bad_isa(value):
     assert net.isa == before
 
 
-@pytest.mark.parametrize("name", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("name", ["scalar", "generic", "avx2", "avx512"])
 def test_isa_the_machine_lacks_is_refused(name):
     net = make_net()
     if name in fastlenet.available_isas():

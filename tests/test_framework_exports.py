@@ -24,7 +24,7 @@ def test_fixtures_present():
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ["scalar", "generic", "avx2", "avx512"])
 def test_matches_framework(name, isa):
     if isa not in fastlenet.available_isas():
         pytest.skip(f"{isa} not available on this CPU")

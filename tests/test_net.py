@@ -11,7 +11,7 @@ import pytest
 import fastlenet
 from fastlenet import reference
 
-from _helpers import (ACTIVATIONS, BANK, ISA_TOL, LOGIT_TOL, POOLS, _session_weights,
+from _helpers import (ACTIVATIONS, BANK, ISA_TOL, ISAS, LOGIT_TOL, POOLS, _session_weights,
                       assert_predictions_match, images, make_net, ref_features, ref_logits,
                       softmax64)
 
@@ -149,10 +149,33 @@ def test_repeated_calls_are_bit_identical(isa):
 def test_isa_levels():
     avail = fastlenet.available_isas()
     assert avail[0] == "scalar"
-    assert tuple(avail) == ("scalar", "avx2", "avx512")[: len(avail)]
+    assert tuple(avail) == ISAS[: len(avail)]
     assert fastlenet.detected_isa() == avail[-1]
     assert fastlenet.default_isa() in avail
     assert make_net().isa == fastlenet.default_isa()
+
+
+def test_generic_level_on_every_x86_64_and_aarch64():
+    """The 4-wide level is the targets' baseline (SSE2, NEON): always there, no CPU check, and
+    the level FASTLENET_ISA=generic selects (what a CPU without AVX2 runs)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
+        pytest.skip(f"no generic level on {platform.machine()}")
+    assert "generic" in fastlenet.available_isas()
+    buf = io.StringIO()
+    fastlenet.show_config(file=buf)
+    assert "generic" in buf.getvalue()
+    code = ("import fastlenet; net = fastlenet.pretrained(); "
+            "print(fastlenet.default_isa(), net.isa)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, FASTLENET_ISA="generic"),
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["generic", "generic"]
 
 
 def test_isa_can_be_switched_per_net(isa):

@@ -27,7 +27,7 @@ def test_metadata_records_how_it_was_made():
     assert meta["provenance"]["script"] == "tools/train_mnist.py"
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ["scalar", "generic", "avx2", "avx512"])
 def test_accuracy_on_the_bundled_sample(sample, isa):
     if isa not in fastlenet.available_isas():
         pytest.skip(f"{isa} not available on this CPU")

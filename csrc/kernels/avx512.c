@@ -8,7 +8,7 @@
 
 #include "../kernels.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef FL_HAVE_X86_KERNELS
 #include <immintrin.h>
 
 #if defined(__clang__)

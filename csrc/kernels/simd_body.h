@@ -36,7 +36,9 @@ FL_INLINE vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 FL_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* Broadcasts as initializer lists, which compile to one vbroadcastss (not {0} + x: adding +0.0
  * is a real instruction, since -0 + 0 = +0; nor a loop of lane inserts). */
-#if FL_W == 8
+#if FL_W == 4
+#define FL_SPLAT(x) {x, x, x, x}
+#elif FL_W == 8
 #define FL_SPLAT(x) {x, x, x, x, x, x, x, x}
 #elif FL_W == 16
 #define FL_SPLAT(x) {x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}
@@ -209,15 +211,25 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
         c1_body(net, img, s2, 3);
 }
 
+/* FL_C3_NO: output vectors per pass (all 16 channels unless a 4-wide ISA lacks the registers). */
+#ifndef FL_C3_NO
+#define FL_C3_NO (16 / FL_W)
+#endif
+
 static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
-    enum { NO = 16 / FL_W, CC = FL_C3_CC };
+    enum { NO = FL_C3_NO, CC = FL_C3_CC };
     const int act = net->act, pool = net->pool;
+#if FL_C3_NO * FL_W < 16
+    for (int o0 = 0; o0 < 16; o0 += NO * FL_W)
+#else
+    const int o0 = 0; /* one pass: the code AVX2/AVX-512 had before FL_C3_NO existed */
+#endif
     for (int py = 0; py < 5; py++) {
         for (int x0 = 0; x0 < 10; x0 += CC) {
             vf acc[2][CC][NO];
             FL_UNROLL for (int r = 0; r < 2; r++)
                 FL_UNROLL for (int c = 0; c < CC; c++)
-                    FL_UNROLL for (int o = 0; o < NO; o++) acc[r][c][o] = vload(net->c3_b + o * FL_W);
+                    FL_UNROLL for (int o = 0; o < NO; o++) acc[r][c][o] = vload(net->c3_b + o0 + o * FL_W);
             for (int ci = 0; ci < 6; ci++) {
                 for (int ky = 0; ky < 5; ky++) {
                     const float *row0 = s2 + ci * 196 + (2 * py + ky) * 14 + x0;
@@ -225,7 +237,7 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
                     const float *wk = net->c3_wt + (ci * 25 + ky * 5) * 16;
                     FL_UNROLL for (int kx = 0; kx < 5; kx++) {
                         vf w[NO];
-                        FL_UNROLL for (int o = 0; o < NO; o++) w[o] = vload(wk + kx * 16 + o * FL_W);
+                        FL_UNROLL for (int o = 0; o < NO; o++) w[o] = vload(wk + kx * 16 + o0 + o * FL_W);
                         FL_UNROLL for (int c = 0; c < CC; c++)
                             FL_UNROLL for (int o = 0; o < NO; o++) {
                                 FL_FMA_BCAST(acc[0][c][o], w[o], row0, c + kx);
@@ -236,7 +248,7 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
             }
             FL_UNROLL for (int px = 0; px < CC / 2; px++)
                 FL_UNROLL for (int o = 0; o < NO; o++)
-                    vstore(s4 + (py * 5 + x0 / 2 + px) * 16 + o * FL_W,
+                    vstore(s4 + (py * 5 + x0 / 2 + px) * 16 + o0 + o * FL_W,
                            vpool(pool, vact(act, acc[0][2 * px][o]),
                                  vact(act, acc[0][2 * px + 1][o]), vact(act, acc[1][2 * px][o]),
                                  vact(act, acc[1][2 * px + 1][o])));
@@ -244,7 +256,11 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     }
 }
 
+/* Output vectors per pass for a single image: 8 fills 16 registers with accumulators and weights
+ * at 8 or 16 lanes; a 4-wide ISA may choose fewer (with its own FL_DENSE_CASES1). */
+#ifndef FL_DENSE_NB1
 #define FL_DENSE_NB1 8
+#endif
 
 /* NI images x NB output vectors at once (NB <= FL_DENSE_NB1, the widest pass, used for single
  * images), both compile-time constants after inlining, so that the
@@ -277,9 +293,11 @@ FL_INLINE void dense_block(int act, const float *x, int ldx, int n_in, const flo
     case NB:                                                                                 \
         dense_block(act, x, ldx, n_in, w0, ld, b0, y0, ldy, 1, NB);                        \
         break;
+#ifndef FL_DENSE_CASES1
 #define FL_DENSE_CASES1                                                                      \
     FL_DENSE_CASE1(1) FL_DENSE_CASE1(2) FL_DENSE_CASE1(3) FL_DENSE_CASE1(4)                  \
     FL_DENSE_CASE1(5) FL_DENSE_CASE1(6) FL_DENSE_CASE1(7) FL_DENSE_CASE1(8)
+#endif
 
 static void FL_FN(dense_f32)(int act, const float *x, int n_img, int ldx, int n_in,
                              const float *wt, int ld, const float *b, int n_out, float *y,
