@@ -31,7 +31,7 @@ export LD_PRELOAD="$libasan"
 # printed when the run fails.
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:log_path=$work/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$work/ubsan"
-trap 'cat "$work"/asan.* "$work"/ubsan.* 2>/dev/null; rm -rf "$work"' EXIT
+trap 'cat "$work"/asan.* "$work"/ubsan.* 2>/dev/null || true; rm -rf "$work"' EXIT
 export PYTHONPATH="$work"
 python - <<'EOF'
 import subprocess, sys
