@@ -27,8 +27,11 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 CC="$CC $san" python setup.py -q build_ext --inplace >"$work/build.log" 2>&1 ||
     { cat "$work/build.log"; exit 1; }
 export LD_PRELOAD="$libasan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# Reports go to files (pytest captures the tests' stderr and a halted process loses it) and are
+# printed when the run fails.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:log_path=$work/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$work/ubsan"
+trap 'cat "$work"/asan.* "$work"/ubsan.* 2>/dev/null || true; rm -rf "$work"' EXIT
 export PYTHONPATH="$work"
 python - <<'EOF'
 import subprocess, sys

@@ -16,6 +16,7 @@ import numpy as np
 cimport cython
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
+from libc.string cimport memcpy
 
 from fastlenet import loader
 from fastlenet.formats import FormatError
@@ -182,14 +183,16 @@ cdef double _max_abs_pixel(const fl_input *inp, cnp.npy_intp i) noexcept nogil:
     cdef const char *base = <const char *>inp.data + i * inp.stride_n
     cdef const char *p
     cdef double m = 0.0, v
+    cdef float f
     cdef int y, x
     for y in range(inp.size):
         for x in range(inp.size):
             p = base + y * inp.stride_h + x * inp.stride_w
-            if inp.dtype == FL_DTYPE_F32:
-                v = (<const float *>p)[0]
+            if inp.dtype == FL_DTYPE_F32:  # memcpy: the buffer may be unaligned
+                memcpy(&f, p, sizeof(float))
+                v = f
             else:
-                v = (<const double *>p)[0]
+                memcpy(&v, p, sizeof(double))
             if v < 0:
                 v = -v
             if v > m and v <= 3.4028234663852886e38:  # inf/NaN pixels are not a range mistake

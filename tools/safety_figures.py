@@ -1,7 +1,7 @@
 """The figures of issue 10's note, measured the same way every time (each in a fresh process):
 
     python tools/safety_figures.py idle      # CPU cores used by a request loop, 3 rounds
-    python tools/safety_figures.py ctrl-c    # SIGINT -> KeyboardInterrupt latency, per ISA
+    python tools/safety_figures.py ctrl-c [ISA TRIALS]  # SIGINT -> KeyboardInterrupt latency
     python tools/safety_figures.py bombs     # time and peak RSS of loading the hostile files
     python tools/safety_figures.py fork      # a fork child after another library's OpenMP
     python tools/safety_figures.py all
@@ -57,10 +57,10 @@ def idle() -> None:
           f"{spread([r[0] for r in rows])}; time inside predict / wall {spread([r[1] for r in rows])}")
 
 
-def ctrl_c(trials: int = 5) -> None:
+def ctrl_c(trials: int = 5, isas=None) -> None:
     import fastlenet
 
-    for isa in fastlenet.available_isas():
+    for isa in isas or fastlenet.available_isas():
         lat = []
         for _ in range(trials):
             out = py(f"""
@@ -105,8 +105,9 @@ def bombs() -> None:
                 fastlenet.load({path!r}); r = "loaded"
             except Exception as e:
                 r = type(e).__name__ + ": " + str(e).split(": ", 1)[1][:90]
-            print(f"{{time.perf_counter() - t:.2f}} s, peak RSS "
-                  f"{{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}} MiB: {{r}}")
+            # VmHWM, not ru_maxrss: the latter keeps the pre-exec peak of the forking parent
+            hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+            print(f"{{time.perf_counter() - t:.2f}} s, peak RSS {{int(hwm) / 1024:.0f}} MiB: {{r}}")
             """)
             print(f"bomb {name} ({os.path.getsize(path):,} bytes): {out.strip()}")
 
@@ -143,6 +144,9 @@ def fork() -> None:
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what == "ctrl-c" and len(sys.argv) > 3:
+        ctrl_c(int(sys.argv[3]), [sys.argv[2]])
+        sys.exit()
     for name, fn in (("idle", idle), ("ctrl-c", ctrl_c), ("bombs", bombs), ("fork", fork)):
         if what in (name, "all"):
             fn()
