@@ -315,12 +315,14 @@ def _frame(rows, top_k: int):
 
 def _files_partition(files, shared, options, threads, isa):
     """One task: predict_files over this partition's files, in the worker, as a DataFrame."""
+    from fastlenet.pipeline import predict_files as run
+
     net = _worker_net(shared, threads, isa)
     opts = dict(options)
     opts.setdefault("workers", engine_threads(threads))
     top_k = opts.get("top_k", 1)
     try:
-        rows = list(fastlenet.predict_files(files, net, **opts))
+        rows = list(run(files, net, **opts))
     except Exception:
         # predict_files reports unreadable inputs as rows; anything it raises is unexpected.
         # Redo the partition file by file, so that one such file costs one error row and the
@@ -328,7 +330,7 @@ def _files_partition(files, shared, options, threads, isa):
         rows = []
         for f in files:
             try:
-                rows.extend(fastlenet.predict_files([f], net, **opts))
+                rows.extend(run([f], net, **opts))
             except Exception as e:
                 msg = f"{type(e).__name__}: {e}".splitlines()[0]
                 rows.append((f, None, None, -1, float("nan"), (), msg))
@@ -392,8 +394,11 @@ def _connect(scheduler: Optional[str]):
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
+        # The dashboard on a free port (":0"), not 8787, which another cluster may hold.
         cluster = LocalCluster(n_workers=fastlenet.DEFAULT_THREADS, threads_per_worker=1,
-                               processes=True, host="127.0.0.1", dashboard_address=None)
+                               processes=True, host="127.0.0.1", dashboard_address=":0")
+        print(f"fastlenet: LocalCluster of {fastlenet.DEFAULT_THREADS} worker process(es); "
+              f"dashboard {cluster.dashboard_link}", file=sys.stderr)
         return Client(cluster), cluster
     return Client(scheduler, timeout="30s"), None
 
@@ -446,18 +451,25 @@ def _run_job(paths, net, output, kind, options) -> int:
 
     from fastlenet.cli import UserError
 
+    import pandas as pd
+
     df = predict_files(paths, net, **options)
+    failed = df[df["error"].notnull()][["source", "member", "index", "error"]]
+    count = df["label"].count()
     if kind == ".parquet":
         write = df.to_parquet(output, write_index=False, compute=False)
     else:
+        # to_csv gives a Delayed: bring the rest to Delayed too, so the three share one graph.
         write = df.to_csv(output, single_file=True, index=False, compute=False)
-    failed = df[df["error"].notna()][["source", "member", "index", "error"]]
-    count = df["label"].count()
+        failed, count = failed.to_delayed(), count.to_delayed()
     try:
         # One compute, so each partition is read once for the file, the errors and the count.
         _, failed, total = dask.compute(write, failed, count)
     except OSError as e:
         raise UserError(f"--output {output}: {e.strerror or e}") from None
+    if isinstance(failed, (list, tuple)):
+        failed = pd.concat(failed) if failed else df._meta[["source", "member", "index",
+                                                             "error"]]
     for row in failed.itertuples(index=False):
         where = row.source + ("" if _isna(row.member) else f"[{row.member}]")
         if not _isna(row.index):
