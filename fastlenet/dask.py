@@ -50,8 +50,7 @@ FILES_PER_PARTITION = 512
 # 4,000 images a chunk, per-task overhead is under 5% of the engine's time).
 ARRAY_CHUNK = 16384
 # Files that hold many images: each gets a partition of its own (they are 10^4..10^5 rows).
-_CONTAINER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip", ".npy", ".idx", "-ubyte", "-ubyte.gz",
-                       ".idx.gz")
+_CONTAINER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip", ".npy", "-ubyte", "-ubyte.gz")
 
 
 def _require_dask():
@@ -252,8 +251,9 @@ def _tokenize(*parts) -> str:
 
 # ---- files ----------------------------------------------------------------------------------
 def _is_container(path: str) -> bool:
-    low = path.lower()
-    return low.endswith(_CONTAINER_SUFFIXES)
+    """A file that holds many images, by its name (only partitioning depends on it)."""
+    low = os.path.basename(path).lower()
+    return low.endswith(_CONTAINER_SUFFIXES) or "idx" in low
 
 
 def partition_sources(sources, files_per_partition: int = FILES_PER_PARTITION) -> List[List[str]]:
@@ -319,7 +319,10 @@ def _files_partition(files, shared, options, threads, isa):
 
     net = _worker_net(shared, threads, isa)
     opts = dict(options)
-    opts.setdefault("workers", engine_threads(threads))
+    # Decoding threads follow the thread policy too: with one engine thread, the Dask thread
+    # decodes itself (workers=0, no pool); Dask's threads and processes are the parallelism.
+    n = engine_threads(threads)
+    opts.setdefault("workers", 0 if n == 1 else n)
     top_k = opts.get("top_k", 1)
     try:
         rows = list(run(files, net, **opts))
@@ -352,8 +355,8 @@ def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PAR
     Columns: source, member, index, label, confidence, error (then label_j, confidence_j for
     j = 2..top_k), in input order; an input that cannot be read is a row with its error,
     label -1 and confidence NaN, never a failed job. top_k, batch_size, invert and preprocess
-    go to fastlenet.predict_files; workers (its decoding threads) and threads (the engine's)
-    default to engine_threads() per task.
+    go to fastlenet.predict_files; threads (the engine's) defaults to engine_threads() per
+    task, and workers (predict_files' decoding pool) to none when that is 1, else as many.
     """
     _require_dask()
     import dask
