@@ -72,7 +72,7 @@ def main(argv=None) -> int:
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {args.images:,} images "
           f"uint8 28x28, {args.rounds} rounds", flush=True)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         gen = da.random.default_rng(0).integers(0, 256, size=(args.images, 28, 28),
                                                 dtype=np.uint8, chunks=(args.chunk, 28, 28))
         local = gen.compute(scheduler="threads")

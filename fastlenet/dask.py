@@ -161,26 +161,25 @@ def _array_block(block, shared, method, threads, isa):
 
 
 # ---- arrays ---------------------------------------------------------------------------------
-def _output_width(net, method):
-    if method == "features":
-        return 84
-    return int(net.logits(np.zeros((0, 32, 32), np.float32)).shape[1])
-
-
-def _check_images(x, name="x"):
-    """The Net's shape and dtype rules, checked on the client so that a bad array fails before
-    any task runs."""
+def _probe(net, x, method, name="x") -> tuple:
+    """The Net's own input rules, checked on the client on an empty batch of x's image shape
+    and dtype (so that a bad array fails before any task runs, and whatever inputs the Net
+    accepts are accepted here); returns the shape of one image's output, e.g. () or (10,)."""
     shape = tuple(x.shape)
     if x.dtype not in (np.uint8, np.float32, np.float64):
         raise TypeError(f"{name}: expected dtype float32, float64 or uint8; got {x.dtype}. "
                         f"Convert with {name}.astype(np.float32) (or np.uint8 for 0..255 pixels)")
-    ok = ((len(shape) == 3 and shape[1] == shape[2] and shape[1] in (28, 32))
-          or (len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3] and shape[2] in (28, 32))
-          or (len(shape) == 4 and shape[3] == 1 and shape[1] == shape[2]
-              and shape[1] in (28, 32)))
-    if not ok:
-        raise ValueError(f"{name}: expected a batch of images (N, 32, 32), (N, 1, 32, 32) or "
-                         f"(N, 32, 32, 1) (28x28 also accepted); got shape {shape}")
+    empty = np.zeros((0,) + shape[1:], x.dtype)
+    try:
+        if len(shape) < 3:
+            raise ValueError(f"expected (N, 32, 32), (N, 1, 32, 32), (N, 32, 32, 1) or the "
+                             f"like, one image per row; got shape {empty.shape}")
+        return tuple(getattr(net, method)(empty).shape[1:])
+    except ValueError as e:
+        msg = str(e).replace(f"got shape {empty.shape}", f"got shape {shape}")
+        if msg.startswith("x: "):
+            msg = msg[3:]
+        raise ValueError(f"{name}: a batch of images chunked along N; {msg}") from None
 
 
 def predict_array(x, net=None, method: str = "predict", *, threads: Optional[int] = None,
@@ -208,14 +207,16 @@ def predict_array(x, net=None, method: str = "predict", *, threads: Optional[int
         if not isinstance(x, np.ndarray):
             raise TypeError(f"x: expected a dask array or a NumPy array of images; got "
                             f"{type(x).__name__}")
-        _check_images(x)
         step = ARRAY_CHUNK if chunks is None else int(chunks)
         if step < 1:
             raise ValueError(f"chunks: expected a positive number of images; got {chunks!r}")
         x = da.from_array(x, chunks=(step,) + x.shape[1:])
     elif chunks is not None:
         x = x.rechunk({0: chunks})
-    _check_images(x)
+    net = fastlenet.pretrained() if net is None else net
+    if not isinstance(net, fastlenet.Net):
+        SharedNet.from_net(net)  # raises the TypeError that names net
+    tail = _probe(net, x, method)
     split = [i for i, c in enumerate(x.chunks[1:], 1) if len(c) > 1]
     if split:
         # Refused rather than rechunked: merging image axes moves every byte between workers,
@@ -226,13 +227,12 @@ def predict_array(x, net=None, method: str = "predict", *, threads: Optional[int
     net, shared, key = _net_key(net)
     name = f"fastlenet-{method}-" + _tokenize(x.name, shared.token, method, threads, isa)
     drop = list(range(1, x.ndim))
-    if method == "predict":
+    if not tail:  # predict: (N,) int64
         return x.map_blocks(_array_block, key, method, threads, isa, dtype=np.int64,
                             drop_axis=drop, meta=np.empty((0,), np.int64), name=name)
-    width = _output_width(net, method)
     return x.map_blocks(_array_block, key, method, threads, isa, dtype=np.float32,
-                        drop_axis=drop[1:], chunks=(x.chunks[0], (width,)),
-                        meta=np.empty((0, width), np.float32), name=name)
+                        drop_axis=drop[1:], chunks=(x.chunks[0], tail),
+                        meta=np.empty((0,) + tail, np.float32), name=name)
 
 
 def _check_isa(isa) -> None:
@@ -397,9 +397,10 @@ def _connect(scheduler: Optional[str]):
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
-        # The dashboard on a free port (":0"), not 8787, which another cluster may hold.
+        # Loopback only; the dashboard on a free port, not 8787, which another cluster may hold.
         cluster = LocalCluster(n_workers=fastlenet.DEFAULT_THREADS, threads_per_worker=1,
-                               processes=True, host="127.0.0.1", dashboard_address=":0")
+                               processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")
         print(f"fastlenet: LocalCluster of {fastlenet.DEFAULT_THREADS} worker process(es); "
               f"dashboard {cluster.dashboard_link}", file=sys.stderr)
         return Client(cluster), cluster
