@@ -299,18 +299,30 @@ def _frame(rows, top_k: int):
 
     text = pd.StringDtype("pyarrow")
     cols = {
-        "source": pd.array([r[0] for r in rows], dtype=text),
-        "member": pd.array([r[1] for r in rows], dtype=text),
+        "source": pd.array([_utf8(r[0]) for r in rows], dtype=text),
+        "member": pd.array([_utf8(r[1]) for r in rows], dtype=text),
         "index": pd.array([r[2] for r in rows], dtype="Int64"),
         "label": np.array([r[3] for r in rows], dtype=np.int64),
         "confidence": np.array([r[4] for r in rows], dtype=np.float64),
-        "error": pd.array([r[6] for r in rows], dtype=text),
+        "error": pd.array([_utf8(r[6]) for r in rows], dtype=text),
     }
     for j in range(2, top_k + 1):
         pairs = [r[5][j - 1] if len(r[5]) >= j else (-1, float("nan")) for r in rows]
         cols[f"label_{j}"] = np.array([p[0] for p in pairs], dtype=np.int64)
         cols[f"confidence_{j}"] = np.array([p[1] for p in pairs], dtype=np.float64)
     return pd.DataFrame(cols, columns=_columns(top_k))
+
+
+def _utf8(name):
+    """Text fit for Arrow/Parquet: file-name bytes that are not UTF-8 (kept by Python as lone
+    surrogates) become \\xNN escapes, as the CLI prints them, instead of failing the task."""
+    if name is None or name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _files_partition(files, shared, options, threads, isa):
@@ -344,7 +356,7 @@ def _files_partition(files, shared, options, threads, isa):
 def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PARTITION,
                   top_k: int = 1, batch_size: Optional[int] = None, invert: str = "auto",
                   preprocess: str = "auto", threads: Optional[int] = None,
-                  isa: Optional[str] = None, workers: Optional[int] = None):
+                  isa: Optional[str] = None, workers: Optional[int] = None, **options):
     """fastlenet.predict_files on a Dask cluster: a lazy dask DataFrame, one row per input.
 
     sources: what fastlenet.predict_files takes (paths, folders, globs, .tar/.zip shards, IDX,
@@ -354,8 +366,8 @@ def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PAR
     workers must see the same paths (a shared file system, or object storage mounted alike).
     Columns: source, member, index, label, confidence, error (then label_j, confidence_j for
     j = 2..top_k), in input order; an input that cannot be read is a row with its error,
-    label -1 and confidence NaN, never a failed job. top_k, batch_size, invert and preprocess
-    go to fastlenet.predict_files; threads (the engine's) defaults to engine_threads() per
+    label -1 and confidence NaN, never a failed job. top_k, batch_size, invert, preprocess
+    and any other keyword (e.g. max_pixels) go to fastlenet.predict_files; threads (the engine's) defaults to engine_threads() per
     task, and workers (predict_files' decoding pool) to none when that is 1, else as many.
     """
     _require_dask()
@@ -369,7 +381,7 @@ def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PAR
     _check_isa(isa)
     parts = partition_sources(sources, files_per_partition)
     _, shared, key = _net_key(net)
-    options = {"top_k": top_k, "invert": invert, "preprocess": preprocess}
+    options = dict(options, top_k=top_k, invert=invert, preprocess=preprocess)
     if batch_size is not None:
         options["batch_size"] = batch_size
     if workers is not None:
@@ -430,13 +442,18 @@ def cli_predict(args) -> int:
     except (OSError, ValueError, ImportError, KeyError) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise UserError(f"cannot load weights {args.weights or '(pretrained)'}: {msg}") from None
+    # What the in-process `predict` takes goes to every task alike (getattr: options the
+    # command may or may not have).
     options = {"top_k": args.top_k, "invert": args.invert,
                "files_per_partition": getattr(args, "files_per_partition", None)
                or FILES_PER_PARTITION,
                "batch_size": getattr(args, "batch_size", None),
-               "threads": getattr(args, "threads", None)}
-    if getattr(args, "raw", False):
-        options["preprocess"] = "none"
+               "threads": getattr(args, "threads", None),
+               "workers": getattr(args, "jobs", None),
+               "preprocess": "none" if getattr(args, "raw", False)
+               else getattr(args, "preprocess", "auto")}
+    if getattr(args, "max_pixels", None) is not None:
+        options["max_pixels"] = args.max_pixels
     try:
         client, cluster = _connect(args.scheduler)
     except (OSError, TimeoutError, ValueError) as e:

@@ -166,6 +166,20 @@ def test_worker_killed_mid_job_on_files(client, data, tmp_path):
     wait_for_two_workers(client, killed)
 
 
+def test_non_utf8_file_name(client, data, tmp_path):
+    """A file name that is not UTF-8 is read, and its row holds the name with \\xNN escapes
+    (Arrow and Parquet store UTF-8 only) instead of failing the task."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"caf\xe9.png")
+    with open(raw, "wb") as f:
+        f.write((data["pngs"] / "a" / "img0.png").read_bytes())
+    got = fld.predict_files([str(folder)]).compute()
+    assert list(got["source"]) == [os.path.join(str(folder), "caf\\xe9.png")]
+    assert got["error"].isna().all() and 0 <= got["label"].iloc[0] <= 9
+    got.to_parquet(tmp_path / "names.parquet")
+
+
 # ---- the command line --------------------------------------------------------------------------
 def test_cli_parquet_on_a_running_cluster(client, data, tmp_path, capsys):
     out = tmp_path / "results.parquet"
