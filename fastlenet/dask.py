@@ -367,8 +367,9 @@ def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PAR
     Columns: source, member, index, label, confidence, error (then label_j, confidence_j for
     j = 2..top_k), in input order; an input that cannot be read is a row with its error,
     label -1 and confidence NaN, never a failed job. top_k, batch_size, invert, preprocess
-    and any other keyword (e.g. max_pixels) go to fastlenet.predict_files; threads (the engine's) defaults to engine_threads() per
-    task, and workers (predict_files' decoding pool) to none when that is 1, else as many.
+    and any other keyword (e.g. max_pixels) go to fastlenet.predict_files; threads (the
+    engine's) defaults to engine_threads() per task, and workers (predict_files' decoding
+    pool) to none when that is 1, else as many.
     """
     _require_dask()
     import dask
