@@ -476,6 +476,8 @@ def _run_job(paths, net, output, kind, options) -> int:
     import pandas as pd
 
     df = predict_files(paths, net, **options)
+    print(f"fastlenet: {df.npartitions} task(s) of up to {options['files_per_partition']} "
+          f"file(s) each", file=sys.stderr, flush=True)
     failed = df[df["error"].notnull()][["source", "member", "index", "error"]]
     count = df["label"].count()
     if kind == ".parquet":
