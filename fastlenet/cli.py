@@ -124,6 +124,21 @@ def _add_file_options(p: argparse.ArgumentParser) -> None:
                    help="no progress bar (one is shown on a terminal when tqdm is installed)")
 
 
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("on a Dask cluster (pip install 'fastlenet[dask]')")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786), or "
+                        "'local' for a LocalCluster of one worker process per CPU here; the "
+                        "workers must see the same paths")
+    g.add_argument("--output", metavar="FILE",
+                   help="write the results to FILE.parquet (a directory of parts) or FILE.csv "
+                        "(one file); needed with --scheduler, and without it runs the same job "
+                        "on Dask's threads in this process")
+    g.add_argument("--files-per-partition", type=_positive_int, metavar="N",
+                   help="image files per Dask task (default 512; a shard, IDX or .npy file is "
+                        "a task of its own)")
+
+
 # ---- progress -------------------------------------------------------------------------------
 class _Progress:
     """A tqdm bar on stderr (total when known, rate) when stderr is a terminal and tqdm is
@@ -258,6 +273,10 @@ def _pipeline_options(args) -> dict:
 
 # ---- predict --------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
+    if args.scheduler is not None or args.output is not None:  # a Dask job: fastlenet/dask.py
+        from fastlenet.dask import cli_predict
+
+        return cli_predict(args)
     from fastlenet.pipeline import predict_batches
 
     net = _load_net(args.weights, args.layout, args.threads)
@@ -702,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "per line)")
     _add_model_options(p)
     _add_file_options(p)
+    _add_dask_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the pretrained model on the bundled MNIST sample",
