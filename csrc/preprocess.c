@@ -96,9 +96,18 @@ static void blank(float *out, int size, int light_on_dark) {
     for (int i = 0; i < size * size; i++) out[i] = bg;
 }
 
+/* Per-value tables of uint8 images, kept across the images of a batch that share a scale
+ * (all of them, in practice): 256 floor()s per image cost as much as a 28x28 image's pixels. */
+typedef struct {
+    double scale;
+    int valid;
+    double graw[256];          /* value * scale, clipped to 1 */
+    unsigned char qlut[256];   /* quantised to 256 levels */
+} u8_tables;
+
 /* One image -> out (size x size). Returns FL_OK or FL_ERR_NOMEM. */
 static int preprocess_one(const fl_image *im, int size, int invert, int light_on_dark,
-                          float *out) {
+                          float *out, u8_tables *tab) {
     const int H = im->height, W = im->width;
     if (H < 1 || W < 1) { blank(out, size, light_on_dark); return FL_OK; }
     const int f = (imax(H, W) + PP_MAX_SIDE - 1) / PP_MAX_SIDE;
@@ -129,27 +138,43 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             g[(size_t)y * w + x] = f == 1 ? sum : sum / cnt;
         }
     size_t hist[256] = {0}, hraw[256] = {0};
-    double graw[256];
+    const double *graw = tab->graw;
+    const unsigned char *qlut = tab->qlut;
     /* uint8 without reduction: 256 possible values, so the per-pixel arithmetic is done once
      * per value (a table; the same results, without a floor() per pixel) */
     const int u8 = f == 1 && im->dtype == FL_PIX_U8;
     if (u8) {
-        unsigned char qlut[256];
-        for (int p = 0; p < 256; p++) {
-            double gp = p * im->scale;
-            graw[p] = gp > 1.0 ? 1.0 : gp;
-            double t = floor(graw[p] * 255 + 0.5);
-            qlut[p] = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t);
+        if (!tab->valid || tab->scale != im->scale) {
+            for (int p = 0; p < 256; p++) {
+                double gp = p * im->scale;
+                tab->graw[p] = gp > 1.0 ? 1.0 : gp;
+                double t = floor(tab->graw[p] * 255 + 0.5);
+                tab->qlut[p] = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t);
+            }
+            tab->scale = im->scale;
+            tab->valid = 1;
         }
+        /* two histograms taken in turn: runs of equal pixels (the paper) would otherwise
+         * wait on the previous increment of the same counter */
+        size_t hodd[256] = {0};
         for (int y = 0; y < h; y++) {
             const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
             unsigned char *qr = q + (size_t)y * w;
-            for (int x = 0; x < w; x++) {
+            int x = 0;
+            for (; x + 1 < w; x += 2) {
+                const unsigned char p0 = row[x * im->stride_w], p1 = row[(x + 1) * im->stride_w];
+                hraw[p0]++;
+                hodd[p1]++;
+                qr[x] = qlut[p0];
+                qr[x + 1] = qlut[p1];
+            }
+            if (x < w) {
                 const unsigned char p = row[x * im->stride_w];
                 hraw[p]++;
                 qr[x] = qlut[p];
             }
         }
+        for (int p = 0; p < 256; p++) hraw[p] += hodd[p];
         for (int p = 0; p < 256; p++) hist[qlut[p]] += hraw[p];
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -208,8 +233,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     if (u8) { /* per value: the same sums up to rounding order */
         for (int p = 0; p < 256; p++) {
             if (!hraw[p]) continue;
-            unsigned char qp;
-            { double t = floor(graw[p] * 255 + 0.5); qp = (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t); }
+            const unsigned char qp = qlut[p];
             if ((qp > thr) == ink_is_light) { s_ink += graw[p] * hraw[p]; c_ink += hraw[p]; }
             else s_paper += graw[p] * hraw[p];
         }
@@ -230,8 +254,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     if (f == 1 && im->dtype == FL_PIX_U8) { /* 256 possible values: a table, same arithmetic */
         double lut[256];
         for (int p = 0; p < 256; p++) {
-            double gp = p * im->scale;
-            gp = gp > 1.0 ? 1.0 : gp;
+            if (!hraw[p]) continue; /* only the values the image has are looked up */
+            const double gp = graw[p];
             double t = ((gp - paper_level) * inv - PP_INK_FLOOR) * inv_floor;
             lut[p] = t < 0 ? 0 : t > 1 ? 1 : t;
         }
@@ -273,11 +297,12 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             c->mass += v[i];
             c->y0 = imin(c->y0, y); c->y1 = imax(c->y1, y);
             c->x0 = imin(c->x0, x); c->x1 = imax(c->x1, x);
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    const int yy = y + dy, xx = x + dx;
-                    if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
-                    const size_t j = (size_t)yy * w + xx;
+            /* the 3x3 neighbourhood clipped to the image, in the same order as before */
+            const int dy0 = y > 0 ? -1 : 0, dy1 = y < h - 1 ? 1 : 0;
+            const int dx0 = x > 0 ? -1 : 0, dx1 = x < w - 1 ? 1 : 0;
+            for (int dy = dy0; dy <= dy1; dy++)
+                for (int dx = dx0; dx <= dx1; dx++) {
+                    const size_t j = (size_t)(y + dy) * w + (x + dx);
                     if (!lab[j] && (q[j] > thr) == ink_is_light) {
                         lab[j] = ncomp;
                         stack[top++] = (int32_t)j;
@@ -389,16 +414,25 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         weights_row(r, ph, cy, centre, s, &ry[r]);
         weights_row(r, pw, cx, centre, s, &rx[r]);
     }
+    /* the row pass fills only the columns some output column reads (same sums, same order) */
+    int xa = pw, xb = -1;
+    for (int c = 0; c < size; c++)
+        if (rx[c].n) {
+            xa = imin(xa, rx[c].lo);
+            xb = imax(xb, rx[c].lo + rx[c].n - 1);
+        }
+    xa = imax(xa, 0);
+    xb = imin(xb, pw - 1);
     double top = 0;
     float *o = out;
     for (int r = 0; r < size; r++) {
-        for (int x = 0; x < pw; x++) line[x] = 0;
+        for (int x = xa; x <= xb; x++) line[x] = 0;
         for (int t = 0; t < ry[r].n; t++) {
             const int i = ry[r].lo + t;
             const double wt = ry[r].w[t];
             if (i < 0 || i >= ph || wt == 0) continue;
             const double *srow = src + (size_t)i * pw;
-            for (int x = 0; x < pw; x++) line[x] += wt * srow[x];
+            for (int x = xa; x <= xb; x++) line[x] += wt * srow[x];
         }
         for (int c = 0; c < size; c++) {
             double acc = 0;
@@ -434,9 +468,11 @@ typedef struct {
 static void pp_run(void *ctx, size_t begin, size_t end) {
     pp_batch *b = ctx;
     const size_t plane = (size_t)b->size * b->size;
+    u8_tables tab;
+    tab.valid = 0;
     for (size_t i = begin; i < end; i++) {
         int r = preprocess_one(&b->images[i], b->size, b->invert, b->light_on_dark,
-                               b->out + i * plane);
+                               b->out + i * plane, &tab);
         if (r != FL_OK) __atomic_store_n(&b->rc, r, __ATOMIC_RELAXED);
     }
 }

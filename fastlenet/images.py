@@ -257,8 +257,71 @@ def decode(data, max_pixels: Optional[int] = MAX_PIXELS) -> np.ndarray:
     files), as read_image. ValueError for anything that is not a decodable image or has more
     than max_pixels pixels (None: no limit of ours)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(data), max_pixels, bytes(data[:8]))
+        head = bytes(data[:8])
+        if head == _PNG_MAGIC:
+            a = _png_gray8(data, max_pixels)
+            if a is not None:
+                return a
+        return _decode(io.BytesIO(data), max_pixels, head)
     return _decode(data, max_pixels)
+
+
+_CHUNK = None
+
+
+def _png_gray8(data, max_pixels: Optional[int]) -> Optional[np.ndarray]:
+    """The commonest scanned-digit file, an 8-bit grayscale non-interlaced PNG without
+    transparency, decoded by Pillow's PNG pixel decoder ("zip") through Image.frombytes: the
+    chunks are walked here with every CRC checked, skipping PngImageFile's per-chunk Python
+    (measured: 45 -> 22 us per 28x28 file). None for anything else or anything odd (a bad CRC,
+    a chunk past the end, too few pixels, above max_pixels): the caller then takes Pillow's own
+    path, which decodes or reports the file exactly as before."""
+    global _CHUNK
+    import struct
+    import zlib
+
+    if _CHUNK is None:
+        _CHUNK = struct.Struct(">I4s").unpack_from
+    Image, _ = _pillow()
+    end, pos = len(data), 8
+    idat = []
+    size = None
+    done = False
+    try:
+        while True:
+            if pos + 12 > end:
+                return None
+            length, kind = _CHUNK(data, pos)
+            stop = pos + 12 + length
+            if stop > end or zlib.crc32(data[pos + 4:stop - 4]) != \
+                    int.from_bytes(data[stop - 4:stop], "big"):
+                return None
+            if size is None:  # IHDR comes first: 8-bit gray (type 0), deflate, no interlace
+                if kind != b"IHDR" or length != 13 or data[pos + 16:pos + 21] != b"\x08\0\0\0\0":
+                    return None
+                w, h = struct.unpack_from(">II", data, pos + 8)
+                if not (0 < w < 1 << 24 and 0 < h < 1 << 24) or \
+                        (max_pixels is not None and w * h > max_pixels):
+                    return None
+                size = (w, h)
+            elif kind == b"IDAT":
+                if done:  # image data split by another chunk: not a valid PNG
+                    return None
+                idat.append(data[pos + 8:stop - 4])
+            elif kind == b"IEND":
+                break
+            elif kind in (b"tRNS", b"PLTE", b"acTL"):  # transparency, palette, animation
+                return None
+            else:
+                done = bool(idat)
+            pos = stop
+        if not idat:
+            return None
+        im = Image.frombytes("L", size, idat[0] if len(idat) == 1 else b"".join(idat), "zip",
+                             "L")
+    except (ValueError, OSError, MemoryError, struct.error):
+        return None
+    return np.frombuffer(im.tobytes(), np.uint8).reshape(size[1], size[0])
 
 
 def read_file_bytes(path, max_bytes: int) -> bytes:

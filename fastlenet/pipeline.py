@@ -296,9 +296,20 @@ def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:
         if len({p.dtype for p in parts}) > 1:
             parts = [p.astype(np.float32) / 255 if p.dtype == np.uint8 else p for p in parts]
         return np.concatenate(parts)
-    fg = "light-on-dark" if cfg.light else "dark-on-light"
-    return preprocess(arrays, size=cfg.size, invert=cfg.invert, foreground=fg,
-                      num_threads=cfg.threads)
+    return _preprocess_decoded(arrays, cfg)
+
+
+def _preprocess_decoded(arrays: list, cfg: _Cfg) -> np.ndarray:
+    """preprocess(arrays) for what images.decode returns (2-D native uint8, uint16 or float32
+    in [0, 1]), without preprocess()'s per-image checks (~5 us of Python per image in the
+    workers); the same C call with the same scales, so the same result bit for bit."""
+    from fastlenet import _engine
+
+    if all(a.dtype.char == "B" for a in arrays):
+        scales = 1 / 255
+    else:
+        scales = [_unit_scale(a) for a in arrays]
+    return _engine._preprocess(arrays, scales, cfg.size, cfg.invert, cfg.light, cfg.threads)
 
 
 class _Done:
@@ -423,7 +434,20 @@ def _make_pool(kind: str, workers: int):
     if kind == "process" and not mp.current_process().daemon:  # daemons (Dask) cannot fork
         method = "fork" if sys.platform.startswith("linux") and sys.version_info < (3, 12) \
             else "forkserver" if sys.platform != "win32" else "spawn"
-        return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
+        ctx = mp.get_context(method)
+        # Pillow and its PNG/JPEG plugins imported once, before the workers start, rather than
+        # in each worker (measured: 40 ms of CPU per worker, 4 us per image of a 10,000-file run)
+        if method == "fork":
+            try:
+                from fastlenet import images
+                images._pillow()
+                images._direct_plugins()
+            except ImportError:
+                pass
+        elif method == "forkserver":
+            ctx.set_forkserver_preload(["fastlenet.images", "PIL.Image", "PIL.PngImagePlugin",
+                                        "PIL.JpegImagePlugin"])
+        return cf.ProcessPoolExecutor(workers, mp_context=ctx,
                                       initializer=quiet_pillow)
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
 

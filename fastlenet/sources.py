@@ -35,8 +35,12 @@ def _natural(name: str) -> str:
     """A compact natural sort key (img2 before img10): each run of digits becomes its length
     and the digits, so numbers compare by value; one str per name keeps a million-entry folder
     cheap to sort."""
-    return _DIGITS.sub(lambda m: "%05d%s" % (len(m.group().lstrip("0")), m.group().lstrip("0")),
-                       name)
+    return _DIGITS.sub(_natural_run, name)
+
+
+def _natural_run(m) -> str:
+    digits = m.group().lstrip("0")
+    return "%05d%s" % (len(digits), digits)
 
 
 def kind(path: str) -> str:
@@ -48,7 +52,9 @@ def kind(path: str) -> str:
         return "npy"
     if "idx" in low or "-ubyte" in low:
         return "idx"
-    if os.path.splitext(low)[1] in IMAGE_EXTENSIONS:
+    # os.path.splitext's extension (leading dots are not one), without its cost per file
+    dot = low.rfind(".")
+    if dot > 0 and low[dot:] in IMAGE_EXTENSIONS and low[:dot].strip("."):
         return "image"
     return "unknown"
 

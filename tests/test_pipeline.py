@@ -103,6 +103,73 @@ def test_kind_by_name_and_content(tmp_path, sample):
     assert sources.sniff(str(tmp_path / "noext")) == "npy"
 
 
+# ---- the PNG fast path (images._png_gray8) decodes exactly as Pillow's PNG plugin ----------
+def _decode_both(data):
+    """(Pillow's own path, images.decode): each ("ok", array) or ("error", message)."""
+    from fastlenet import images
+
+    out = []
+    for f in (lambda: images._decode(io.BytesIO(data), images.MAX_PIXELS, data[:8]),
+              lambda: images.decode(data)):
+        try:
+            out.append(("ok", f()))
+        except ValueError as e:
+            out.append(("error", str(e)))
+    return out
+
+
+def test_png_fast_path_equals_pillow_plugin():
+    from PIL import PngImagePlugin
+
+    from fastlenet import images
+
+    rng = np.random.default_rng(8)
+    fast = 0
+    for trial in range(120):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        if trial % 2:
+            a = (a > 200).astype(np.uint8) * 255
+        mode = ["L", "L", "L", "LA", "RGB", "P", "I;16", "1"][trial % 8]
+        im = Image.fromarray(a.astype(np.uint16) * 257) if mode == "I;16" else \
+            Image.fromarray(a).convert(mode)
+        kw = {"compress_level": trial % 10}
+        if trial % 5 == 0:
+            kw["pnginfo"] = PngImagePlugin.PngInfo()
+            kw["pnginfo"].add_text("scanner", "x" * trial)
+        if mode == "L" and trial % 3 == 0:
+            kw["transparency"] = 0  # tRNS: composited on white, so not the fast path
+        buf = io.BytesIO()
+        im.save(buf, "PNG", **kw)
+        data = buf.getvalue()
+        fast += images._png_gray8(data, images.MAX_PIXELS) is not None
+        variants = [data]
+        for k in range(4):  # damaged copies: byte flips and cuts
+            m = bytearray(data)
+            if k % 2:
+                m[int(rng.integers(8, len(m)))] ^= int(rng.integers(1, 256))
+            else:
+                m = m[:int(rng.integers(8, len(m)))]
+            variants.append(bytes(m))
+        for v in variants:
+            (ka, va), (kb, vb) = _decode_both(v)
+            assert ka == kb, (mode, kw, ka, kb)
+            if ka == "ok":
+                assert va.dtype == vb.dtype and np.array_equal(va, vb)
+            else:
+                assert va == vb
+    assert fast >= 20  # the fast path was exercised
+    # several IDAT chunks (Pillow writes 64 KB pieces), and the pixel cap from the header
+    big = Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8))
+    buf = io.BytesIO()
+    big.save(buf, "PNG", compress_level=0)
+    data = buf.getvalue()
+    assert data.count(b"IDAT") > 1 and images._png_gray8(data, None) is not None
+    assert np.array_equal(images.decode(data), np.asarray(big))
+    with pytest.raises(ValueError, match="above the limit"):
+        images.decode(data, max_pixels=1000)
+
+
 # ---- every source kind, equal to the API on arrays ------------------------------------------
 @pytest.mark.parametrize("workers,pool", [(0, None), (2, "process"), (2, "thread")])
 def test_folder_equals_preprocess_then_predict(folder, net, sample, workers, pool):
