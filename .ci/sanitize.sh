@@ -22,6 +22,9 @@ trap 'rm -rf "$work"' EXIT
 # The tracked files of the working tree (what CI checked out), nothing built or installed.
 git ls-files -z | xargs -0 cp --parents -t "$work"
 cd "$work"
+# setup.py's build requirements (pip's editable install built in isolation, so the venv may
+# lack them).
+python -m pip install --quiet "setuptools>=64" "Cython>=3" "numpy>=2"
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 # In CC itself, so that setup.py's OpenMP probe (which links an executable) gets them too.
 CC="$CC $san" python setup.py -q build_ext --inplace >"$work/build.log" 2>&1 ||
