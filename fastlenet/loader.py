@@ -456,10 +456,13 @@ def _onnx_ops(name: str, nodes) -> dict:
     acts, pools, unknown = [], [], []
     convs = 0
     for node in nodes:
-        op = node.op_type
+        op, domain = node.op_type, node.domain
+        # protobuf hands back bytes for strings that are not UTF-8: never an op we know
+        op = op if isinstance(op, str) else repr(op)
+        domain = domain if isinstance(domain, str) else repr(domain)
         attrs = _onnx_attrs(name, node)
-        if node.domain not in ("", "ai.onnx"):
-            unknown.append(f"{node.domain}.{op}")
+        if domain not in ("", "ai.onnx"):
+            unknown.append(f"{domain}.{op}")
         elif op == "Conv":
             # LeNet-5's convolutions: 5x5, stride 1, no dilation or groups, no padding (or the
             # 2-pixel padding of a C1 that takes 28x28, which equals fastlenet's zero border)

@@ -389,7 +389,7 @@ def test_onnx_external_data_is_refused(tmp_path, rand_weights):
     _refused(path, "external")
 
 
-@pytest.mark.parametrize("mutate", ["truncate", "garbage", "bad_type", "bad_name"])
+@pytest.mark.parametrize("mutate", ["truncate", "garbage", "bad_type", "bad_name", "bad_op"])
 def test_onnx_corruption_is_a_format_error(tmp_path, rand_weights, mutate):
     """protobuf DecodeError, KeyError (unknown data type, non-UTF-8 names) used to escape."""
     model = _lenet_onnx(rand_weights)
@@ -400,6 +400,9 @@ def test_onnx_corruption_is_a_format_error(tmp_path, rand_weights, mutate):
         data = data[: len(data) // 2]
     elif mutate == "garbage":
         data = bytes(range(256)) * 8
+    elif mutate == "bad_op":  # found by tests/fuzz_loader.py: a TypeError escaped
+        i = data.index(b"Relu")
+        data = data[:i] + b"R\xfflu" + data[i + 4:]
     elif mutate == "bad_name":  # found by tests/fuzz_loader.py: a KeyError escaped
         name = b"c5.bias"
         for _ in range(data.count(name)):
