@@ -226,7 +226,16 @@ def _data_offset(f, m, name: str) -> int:
     if len(local) != 30 or local[:4] != b"PK\x03\x04":
         raise FormatError(f"{name}: member {m.filename!r}: no local header at byte "
                           f"{m.header_offset:,}; the file is truncated or corrupt")
+    method, = struct.unpack("<H", local[8:10])
     n_name, n_extra = struct.unpack("<HH", local[26:30])
+    local_name = f.read(n_name)
+    central_name = m.orig_filename.encode("utf-8" if m.flag_bits & 0x800 else "cp437",
+                                          "surrogateescape")
+    # Tools that read the local header would see another member than the directory says.
+    if local_name != central_name or method != m.compress_type:
+        raise FormatError(f"{name}: member {m.filename!r}: its local header names "
+                          f"{local_name!r} (method {method}) but the directory "
+                          f"{central_name!r} (method {m.compress_type}); the file is corrupt")
     return m.header_offset + 30 + n_name + n_extra
 
 
@@ -462,20 +471,59 @@ def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
     return out
 
 
+def _onnx_attrs(name: str, node) -> dict:
+    """A node's attributes as plain values (lists for repeated ints)."""
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        if a.ints:
+            out[a.name] = [int(v) for v in a.ints]
+        elif a.floats:
+            out[a.name] = [float(v) for v in a.floats]
+        elif a.type == 2:  # INT
+            out[a.name] = int(a.i)
+        elif a.type == 1:  # FLOAT
+            out[a.name] = float(a.f)
+        elif a.type == 3:  # STRING
+            out[a.name] = a.s.decode("utf-8", "replace")
+    return out
+
+
 def _onnx_ops(name: str, nodes) -> dict:
     """Activation and pooling of a LeNet-5 graph, from its nodes; FormatError when the graph
     holds anything else or mixes kinds."""
     acts, pools, unknown = [], [], []
+    convs = 0
     for node in nodes:
-        op = node.op_type
-        if node.domain not in ("", "ai.onnx"):
-            unknown.append(f"{node.domain}.{op}")
+        op, domain = node.op_type, node.domain
+        # protobuf hands back bytes for strings that are not UTF-8: never an op we know
+        op = op if isinstance(op, str) else repr(op)
+        domain = domain if isinstance(domain, str) else repr(domain)
+        attrs = _onnx_attrs(name, node)
+        if domain not in ("", "ai.onnx"):
+            unknown.append(f"{domain}.{op}")
+        elif op == "Conv":
+            # LeNet-5's convolutions: 5x5, stride 1, no dilation or groups, no padding (or the
+            # 2-pixel padding of a C1 that takes 28x28, which equals fastlenet's zero border)
+            pads = attrs.get("pads", [0, 0, 0, 0])
+            ok_pads = not any(pads) or (convs == 0 and set(pads) == {2})
+            if attrs.get("kernel_shape", [5, 5]) != [5, 5] or \
+                    any(v != 1 for v in attrs.get("strides", [1, 1])) or \
+                    any(v != 1 for v in attrs.get("dilations", [1, 1])) or \
+                    attrs.get("group", 1) != 1 or not ok_pads or \
+                    attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+                raise FormatError(f"{name}: node {node.name or op!r}: Conv with {attrs}; "
+                                  f"expected LeNet-5's 5x5 convolution, stride 1, no padding")
+            convs += 1
+        elif op == "Gemm" and (attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0
+                               or attrs.get("transA", 0) != 0):
+            raise FormatError(f"{name}: node {node.name or op!r}: Gemm with {attrs}; expected "
+                              f"alpha=1, beta=1, transA=0 (a plain dense layer)")
         elif op in _ONNX_ACTIVATIONS:
             acts.append(_ONNX_ACTIVATIONS[op])
         elif op in _ONNX_POOLS:
-            attrs = {a.name: list(a.ints) for a in node.attribute if a.ints}
             if attrs.get("kernel_shape") != [2, 2] or attrs.get("strides", [1, 1]) != [2, 2] \
-                    or any(attrs.get("pads", [0])):
+                    or any(attrs.get("pads", [0])) or any(v != 1 for v in
+                                                          attrs.get("dilations", [1, 1])):
                 raise FormatError(f"{name}: node {node.name or op!r}: {op} with "
                                   f"{attrs}; expected 2x2 pooling with stride 2 and no padding")
             pools.append(_ONNX_POOLS[op])

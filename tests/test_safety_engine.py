@@ -155,7 +155,7 @@ def test_no_spinning_between_calls():
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr
     cores = float(proc.stdout.split("cores")[1])
-    assert cores < 0.3, proc.stdout
+    assert cores < 0.2, proc.stdout  # measured: 0.03 now; 0.3 to 0.76 with libgomp
 
 
 # ---- thread limits -----------------------------------------------------------------------------

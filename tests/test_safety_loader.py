@@ -389,7 +389,7 @@ def test_onnx_external_data_is_refused(tmp_path, rand_weights):
     _refused(path, "external")
 
 
-@pytest.mark.parametrize("mutate", ["truncate", "garbage", "bad_type", "bad_name"])
+@pytest.mark.parametrize("mutate", ["truncate", "garbage", "bad_type", "bad_name", "bad_op"])
 def test_onnx_corruption_is_a_format_error(tmp_path, rand_weights, mutate):
     """protobuf DecodeError, KeyError (unknown data type, non-UTF-8 names) used to escape."""
     model = _lenet_onnx(rand_weights)
@@ -400,6 +400,9 @@ def test_onnx_corruption_is_a_format_error(tmp_path, rand_weights, mutate):
         data = data[: len(data) // 2]
     elif mutate == "garbage":
         data = bytes(range(256)) * 8
+    elif mutate == "bad_op":  # found by tests/fuzz_loader.py: a TypeError escaped
+        i = data.index(b"Relu")
+        data = data[:i] + b"R\xfflu" + data[i + 4:]
     elif mutate == "bad_name":  # found by tests/fuzz_loader.py: a KeyError escaped
         name = b"c5.bias"
         for _ in range(data.count(name)):
@@ -427,3 +430,29 @@ def test_cli_inspect_never_prints_a_traceback(tmp_path, rand_weights):
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             assert cli.main(["inspect", str(path)]) == 1
         assert "Traceback" not in err.getvalue() and str(path) in err.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("node,attr,value", [("c3", "strides", [2, 2]), ("c1", "pads", [1, 1, 1, 1]),
+                                             ("c5", "group", 2), ("f6", "alpha", 2.0),
+                                             ("p1", "kernel_shape", [3, 3])])
+def test_onnx_layer_attributes_are_checked(tmp_path, rand_weights, node, attr, value):
+    """A stride-2 Conv or a Gemm with alpha=2 is not the network fastlenet runs: refused, not
+    silently computed differently (found while reading the fuzzer's loaded mutants)."""
+    from onnx import helper
+
+    model = _lenet_onnx(rand_weights)
+    n = next(n for n in model.graph.node if node in n.output)
+    keep = [a for a in n.attribute if a.name != attr]
+    del n.attribute[:]
+    n.attribute.extend(keep + [helper.make_attribute(attr, value)])
+    path = tmp_path / "attrs.onnx"
+    onnx.save(model, str(path))
+    _refused(path, attr)
+
+
+def test_zip_local_header_that_names_another_member(tmp_path, rand_weights):
+    """The directory says c1.weight.npy, the local header says c9.weight.npy: refused."""
+    data = bytearray(raw_zip(_canonical_entries(rand_weights)))
+    i = data.index(b"c1.weight.npy")  # the first occurrence is the local header's
+    data[i:i + 2] = b"c9"
+    _refused(_write(tmp_path, bytes(data)), "local header")
