@@ -23,6 +23,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from fastlenet.sources import safe_name
+
 PROG = "fastlenet"
 
 
@@ -192,18 +194,6 @@ def _progress_for(args, desc: str, sources) -> _Progress:
 
 
 # ---- output ---------------------------------------------------------------------------------
-def safe_name(name: str) -> str:
-    """A file name fit for UTF-8 output: bytes that are not UTF-8 (kept by Python as lone
-    surrogates) become \\xNN escapes, so CSV and JSON stay valid whatever the file system holds."""
-    if name.isascii():
-        return name
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 class _Writer:
     """Prediction rows -> text, csv, json or jsonl on `out`, a batch at a time (one string
     per row, one write per batch)."""

@@ -316,15 +316,11 @@ def _frame(rows, top_k: int):
 
 
 def _utf8(name):
-    """Text fit for Arrow/Parquet: file-name bytes that are not UTF-8 (kept by Python as lone
-    surrogates) become \\xNN escapes, as the CLI prints them, instead of failing the task."""
-    if name is None or name.isascii():
-        return name
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """Text fit for Arrow/Parquet: file names that are not UTF-8 as the CLI prints them
+    (sources.safe_name), instead of failing the task."""
+    from fastlenet.sources import safe_name
+
+    return None if name is None else safe_name(name)
 
 
 def _files_partition(files, shared, options, threads, isa):

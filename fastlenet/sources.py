@@ -431,3 +431,15 @@ def count(sources) -> Optional[int]:
         except Exception:
             total += 1
     return total
+
+
+def safe_name(name: str) -> str:
+    """A file name fit for UTF-8 output: bytes that are not UTF-8 (kept by Python as lone
+    surrogates) become \\xNN escapes, so CSV and JSON stay valid whatever the file system holds."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

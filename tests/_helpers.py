@@ -93,6 +93,20 @@ def rand_weights(rng_seed):
 POOL_SIZE = 1100  # images() can hand out up to this many
 
 
+@pytest.fixture(scope="module")
+def sample():
+    """The 500 bundled MNIST test digits (uint8 28x28) and their labels."""
+    with np.load(os.path.join(os.path.dirname(fastlenet.__file__), "data", "mnist_sample.npz"),
+                 allow_pickle=False) as z:
+        return z["images"], z["labels"].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def net():
+    """The bundled pretrained Net (modules that need another define their own `net`)."""
+    return fastlenet.pretrained()
+
+
 @functools.lru_cache(maxsize=None)
 def _image_pool(size: int, salt: int) -> np.ndarray:
     pool = np.random.default_rng([SEED, 2, size, salt]).random((POOL_SIZE, size, size),

@@ -44,16 +44,6 @@ def write_idx(path, arr, gz=False):
     return path
 
 
-@pytest.fixture(scope="module")
-def sample():
-    with np.load(os.path.join(os.path.dirname(fastlenet.__file__), "data", "mnist_sample.npz"),
-                 allow_pickle=False) as z:
-        return z["images"], z["labels"].astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def net():
-    return fastlenet.pretrained()
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,6 @@ Image = pytest.importorskip("PIL.Image")
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
 
-@pytest.fixture(scope="module")
-def sample():
-    with np.load(os.path.join(os.path.dirname(fastlenet.__file__), "data", "mnist_sample.npz"),
-                 allow_pickle=False) as z:
-        return z["images"], z["labels"].astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def net():
-    return fastlenet.pretrained()
 
 
 def png_bytes(arr, fmt="PNG", **kw):

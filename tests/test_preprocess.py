@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -17,16 +16,6 @@ from PIL import ImageDraw, ImageFilter, ImageFont  # noqa: E402
 TOL = 1e-5  # float32 output vs the float64 specification (sums round differently)
 
 
-@pytest.fixture(scope="module")
-def sample():
-    with np.load(os.path.join(os.path.dirname(fastlenet.__file__), "data", "mnist_sample.npz"),
-                 allow_pickle=False) as z:
-        return z["images"], z["labels"].astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def net():
-    return fastlenet.pretrained()
 
 
 def font(size):
