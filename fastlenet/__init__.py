@@ -29,13 +29,24 @@ __all__ = ["Net", "load", "pretrained", "reference", "show_config", "available_i
            "__version__"]
 
 
-PRETRAINED_PATH = __import__("pathlib").Path(__file__).parent / "pretrained" / "lenet5_mnist.npz"
+# The bundled models by name (fastlenet/pretrained/README.md is their card); the first is the
+# default. "digits": MNIST + printed digits from many fonts, augmented like scans; "mnist":
+# 0.1.0's model, MNIST alone.
+PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz"}
+PRETRAINED_PATH = __import__("pathlib").Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
 
 
-def pretrained(**kwargs: Any) -> Net:
-    """The bundled LeNet-5 trained on MNIST (see fastlenet/pretrained/README.md): takes raw MNIST
-    digits (uint8 28x28, light on dark) as they are; its metadata carries the normalization."""
-    return Net.from_npz(PRETRAINED_PATH, **kwargs)
+def pretrained(name: str = "digits", **kwargs: Any) -> Net:
+    """A bundled LeNet-5 by name (see fastlenet/pretrained/README.md): "digits" (the default)
+    reads handwriting and printed digits in many fonts from scans and files; "mnist" is the
+    0.1.0 model, trained on MNIST alone. Both take raw MNIST digits (uint8 28x28, light on dark)
+    as they are, and image files through fastlenet.predict_files / fastlenet.preprocess; the
+    metadata carries the normalization and what the model was trained on. kwargs go to
+    Net.from_npz (e.g. num_threads)."""
+    if not isinstance(name, str) or name not in PRETRAINED:
+        raise ValueError(f"pretrained: name must be one of {', '.join(map(repr, PRETRAINED))}; "
+                         f"got {name!r}")
+    return Net.from_npz(PRETRAINED_PATH.with_name(PRETRAINED[name]), **kwargs)
 
 
 def load(path: str | _os.PathLike[str], **kwargs: Any) -> Net:

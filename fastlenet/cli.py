@@ -334,7 +334,8 @@ def cmd_demo(args) -> int:
     proba = net.predict_proba(x)
     correct = int((pred == y).sum())
     meta = net.meta
-    print(f"fastlenet {fastlenet.__version__}: the bundled LeNet-5 (trained on MNIST) on "
+    what = ("MNIST and printed digits" if meta.get("name") == "digits" else "MNIST")
+    print(f"fastlenet {fastlenet.__version__}: the bundled LeNet-5 (trained on {what}) on "
           f"{len(x)} MNIST test digits")
     full = meta.get("test_accuracy")
     print(f"accuracy: {correct / len(x):.2%} ({correct}/{len(x)})"

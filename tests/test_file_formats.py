@@ -49,7 +49,7 @@ def test_the_file_fixtures_cover_each_format_and_shape():
 
 
 @pytest.mark.parametrize("name", FILE_FIXTURES)
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ["scalar", "generic", "avx2", "avx512"])
 def test_file_matches_framework(name, isa):
     if isa not in fastlenet.available_isas():
         pytest.skip(f"{isa} not available on this CPU")
