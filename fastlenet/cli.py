@@ -79,6 +79,8 @@ def _load_net(weights: Optional[str], layout: str = "auto", threads: Optional[in
     try:
         if weights is None:
             net = fastlenet.pretrained()
+        elif weights in fastlenet.PRETRAINED and not os.path.exists(weights):
+            net = fastlenet.pretrained(weights)  # a bundled model by name
         else:
             net = fastlenet.load(weights, layout=layout)
     except (OSError, ValueError, ImportError, KeyError) as e:
@@ -92,8 +94,10 @@ def _load_net(weights: Optional[str], layout: str = "auto", threads: Optional[in
 
 def _add_model_options(p: argparse.ArgumentParser, batch: bool = True) -> None:
     p.add_argument("--weights", metavar="FILE",
-                   help="weights file (any file fastlenet.load accepts: canonical or other "
-                        "frameworks' .npz, .onnx); default: the bundled pretrained MNIST model")
+                   help="weights file (any file fastlenet.load accepts: .npz, .onnx, "
+                        ".safetensors, .keras, .h5), or a bundled model by name: digits (the "
+                        "default: handwritten and printed digits) or mnist (trained on MNIST "
+                        "alone)")
     p.add_argument("--layout", default="auto",
                    help="weights layout: auto (default), canonical, pytorch, keras, flax, onnx, "
                         "positional")

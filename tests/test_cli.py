@@ -477,3 +477,18 @@ def test_huge_idx_header_is_one_error(tmp_path):
     labels = write_idx(tmp_path / "l-idx1-ubyte", np.zeros(21_900_000 // 1000, np.uint8))
     r = run("eval", "--images", path, "--labels", labels)
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_weights_names_a_bundled_model(tmp_path, capsys, sample):
+    from fastlenet import cli
+
+    np.save(tmp_path / "x.npy", sample[0][:5])
+    got = {}
+    for name in ("mnist", "digits"):
+        assert cli.main(["predict", str(tmp_path / "x.npy"), "--weights", name, "--format",
+                         "jsonl", "--no-progress", "--jobs", "0"]) == 0
+        got[name] = [json.loads(line)["confidence"] for line in capsys.readouterr().out.split("\n")
+                     if line]
+        want = fastlenet.pretrained(name).predict_proba(sample[0][:5]).max(1)
+        np.testing.assert_allclose(got[name], want, atol=1e-6)
+    assert got["mnist"] != got["digits"]
