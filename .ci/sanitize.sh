@@ -29,7 +29,10 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 # In CC itself, so that setup.py's OpenMP probe (which links an executable) gets them too.
 CC="$CC $san" python setup.py -q build_ext --inplace >"$work/build.log" 2>&1 ||
     { cat "$work/build.log"; exit 1; }
-export LD_PRELOAD="$libasan"
+# libstdc++ too: C++ extensions (matplotlib's) throw, and ASan's __cxa_throw interceptor needs
+# the real one loaded at start-up ("CHECK failed: real___cxa_throw" otherwise).
+libstdcxx=$("$CC" -print-file-name=libstdc++.so)
+export LD_PRELOAD="$libasan${libstdcxx:+ $libstdcxx}"
 # Reports go to files (pytest captures the tests' stderr and a halted process loses it) and are
 # printed when the run fails.
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:log_path=$work/asan"
