@@ -492,6 +492,19 @@ def read_exact(f, nbytes: int, piece: int = 1 << 20) -> bytes:
     return b"".join(parts)
 
 
+def read_idx_data(f, nbytes: int) -> bytes:
+    """read_exact on an IDX stream, whose damage (a truncated or corrupt gzip stream, zlib.error)
+    becomes one ValueError."""
+    try:
+        return read_exact(f, nbytes)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
+                         f"corrupt") from None
+    except Exception as e:  # zlib.error
+        raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the "
+                         f"file is corrupt") from None
+
+
 def read_idx(path) -> np.ndarray:
     """An IDX file (MNIST's format; gzipped or not, detected by content) -> ndarray with the
     header's shape and native-endian dtype. ValueError names what is wrong (magic, truncation,
@@ -500,15 +513,8 @@ def read_idx(path) -> np.ndarray:
     f, dtype, shape = _open_idx(name)
     with f:
         nbytes = int(np.prod(shape)) * dtype.itemsize
-        try:
-            data = read_exact(f, nbytes)  # never f.read(n): it allocates n up front
-            extra = f.read(1)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated or "
-                             f"corrupt") from None
-        except Exception as e:  # zlib.error
-            raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the "
-                             f"file is corrupt") from None
+        data = read_idx_data(f, nbytes)  # never f.read(n): it allocates n up front
+        extra = read_idx_data(f, 1)
     if len(data) != nbytes or extra:
         raise ValueError(f"IDX size mismatch: header declares shape {shape} ({nbytes:,} bytes "
                          f"of data), found {len(data) + len(extra):,}"

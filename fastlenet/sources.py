@@ -153,7 +153,7 @@ def iter_idx(path: str, chunk: int = 4096) -> Iterator[Tuple[int, np.ndarray]]:
     """(start, (m, rows, cols) array) chunks of an IDX image file (gzipped or not). Memory is
     bounded by `chunk` images whatever the header declares. ValueError for a bad header, for
     labels or other non-image data, and (after the chunks before it) for truncation."""
-    from fastlenet.images import _open_idx, read_exact
+    from fastlenet.images import _open_idx, read_idx_data
 
     f, dtype, shape = _open_idx(path)
     with f:
@@ -169,14 +169,7 @@ def iter_idx(path: str, chunk: int = 4096) -> Iterator[Tuple[int, np.ndarray]]:
         start = 0
         while start < n:
             m = min(chunk, n - start)
-            try:
-                data = read_exact(f, m * item)
-            except (OSError, EOFError, gzip.BadGzipFile) as e:
-                raise ValueError(f"cannot read the gzip stream ({e}); the file is truncated "
-                                 f"or corrupt") from None
-            except Exception as e:  # zlib.error
-                raise ValueError(f"cannot read the gzip stream ({type(e).__name__}: {e}); the "
-                                 f"file is corrupt") from None
+            data = read_idx_data(f, m * item)
             got = len(data) // item
             if got:
                 yield start, np.frombuffer(data[:got * item], dtype).reshape(got, rows, cols)
