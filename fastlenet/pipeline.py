@@ -104,9 +104,7 @@ def preprocess(images, *, size: int = 28, invert: str = "auto",
     """
     from fastlenet import _engine
 
-    invert = {True: "yes", False: "no"}.get(invert, invert)
-    if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert: expected one of {', '.join(INVERT_CHOICES)}; got {invert!r}")
+    invert = _invert_choice(invert)
     if foreground not in FOREGROUNDS:
         raise ValueError(f"foreground: expected one of {', '.join(FOREGROUNDS)}; got "
                          f"{foreground!r}")
@@ -143,6 +141,14 @@ DEFAULT_BATCH = 1024
 # result array, a queue round trip: ~0.1 ms) is small beside ~100 us per file, small enough to
 # keep both workers and the engine fed.
 TASK_FILES = 128
+
+
+def _invert_choice(invert) -> str:
+    """invert= as one of INVERT_CHOICES (True/False mean "yes"/"no")."""
+    invert = {True: "yes", False: "no"}.get(invert, invert)
+    if invert not in INVERT_CHOICES:
+        raise ValueError(f"invert: expected one of {', '.join(INVERT_CHOICES)}; got {invert!r}")
+    return invert
 
 
 class _Cfg(NamedTuple):
@@ -606,9 +612,7 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
         raise ValueError(f"batch_size: expected a positive integer; got {batch_size!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k: expected a positive integer; got {top_k!r}")
-    invert = {True: "yes", False: "no"}.get(invert, invert)
-    if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert: expected one of {', '.join(INVERT_CHOICES)}; got {invert!r}")
+    invert = _invert_choice(invert)
     if preprocess not in PREPROCESS_CHOICES:
         raise ValueError(f"preprocess: expected one of {', '.join(PREPROCESS_CHOICES)}; got "
                          f"{preprocess!r}")

@@ -227,20 +227,21 @@ def render_sample(out: str, faces_per_group: int = 3, seed: int = 0) -> int:
     return n
 
 
+def eval_folder(folder: str, weights=None) -> tuple:
+    """`fastlenet eval FOLDER --format json` (labels from class subfolders) -> (correct, n)."""
+    cmd = [sys.executable, "-m", "fastlenet", "eval", folder, "--format", "json"]
+    if weights:
+        cmd += ["--weights", weights]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    j = json.loads(r.stdout)
+    return j["correct"], j["images"]
+
+
 def evaluate(out: str, conditions, weights=None) -> dict:
-    """`fastlenet eval --format json` on each condition's folder -> {condition: (correct, n)}."""
-    res = {}
-    for cond in conditions:
-        cmd = [sys.executable, "-m", "fastlenet", "eval", os.path.join(out, cond),
-               "--format", "json"]
-        if weights:
-            cmd += ["--weights", weights]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
-        j = json.loads(r.stdout)
-        res[cond] = (j["correct"], j["images"])
-    return res
+    """eval_folder on each condition's folder -> {condition: (correct, n)}."""
+    return {cond: eval_folder(os.path.join(out, cond), weights) for cond in conditions}
 
 
 def main(argv=None) -> int:

@@ -14,9 +14,7 @@ enlarged to 64x64 with the chosen Pillow filter. Layout: OUT/<filter>/<digit>/<i
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -40,14 +38,9 @@ def write(out: str, resample: str, size: int = 64) -> int:
 
 
 def evaluate(folder: str, weights=None):
-    cmd = [sys.executable, "-m", "fastlenet", "eval", folder, "--format", "json"]
-    if weights:
-        cmd += ["--weights", weights]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
-    j = json.loads(r.stdout)
-    return j["correct"], j["images"]
+    from render_printed_digits import eval_folder  # tools/, this script's folder, is on sys.path
+
+    return eval_folder(folder, weights)
 
 
 def main(argv=None) -> int:
