@@ -32,6 +32,83 @@
 #pragma GCC optimize("schedule-insns", "sched-pressure", "no-schedule-insns2")
 #endif
 #define FL_C1_CB 2
+/* SSE2 has no broadcast from memory (a broadcast is movss + shufps, and the shuffle takes an FP
+ * pipe): C1 and C3 run on pre-splatted weights / inputs, in the assembly below. With no FMA a
+ * multiply-add is 3 instructions (two-operand SSE: a copy or a load, mulps, addps), so the bound
+ * is about 2 per cycle on Zen 3 (6 instructions dispatched); the kernels below keep every
+ * accumulator in a register and 0.5-0.75 loads per multiply-add (2 vector loads per cycle).
+ * Measured per image on Zen 3 (kernel_check-style harness, thread CPU time, medians):
+ * C1 12.8 -> 11.7 us, C3 16.5 -> 12.9 us. */
+#define FL_PRESPLAT 1
+/* C3, all 150 taps of 2 conv rows x 2 columns x 2 output vectors (8 accumulators). Per tap the
+ * 2 weight vectors load into registers; each splatted input loads once and serves both (a copy
+ * for the first, in place for the second). Inputs: splatted s2 at r (conv row 2py+ky, 16 bytes
+ * per column; r + 224 is the next row); weights at wk + kx*64 (+16 for the second vector). The
+ * (ci, ky) loop runs in the assembly too (a C loop around it moved the accumulators between
+ * registers on every row). Each accumulator sums in the scalar kernel's order (ci, ky, kx). */
+#define FL_C3_POS(off, acc0, acc1)                                                          \
+    "movaps " off "(%[r]), %[s]\n\tmovaps %[s], %[t]\n\tmulps %[w0], %[t]\n\t"              \
+    "addps %[t], %[" #acc0 "]\n\tmulps %[w1], %[s]\n\taddps %[s], %[" #acc1 "]\n\t"
+#define FL_C3_TAP(kx)                                                                        \
+    "movaps " #kx "*64(%[wk]), %[w0]\n\tmovaps " #kx "*64+16(%[wk]), %[w1]\n\t"           \
+    FL_C3_POS(#kx "*16", a000, a001) FL_C3_POS(#kx "*16+16", a010, a011)                      \
+    FL_C3_POS(#kx "*16+224", a100, a101) FL_C3_POS(#kx "*16+240", a110, a111)
+#define FL_C3_ALL(acc, row, wrow)                                                            \
+    do {                                                                                     \
+        vf w0_, w1_, s_, t_;                                                                 \
+        const float *r_ = (row), *wk_ = (wrow);                                              \
+        long nci_, nky_;                                                                     \
+        __asm__("mov $6, %[nci]\n\t"                                                         \
+                "1:\n\tmov $5, %[nky]\n\t"                                                   \
+                "2:\n\t" FL_C3_TAP(0) FL_C3_TAP(1) FL_C3_TAP(2) FL_C3_TAP(3) FL_C3_TAP(4)      \
+                "add $320, %[wk]\n\tadd $224, %[r]\n\tdec %[nky]\n\tjnz 2b\n\t"             \
+                "add $2016, %[r]\n\tdec %[nci]\n\tjnz 1b\n\t"                                \
+                : [a000] "+x"(acc[0][0][0]), [a001] "+x"(acc[0][0][1]),                      \
+                  [a010] "+x"(acc[0][1][0]), [a011] "+x"(acc[0][1][1]),                      \
+                  [a100] "+x"(acc[1][0][0]), [a101] "+x"(acc[1][0][1]),                      \
+                  [a110] "+x"(acc[1][1][0]), [a111] "+x"(acc[1][1][1]),                      \
+                  [w0] "=&x"(w0_), [w1] "=&x"(w1_), [s] "=&x"(s_), [t] "=&x"(t_),         \
+                  [r] "+r"(r_), [wk] "+r"(wk_),                                              \
+                  [nci] "=&r"(nci_), [nky] "=&r"(nky_)                                       \
+                :                                                                            \
+                : "cc");                                                                     \
+    } while (0)
+/* C1, one input channel (25 taps) of CB = 2 output channels x 4 accumulators (even/odd
+ * columns A/B of conv rows 2py, 2py+1), in assembly for the same reason as C3. Per kernel row
+ * ky, the inputs of a conv row in tap order are s0..s5 = E0 O0 E1 O1 E2 O2 (the even/odd split
+ * at column offsets 0, 1, 2): tap kx multiplies s_kx into A and s_kx+1 into B. Two input
+ * registers per conv row slide along (P = s_kx, Q = s_kx+1, both rows); each splatted weight W
+ * (c, ky, kx), at w + c*cs + (ky*5 + kx)*16 bytes (cs = NC*25*16), serves 4 accumulators:
+ * copies for the first uses, in place for the last, and channel 1 multiplies P in place (its
+ * last use). 8 accumulators + 4 inputs + W + a temporary; 3 instructions and 0.5 loads per
+ * multiply-add, all 8 accumulator chains interleaved. */
+#define FL_C1_MT(in, w, acc)                                                                 \
+    "movaps %[" #w "], %[t]\n\tmulps %[" #in "], %[t]\n\taddps %[t], %[" #acc "]\n\t"
+#define FL_C1_MI(in, w, acc) "mulps %[" #in "], %[" #w "]\n\taddps %[" #w "], %[" #acc "]\n\t"
+/* kx: loads s_kx+1 (at offset q from %[e] or %[o], row ky and ky+1) into Q0, Q1 */
+#define FL_C1_KX(ky, kx, P0, P1, Q0, Q1, qb, qo)                                             \
+    "movups " #ky "*96+" qo "(%[" qb "]), %[" #Q0 "]\n\t"                                   \
+    "movups " #ky "*96+96+" qo "(%[" qb "]), %[" #Q1 "]\n\t"                                \
+    "movaps " #ky "*80+" #kx "*16(%[w]), %[W]\n\t"                                          \
+    FL_C1_MT(P0, W, a00) FL_C1_MT(Q0, W, a01) FL_C1_MT(P1, W, a02) FL_C1_MI(Q1, W, a03)      \
+    "movaps %c[cs]+" #ky "*80+" #kx "*16(%[w]), %[W]\n\t"                                   \
+    FL_C1_MI(W, P0, a10) FL_C1_MI(W, P1, a12) FL_C1_MT(Q0, W, a11) FL_C1_MI(Q1, W, a13)
+#define FL_C1_KY(ky)                                                                         \
+    "movups " #ky "*96(%[e]), %[x0]\n\tmovups " #ky "*96+96(%[e]), %[x1]\n\t"              \
+    FL_C1_KX(ky, 0, x0, x1, y0, y1, "o", "0") FL_C1_KX(ky, 1, y0, y1, x0, x1, "e", "4")      \
+    FL_C1_KX(ky, 2, x0, x1, y0, y1, "o", "4") FL_C1_KX(ky, 3, y0, y1, x0, x1, "e", "8")      \
+    FL_C1_KX(ky, 4, x0, x1, y0, y1, "o", "8")
+#define FL_C1_CHANNEL(acc, E, O, wc, NC)                                                     \
+    do {                                                                                     \
+        vf x0_, x1_, y0_, y1_, w_, t_;                                                       \
+        __asm__(FL_C1_KY(0) FL_C1_KY(1) FL_C1_KY(2) FL_C1_KY(3) FL_C1_KY(4)                  \
+                : [a00] "+x"(acc[0][0]), [a01] "+x"(acc[0][1]), [a02] "+x"(acc[0][2]),       \
+                  [a03] "+x"(acc[0][3]), [a10] "+x"(acc[1][0]), [a11] "+x"(acc[1][1]),       \
+                  [a12] "+x"(acc[1][2]), [a13] "+x"(acc[1][3]), [x0] "=&x"(x0_),             \
+                  [x1] "=&x"(x1_), [y0] "=&x"(y0_), [y1] "=&x"(y1_), [W] "=&x"(w_),          \
+                  [t] "=&x"(t_)                                                              \
+                : [e] "r"(E), [o] "r"(O), [w] "r"(wc), [cs] "i"((NC)*25 * 16));              \
+    } while (0)
 /* 2 rows x 2 columns x 2 output vectors = 8 accumulators; all 4 output vectors would need 16
  * accumulators + weights, more than SSE's 16 registers. */
 #define FL_C3_CC 2
@@ -46,11 +123,20 @@
 #define FL_DENSE_NB1 4
 #define FL_DENSE_CASES1                                                                      \
     FL_DENSE_CASE1(1) FL_DENSE_CASE1(2) FL_DENSE_CASE1(3) FL_DENSE_CASE1(4)
+/* One 16-byte load from .rodata (an asm load, or GCC folds it back into movss + shufps). */
+#define FL_VCONST(c)                                                                         \
+    ({                                                                                       \
+        static const vf k_ = FL_SPLAT(c);                                                    \
+        vf v_;                                                                               \
+        __asm__("movaps %1, %0" : "=x"(v_) : "m"(k_));                                       \
+        v_;                                                                                  \
+    })
 /* minps/maxps return their second operand when either is NaN. */
 #define FL_MIN_KEEP_NAN(c, x) ((vf)_mm_min_ps((__m128)(c), (__m128)(x)))
 #define FL_MAX_KEEP_NAN(c, x) ((vf)_mm_max_ps((__m128)(c), (__m128)(x)))
-/* A 12-bit estimate; simd_body.h's Newton step takes it to ~23 bits, as on AVX2. */
-#define FL_RCP(q) ((vf)_mm_rcp_ps((__m128)(q)))
+/* No FL_RCP: tanh divides (divps). rcpps + a Newton step is 4 instructions on the FP pipes
+ * the rest of tanh needs, the divider is a unit of its own; measured on 1344 vectors (one
+ * image's C1): 6.9 -> 5.8 us with FL_VCONST, and the quotient is correctly rounded. */
 
 #elif defined(__aarch64__)
 #include <arm_neon.h>

@@ -44,6 +44,11 @@ FL_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 #define FL_SPLAT(x) {x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}
 #endif
 FL_INLINE vf vset1(float x) { return (vf)FL_SPLAT(x); }
+/* A constant vector. GCC builds vset1(constant) on SSE2 as a scalar load and a shuffle (2
+ * instructions, the shuffle on an FP pipe); an ISA may load it whole instead (FL_VCONST). */
+#ifndef FL_VCONST
+#define FL_VCONST(c) vset1(c)
+#endif
 FL_INLINE vi vset1i(int32_t x) { return (vi)FL_SPLAT(x); }
 /* Lanes where m is all ones take a, the others b. */
 FL_INLINE vf vselect(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
@@ -86,20 +91,24 @@ FL_INLINE vf vrecip(vf q) {
  * float32. The approximation is odd, so the sign (and -0) comes out right; the clamps compare
  * so that NaN fails them and flows through; +-inf clamp to +-1. */
 FL_INLINE vf vtanh(vf x) {
-    x = FL_MIN_KEEP_NAN(vset1(9.0f), x);
-    x = FL_MAX_KEEP_NAN(vset1(-9.0f), x);
+    x = FL_MIN_KEEP_NAN(FL_VCONST(9.0f), x);
+    x = FL_MAX_KEEP_NAN(FL_VCONST(-9.0f), x);
     const vf t = x * x;
-    vf p = vset1(1.33390259e-08f);
-    p = p * t + vset1(2.05968481e-05f);
-    p = p * t + vset1(3.49480752e-03f);
-    p = p * t + vset1(1.33803591e-01f);
-    p = p * t + vset1(1.0f);
-    vf q = vset1(7.76987406e-07f);
-    q = q * t + vset1(3.28438298e-04f);
-    q = q * t + vset1(2.58739814e-02f);
-    q = q * t + vset1(4.67136770e-01f);
-    q = q * t + vset1(1.0f);
+    vf p = FL_VCONST(1.33390259e-08f);
+    p = p * t + FL_VCONST(2.05968481e-05f);
+    p = p * t + FL_VCONST(3.49480752e-03f);
+    p = p * t + FL_VCONST(1.33803591e-01f);
+    p = p * t + FL_VCONST(1.0f);
+    vf q = FL_VCONST(7.76987406e-07f);
+    q = q * t + FL_VCONST(3.28438298e-04f);
+    q = q * t + FL_VCONST(2.58739814e-02f);
+    q = q * t + FL_VCONST(4.67136770e-01f);
+    q = q * t + FL_VCONST(1.0f);
+#ifdef FL_RCP
     return (x * p) * vrecip(q);
+#else
+    return (x * p) / q;
+#endif
 }
 
 /* sigmoid(x) = (1 + tanh(x/2)) / 2: half of tanh's absolute error, no overflow anywhere. */
@@ -120,7 +129,7 @@ FL_INLINE vf vact(int act, vf x) {
 /* avg: (a + b) + (c + d), the scalar kernel's order. */
 FL_INLINE vf vpool(int pool, vf a, vf b, vf c, vf d) {
     if (pool == FL_POOL_MAX) return vmax_nan(vmax_nan(a, b), vmax_nan(c, d));
-    return vset1(0.25f) * ((a + b) + (c + d));
+    return FL_VCONST(0.25f) * ((a + b) + (c + d));
 }
 
 static void FL_FN(act_f32)(int act, const float *x, float *y, size_t n) {
@@ -159,6 +168,13 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
             memset(o + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
         }
     const int act = net->act, pool = net->pool;
+#ifdef FL_PRESPLAT /* the weights as vectors of FL_W copies, for FL_C1_CHANNEL */
+    float wsplat[6 * FL_MAX_CHANNELS * 25 * FL_W] FL_ALIGNED;
+    for (int i = 0; i < 6 * NC * 25; i++) vstore(wsplat + i * FL_W, vset1(net->c1_w[i]));
+    /* FL_C1_CHANNEL reads wsplat (and ev, od) in asm that does not declare it: the stores must
+     * happen before. */
+    __asm__ volatile("" : : "r"(wsplat), "r"(ev), "r"(od) : "memory");
+#endif
     for (int c0 = 0; c0 < 6; c0 += CB) {
         for (int py = 0; py < 14; py++) {
             float rows[CB][16];
@@ -168,6 +184,11 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
                 FL_UNROLL for (int c = 0; c < CB; c++)
                     FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
                 for (int ci = 0; ci < NC; ci++) {
+#ifdef FL_PRESPLAT /* the ISA's own code for this input channel's taps */
+                    FL_C1_CHANNEL(acc, ev[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
+                                  od[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
+                                  wsplat + (c0 * NC + ci) * 25 * FL_W, NC);
+#else
                     /* weight (c0+c, ci, ky, kx) sits at wc[c*NC*25 + ky*5 + kx] */
                     const float *wc = net->c1_w + (c0 * NC + ci) * 25;
                     FL_UNROLL for (int ky = 0; ky < 5; ky++) {
@@ -192,6 +213,7 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
                             }
                         }
                     }
+#endif
                 }
                 FL_UNROLL for (int c = 0; c < CB; c++)
                     vstore(rows[c] + v * FL_W,
@@ -216,9 +238,24 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
 #define FL_C3_NO (16 / FL_W)
 #endif
 
+/* FL_PRESPLAT (an ISA without a broadcast operand from memory: SSE2). A broadcast there is a
+ * load and a shuffle, and the shuffle takes an FP pipe from the multiplies and adds. Instead C1
+ * splats its 150 weights and C3 its 1176 inputs (s2) once per call into vectors of FL_W copies,
+ * and the ISA's FL_C1_CHANNEL and FL_C3_ALL (assembly: GCC's register allocation of this loop
+ * nest spilled) multiply them with plain vector loads. */
+#if defined(FL_PRESPLAT) && !(defined(FL_C1_CHANNEL) && defined(FL_C3_ALL) && FL_C1_CB == 2 && \
+                              FL_C3_NO == 2 && FL_C3_CC == 2 && FL_W == 4)
+#error "FL_PRESPLAT needs the ISA's FL_C1_CHANNEL and FL_C3_ALL, for 4 lanes, CB 2, NO 2, CC 2"
+#endif
+
 static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     enum { NO = FL_C3_NO, CC = FL_C3_CC };
     const int act = net->act, pool = net->pool;
+#ifdef FL_PRESPLAT
+    float s2v[FL_S2_LEN * FL_W] FL_ALIGNED;
+    for (int i = 0; i < FL_S2_LEN; i++) vstore(s2v + i * FL_W, vset1(s2[i]));
+    __asm__ volatile("" : : "r"(s2v) : "memory"); /* as in C1: the stores must happen */
+#endif
 #if FL_C3_NO * FL_W < 16
     for (int o0 = 0; o0 < 16; o0 += NO * FL_W)
 #else
@@ -230,6 +267,9 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
             FL_UNROLL for (int r = 0; r < 2; r++)
                 FL_UNROLL for (int c = 0; c < CC; c++)
                     FL_UNROLL for (int o = 0; o < NO; o++) acc[r][c][o] = vload(net->c3_b + o0 + o * FL_W);
+#ifdef FL_PRESPLAT /* the ISA's own code for all 150 taps */
+            FL_C3_ALL(acc, s2v + (2 * py * 14 + x0) * FL_W, net->c3_wt + o0);
+#else
             for (int ci = 0; ci < 6; ci++) {
                 for (int ky = 0; ky < 5; ky++) {
                     const float *row0 = s2 + ci * 196 + (2 * py + ky) * 14 + x0;
@@ -246,6 +286,7 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
                     }
                 }
             }
+#endif
             FL_UNROLL for (int px = 0; px < CC / 2; px++)
                 FL_UNROLL for (int o = 0; o < NO; o++)
                     vstore(s4 + (py * 5 + x0 / 2 + px) * 16 + o0 + o * FL_W,
