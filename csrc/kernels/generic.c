@@ -109,6 +109,47 @@
                   [t] "=&x"(t_)                                                              \
                 : [e] "r"(E), [o] "r"(O), [w] "r"(wc), [cs] "i"((NC)*25 * 16));              \
     } while (0)
+/* Dense layers for one image (batch 1, and the last image of a ragged tile): each weight is
+ * used once, so the bound is the chain of adds into each accumulator (3 cycles each); 8 output
+ * vectors per pass (4 for the last when fewer remain: rows are padded to 16 floats, so nv
+ * rounded up to 4 stays inside them) keeps 8 chains going. Each input x[k] is broadcast once
+ * per pass; the weights are mulps memory operands. Sums only: simd_body.h applies the
+ * activation. Accumulation order: bias, then k ascending, as the scalar kernel. */
+typedef float fl_v4 __attribute__((vector_size(16)));
+#define FL_D1_MAC(j, acc) "movaps %[xb], %[t]\n\tmulps " #j "*16(%[w]), %[t]\n\taddps %[t], %[" #acc "]\n\t"
+#define FL_D1_HEAD "movss (%[x]), %[xb]\n\tshufps $0, %[xb], %[xb]\n\t"
+#define FL_D1_TAIL "add %[ld], %[w]\n\tadd $4, %[x]\n\tdec %[n]\n\tjnz 1b\n\t"
+static void fl_dense1_sse2(const float *x, int n_in, const float *wt, int ld, const float *b,
+                           float *y, int nv) {
+    for (int j0 = 0; j0 < nv;) {
+        const float *xp = x, *wp = wt + j0 * 4;
+        long n = n_in, ldb = (long)ld * 4;
+        fl_v4 a[8], xb, t;
+        memcpy(a, b + j0 * 4, sizeof a[0] * (nv - j0 >= 8 ? 8 : 4));
+        if (nv - j0 >= 8) {
+            __asm__("1:\n\t" FL_D1_HEAD FL_D1_MAC(0, a0) FL_D1_MAC(1, a1) FL_D1_MAC(2, a2)
+                    FL_D1_MAC(3, a3) FL_D1_MAC(4, a4) FL_D1_MAC(5, a5) FL_D1_MAC(6, a6)
+                    "mulps 7*16(%[w]), %[xb]\n\taddps %[xb], %[a7]\n\t" FL_D1_TAIL
+                    : [a0] "+x"(a[0]), [a1] "+x"(a[1]), [a2] "+x"(a[2]), [a3] "+x"(a[3]),
+                      [a4] "+x"(a[4]), [a5] "+x"(a[5]), [a6] "+x"(a[6]), [a7] "+x"(a[7]),
+                      [xb] "=&x"(xb), [t] "=&x"(t), [x] "+r"(xp), [w] "+r"(wp), [n] "+r"(n)
+                    : [ld] "r"(ldb)
+                    : "cc", "memory");
+            memcpy(y + j0 * 4, a, sizeof a);
+            j0 += 8;
+        } else {
+            __asm__("1:\n\t" FL_D1_HEAD FL_D1_MAC(0, a0) FL_D1_MAC(1, a1) FL_D1_MAC(2, a2)
+                    "mulps 3*16(%[w]), %[xb]\n\taddps %[xb], %[a3]\n\t" FL_D1_TAIL
+                    : [a0] "+x"(a[0]), [a1] "+x"(a[1]), [a2] "+x"(a[2]), [a3] "+x"(a[3]),
+                      [xb] "=&x"(xb), [t] "=&x"(t), [x] "+r"(xp), [w] "+r"(wp), [n] "+r"(n)
+                    : [ld] "r"(ldb)
+                    : "cc", "memory");
+            memcpy(y + j0 * 4, a, sizeof a[0] * 4);
+            j0 += 4;
+        }
+    }
+}
+#define FL_DENSE1_SUMS(x, n_in, wt, ld, b, y, nv) fl_dense1_sse2(x, n_in, wt, ld, b, y, nv)
 /* 2 rows x 2 columns x 2 output vectors = 8 accumulators; all 4 output vectors would need 16
  * accumulators + weights, more than SSE's 16 registers. */
 #define FL_C3_CC 2
@@ -127,9 +168,9 @@
 #define FL_VCONST(c)                                                                         \
     ({                                                                                       \
         static const vf k_ = FL_SPLAT(c);                                                    \
-        vf v_;                                                                               \
-        __asm__("movaps %1, %0" : "=x"(v_) : "m"(k_));                                       \
-        v_;                                                                                  \
+        const vf *p_ = &k_;                                                                  \
+        __asm__("" : "+r"(p_));                                                              \
+        *p_;                                                                                 \
     })
 /* minps/maxps return their second operand when either is NaN. */
 #define FL_MIN_KEEP_NAN(c, x) ((vf)_mm_min_ps((__m128)(c), (__m128)(x)))
