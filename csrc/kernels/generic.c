@@ -87,18 +87,18 @@
 #define FL_C1_MI(in, w, acc) "mulps %[" #in "], %[" #w "]\n\taddps %[" #w "], %[" #acc "]\n\t"
 /* kx: loads s_kx+1 (at offset q from %[e] or %[o], row ky and ky+1) into Q0, Q1 */
 #define FL_C1_KX(ky, kx, P0, P1, Q0, Q1, qb, qo)                                             \
-    "movups " #ky "*96+" qo "(%[" qb "]), %[" #Q0 "]\n\t"                                   \
-    "movups " #ky "*96+96+" qo "(%[" qb "]), %[" #Q1 "]\n\t"                                \
+    "movups " #ky "*%c[rs]+" qo "*%c[js](%[" qb "]), %[" #Q0 "]\n\t"                        \
+    "movups " #ky "*%c[rs]+%c[rs]+" qo "*%c[js](%[" qb "]), %[" #Q1 "]\n\t"                 \
     "movaps " #ky "*80+" #kx "*16(%[w]), %[W]\n\t"                                          \
     FL_C1_MT(P0, W, a00) FL_C1_MT(Q0, W, a01) FL_C1_MT(P1, W, a02) FL_C1_MI(Q1, W, a03)      \
     "movaps %c[cs]+" #ky "*80+" #kx "*16(%[w]), %[W]\n\t"                                   \
     FL_C1_MI(W, P0, a10) FL_C1_MI(W, P1, a12) FL_C1_MT(Q0, W, a11) FL_C1_MI(Q1, W, a13)
 #define FL_C1_KY(ky)                                                                         \
-    "movups " #ky "*96(%[e]), %[x0]\n\tmovups " #ky "*96+96(%[e]), %[x1]\n\t"              \
-    FL_C1_KX(ky, 0, x0, x1, y0, y1, "o", "0") FL_C1_KX(ky, 1, y0, y1, x0, x1, "e", "4")      \
-    FL_C1_KX(ky, 2, x0, x1, y0, y1, "o", "4") FL_C1_KX(ky, 3, y0, y1, x0, x1, "e", "8")      \
-    FL_C1_KX(ky, 4, x0, x1, y0, y1, "o", "8")
-#define FL_C1_CHANNEL(acc, E, O, wc, NC)                                                     \
+    "movups " #ky "*%c[rs](%[e]), %[x0]\n\tmovups " #ky "*%c[rs]+%c[rs](%[e]), %[x1]\n\t"    \
+    FL_C1_KX(ky, 0, x0, x1, y0, y1, "o", "0") FL_C1_KX(ky, 1, y0, y1, x0, x1, "e", "1")      \
+    FL_C1_KX(ky, 2, x0, x1, y0, y1, "o", "1") FL_C1_KX(ky, 3, y0, y1, x0, x1, "e", "2")      \
+    FL_C1_KX(ky, 4, x0, x1, y0, y1, "o", "2")
+#define FL_C1_CHANNEL(acc, E, O, wc, NC, RS, JS)                                             \
     do {                                                                                     \
         vf x0_, x1_, y0_, y1_, w_, t_;                                                       \
         __asm__(FL_C1_KY(0) FL_C1_KY(1) FL_C1_KY(2) FL_C1_KY(3) FL_C1_KY(4)                  \
@@ -107,7 +107,8 @@
                   [a12] "+x"(acc[1][2]), [a13] "+x"(acc[1][3]), [x0] "=&x"(x0_),             \
                   [x1] "=&x"(x1_), [y0] "=&x"(y0_), [y1] "=&x"(y1_), [W] "=&x"(w_),          \
                   [t] "=&x"(t_)                                                              \
-                : [e] "r"(E), [o] "r"(O), [w] "r"(wc), [cs] "i"((NC)*25 * 16));              \
+                : [e] "r"(E), [o] "r"(O), [w] "r"(wc), [cs] "i"((NC)*25 * 16), [rs] "i"(RS), \
+                  [js] "i"(JS));                                                             \
     } while (0)
 /* Dense layers for one image (batch 1, and the last image of a ragged tile): each weight is
  * used once, so the bound is the chain of adds into each accumulator (3 cycles each); 8 output

@@ -147,6 +147,73 @@ static void FL_FN(act_f32)(int act, const float *x, float *y, size_t n) {
  * of the last vector stay inside the row. */
 #define FL_SPLIT_STRIDE 24
 
+#ifdef FL_PRESPLAT
+/* C1 for FL_PRESPLAT ISAs (4 lanes, 2 output channels per pass): the ISA's FL_C1_CHANNEL runs
+ * one input channel's 25 taps on splatted weights. Pooled columns 0..11 are 3 vectors per pooled
+ * row; columns 12 and 13 of two pooled rows py, py+1 share one vector (the "tail"), so that no
+ * lane computes the padding columns 14, 15 (an eighth of C1 at 4 lanes; measured on Zen 3 per
+ * image, C1 11.8 -> TODO us). Tail rows: te[y][j*4 + l] = E[y][12 + j + l] for lanes l = 0, 1
+ * and E[y+2][12 + j + l - 2] for l = 2, 3 (conv rows 2py+2.. of pooled row py+1 read input row
+ * y+2), at input offsets j = 0, 1, 2; likewise `to` from the odd columns. */
+#define FL_TAIL_STRIDE 12
+FL_INLINE void c1_presplat(const fl_net *net, float (*ev)[32 * FL_SPLIT_STRIDE],
+                           float (*od)[32 * FL_SPLIT_STRIDE], float *s2, const int NC) {
+    const int act = net->act, pool = net->pool;
+    float wsplat[6 * FL_MAX_CHANNELS * 25 * FL_W] FL_ALIGNED;
+    for (int i = 0; i < 6 * NC * 25; i++) vstore(wsplat + i * FL_W, vset1(net->c1_w[i]));
+    float te[FL_MAX_CHANNELS][30 * FL_TAIL_STRIDE] FL_ALIGNED;
+    float to[FL_MAX_CHANNELS][30 * FL_TAIL_STRIDE] FL_ALIGNED;
+    for (int ci = 0; ci < NC; ci++)
+        for (int y = 0; y < 30; y++)
+            for (int j = 0; j < 3; j++) {
+                const float *e = ev[ci] + y * FL_SPLIT_STRIDE + 12 + j;
+                const float *o = od[ci] + y * FL_SPLIT_STRIDE + 12 + j;
+                float *de = te[ci] + y * FL_TAIL_STRIDE + j * 4;
+                float *dd = to[ci] + y * FL_TAIL_STRIDE + j * 4;
+                memcpy(de, e, 2 * sizeof(float));
+                memcpy(de + 2, e + 2 * FL_SPLIT_STRIDE, 2 * sizeof(float));
+                memcpy(dd, o, 2 * sizeof(float));
+                memcpy(dd + 2, o + 2 * FL_SPLIT_STRIDE, 2 * sizeof(float));
+            }
+    /* FL_C1_CHANNEL reads these in asm that does not declare them: the stores must happen. */
+    __asm__ volatile("" : : "r"(wsplat), "r"(ev), "r"(od), "r"(te), "r"(to) : "memory");
+    for (int c0 = 0; c0 < 6; c0 += 2) {
+        const float *wc0 = wsplat + c0 * NC * 25 * FL_W;
+        for (int py = 0; py < 14; py++)
+            for (int v = 0; v < 3; v++) {
+                /* acc[c][q]: q = 0, 1 even/odd columns of conv row 2py; 2, 3 of row 2py+1 */
+                vf acc[2][4];
+                FL_UNROLL for (int c = 0; c < 2; c++)
+                    FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
+                for (int ci = 0; ci < NC; ci++)
+                    FL_C1_CHANNEL(acc, ev[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
+                                  od[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
+                                  wc0 + ci * 25 * FL_W, NC, FL_SPLIT_STRIDE * 4, 4);
+                FL_UNROLL for (int c = 0; c < 2; c++)
+                    vstore(s2 + (c0 + c) * 196 + py * 14 + v * FL_W,
+                           vpool(pool, vact(act, acc[c][0]), vact(act, acc[c][1]),
+                                 vact(act, acc[c][2]), vact(act, acc[c][3])));
+            }
+        for (int py = 0; py < 14; py += 2) {
+            vf acc[2][4];
+            FL_UNROLL for (int c = 0; c < 2; c++)
+                FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
+            for (int ci = 0; ci < NC; ci++)
+                FL_C1_CHANNEL(acc, te[ci] + 2 * py * FL_TAIL_STRIDE, to[ci] + 2 * py * FL_TAIL_STRIDE,
+                              wc0 + ci * 25 * FL_W, NC, FL_TAIL_STRIDE * 4, 16);
+            FL_UNROLL for (int c = 0; c < 2; c++) {
+                float r[FL_W];
+                vstore(r, vpool(pool, vact(act, acc[c][0]), vact(act, acc[c][1]),
+                                vact(act, acc[c][2]), vact(act, acc[c][3])));
+                float *d = s2 + (c0 + c) * 196 + py * 14 + 12;
+                memcpy(d, r, 2 * sizeof(float));      /* pooled row py, columns 12, 13 */
+                memcpy(d + 14, r + 2, 2 * sizeof(float)); /* pooled row py + 1 */
+            }
+        }
+    }
+}
+#endif
+
 /* C1 over NC input channels (a compile-time constant after inlining, so the one-channel kernel
  * compiles exactly as it did before colour input). Each channel has its own even/odd split; the
  * channel loop sits outside the kernel rows, the scalar kernel's accumulation order. Tap offsets
@@ -167,14 +234,10 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
             memset(e + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
             memset(o + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
         }
+#ifdef FL_PRESPLAT
+    c1_presplat(net, ev, od, s2, NC);
+#else
     const int act = net->act, pool = net->pool;
-#ifdef FL_PRESPLAT /* the weights as vectors of FL_W copies, for FL_C1_CHANNEL */
-    float wsplat[6 * FL_MAX_CHANNELS * 25 * FL_W] FL_ALIGNED;
-    for (int i = 0; i < 6 * NC * 25; i++) vstore(wsplat + i * FL_W, vset1(net->c1_w[i]));
-    /* FL_C1_CHANNEL reads wsplat (and ev, od) in asm that does not declare it: the stores must
-     * happen before. */
-    __asm__ volatile("" : : "r"(wsplat), "r"(ev), "r"(od) : "memory");
-#endif
     for (int c0 = 0; c0 < 6; c0 += CB) {
         for (int py = 0; py < 14; py++) {
             float rows[CB][16];
@@ -184,11 +247,6 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
                 FL_UNROLL for (int c = 0; c < CB; c++)
                     FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
                 for (int ci = 0; ci < NC; ci++) {
-#ifdef FL_PRESPLAT /* the ISA's own code for this input channel's taps */
-                    FL_C1_CHANNEL(acc, ev[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
-                                  od[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
-                                  wsplat + (c0 * NC + ci) * 25 * FL_W, NC);
-#else
                     /* weight (c0+c, ci, ky, kx) sits at wc[c*NC*25 + ky*5 + kx] */
                     const float *wc = net->c1_w + (c0 * NC + ci) * 25;
                     FL_UNROLL for (int ky = 0; ky < 5; ky++) {
@@ -213,7 +271,6 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
                             }
                         }
                     }
-#endif
                 }
                 FL_UNROLL for (int c = 0; c < CB; c++)
                     vstore(rows[c] + v * FL_W,
@@ -224,6 +281,7 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
                 memcpy(s2 + (c0 + c) * 196 + py * 14, rows[c], 14 * sizeof(float));
         }
     }
+#endif
 }
 
 static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
