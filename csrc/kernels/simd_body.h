@@ -152,7 +152,7 @@ static void FL_FN(act_f32)(int act, const float *x, float *y, size_t n) {
  * one input channel's 25 taps on splatted weights. Pooled columns 0..11 are 3 vectors per pooled
  * row; columns 12 and 13 of two pooled rows py, py+1 share one vector (the "tail"), so that no
  * lane computes the padding columns 14, 15 (an eighth of C1 at 4 lanes; measured on Zen 3 per
- * image, C1 11.8 -> TODO us). Tail rows: te[y][j*4 + l] = E[y][12 + j + l] for lanes l = 0, 1
+ * image, C1 11.8 -> 10.7 us). Tail rows: te[y][j*4 + l] = E[y][12 + j + l] for lanes l = 0, 1
  * and E[y+2][12 + j + l - 2] for l = 2, 3 (conv rows 2py+2.. of pooled row py+1 read input row
  * y+2), at input offsets j = 0, 1, 2; likewise `to` from the odd columns. */
 #define FL_TAIL_STRIDE 12
