@@ -114,16 +114,19 @@
  * used once, so the bound is the chain of adds into each accumulator (3 cycles each); 8 output
  * vectors per pass (4 for the last when fewer remain: rows are padded to 16 floats, so nv
  * rounded up to 4 stays inside them) keeps 8 chains going. Each input x[k] is broadcast once
- * per pass; the weights are mulps memory operands. Sums only: simd_body.h applies the
- * activation. Accumulation order: bias, then k ascending, as the scalar kernel. */
+ * per pass; the weights are mulps memory operands, their rows 8 ahead prefetched into L1 (a
+ * pass reads 128 bytes of each 512-byte C5 row from L2: C5 3.15 -> 2.9 us, the batch-1 forward
+ * 5% faster; prefetches never fault, so running past the last row is harmless). Sums only:
+ * simd_body.h applies the activation. Accumulation order: bias, then k ascending, as the
+ * scalar kernel. */
 typedef float fl_v4 __attribute__((vector_size(16)));
 #define FL_D1_MAC(j, acc) "movaps %[xb], %[t]\n\tmulps " #j "*16(%[w]), %[t]\n\taddps %[t], %[" #acc "]\n\t"
 #define FL_D1_HEAD "movss (%[x]), %[xb]\n\tshufps $0, %[xb], %[xb]\n\t"
-#define FL_D1_TAIL "add %[ld], %[w]\n\tadd $4, %[x]\n\tdec %[n]\n\tjnz 1b\n\t"
+#define FL_D1_TAIL "prefetcht0 (%[pf])\n\tprefetcht0 64(%[pf])\n\tadd %[ld], %[pf]\n\tadd %[ld], %[w]\n\tadd $4, %[x]\n\tdec %[n]\n\tjnz 1b\n\t"
 static void fl_dense1_sse2(const float *x, int n_in, const float *wt, int ld, const float *b,
                            float *y, int nv) {
     for (int j0 = 0; j0 < nv;) {
-        const float *xp = x, *wp = wt + j0 * 4;
+        const float *xp = x, *wp = wt + j0 * 4, *pf = wp + 8 * ld;
         long n = n_in, ldb = (long)ld * 4;
         fl_v4 a[8], xb, t;
         memcpy(a, b + j0 * 4, sizeof a[0] * (nv - j0 >= 8 ? 8 : 4));
@@ -133,7 +136,7 @@ static void fl_dense1_sse2(const float *x, int n_in, const float *wt, int ld, co
                     "mulps 7*16(%[w]), %[xb]\n\taddps %[xb], %[a7]\n\t" FL_D1_TAIL
                     : [a0] "+x"(a[0]), [a1] "+x"(a[1]), [a2] "+x"(a[2]), [a3] "+x"(a[3]),
                       [a4] "+x"(a[4]), [a5] "+x"(a[5]), [a6] "+x"(a[6]), [a7] "+x"(a[7]),
-                      [xb] "=&x"(xb), [t] "=&x"(t), [x] "+r"(xp), [w] "+r"(wp), [n] "+r"(n)
+                      [xb] "=&x"(xb), [t] "=&x"(t), [x] "+r"(xp), [w] "+r"(wp), [n] "+r"(n), [pf] "+r"(pf)
                     : [ld] "r"(ldb)
                     : "cc", "memory");
             memcpy(y + j0 * 4, a, sizeof a);
@@ -142,7 +145,7 @@ static void fl_dense1_sse2(const float *x, int n_in, const float *wt, int ld, co
             __asm__("1:\n\t" FL_D1_HEAD FL_D1_MAC(0, a0) FL_D1_MAC(1, a1) FL_D1_MAC(2, a2)
                     "mulps 3*16(%[w]), %[xb]\n\taddps %[xb], %[a3]\n\t" FL_D1_TAIL
                     : [a0] "+x"(a[0]), [a1] "+x"(a[1]), [a2] "+x"(a[2]), [a3] "+x"(a[3]),
-                      [xb] "=&x"(xb), [t] "=&x"(t), [x] "+r"(xp), [w] "+r"(wp), [n] "+r"(n)
+                      [xb] "=&x"(xb), [t] "=&x"(t), [x] "+r"(xp), [w] "+r"(wp), [n] "+r"(n), [pf] "+r"(pf)
                     : [ld] "r"(ldb)
                     : "cc", "memory");
             memcpy(y + j0 * 4, a, sizeof a[0] * 4);
