@@ -57,7 +57,7 @@
     do {                                                                                     \
         vf w0_, w1_, s_, t_;                                                                 \
         const float *r_ = (row), *wk_ = (wrow);                                              \
-        long nci_, nky_;                                                                     \
+        ptrdiff_t nci_, nky_;                                                                \
         __asm__("mov $6, %[nci]\n\t"                                                         \
                 "1:\n\tmov $5, %[nky]\n\t"                                                   \
                 "2:\n\t" FL_C3_TAP(0) FL_C3_TAP(1) FL_C3_TAP(2) FL_C3_TAP(3) FL_C3_TAP(4)      \
@@ -127,7 +127,7 @@ static void fl_dense1_sse2(const float *x, int n_in, const float *wt, int ld, co
                            float *y, int nv) {
     for (int j0 = 0; j0 < nv;) {
         const float *xp = x, *wp = wt + j0 * 4, *pf = wp + 8 * ld;
-        long n = n_in, ldb = (long)ld * 4;
+        ptrdiff_t n = n_in, ldb = (ptrdiff_t)ld * 4; /* 64-bit: pointer arithmetic in the asm */
         fl_v4 a[8], xb, t;
         memcpy(a, b + j0 * 4, sizeof a[0] * (nv - j0 >= 8 ? 8 : 4));
         if (nv - j0 >= 8) {
