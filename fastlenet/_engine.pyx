@@ -17,6 +17,7 @@ cimport cython
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
 from libc.string cimport memcpy
+from libc.stdint cimport int32_t, uintptr_t
 
 from fastlenet import loader
 from fastlenet.formats import FormatError
@@ -185,6 +186,26 @@ cdef double _max_abs_pixel(const fl_input *inp, cnp.npy_intp i) noexcept nogil:
     cdef double m = 0.0, v
     cdef float f
     cdef int y, x
+    cdef const int32_t *row
+    cdef int32_t u, mu = 0
+    cdef int rows, cols
+    if (inp.dtype == FL_DTYPE_F32 and inp.stride_w == 4 and inp.stride_h % 4 == 0
+            and (<uintptr_t>base) % 4 == 0):
+        # Aligned float32 rows (the common case) in a loop the compiler vectorizes: |pixel| as
+        # bits, where for floats >= 0 the integer order is the float order, and inf and NaN
+        # (0x7f800000 and up) count as 0. The per-pixel loop below took 1.2-1.45 us a call, 4%
+        # of a batch-1 call on the generic level.
+        rows, cols = inp.size, inp.size
+        if inp.stride_h == 4 * inp.size:  # contiguous: one loop (one final reduction)
+            rows, cols = 1, inp.size * inp.size
+        for y in range(rows):
+            row = <const int32_t *>(base + y * inp.stride_h)
+            for x in range(cols):
+                u = row[x] & 0x7fffffff
+                u = u if u < 0x7f800000 else 0
+                mu = u if u > mu else mu
+        memcpy(&f, &mu, sizeof(float))
+        return f
     for y in range(inp.size):
         for x in range(inp.size):
             p = base + y * inp.stride_h + x * inp.stride_w
