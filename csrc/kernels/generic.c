@@ -37,8 +37,9 @@
  * multiply-add is 3 instructions (two-operand SSE: a copy or a load, mulps, addps), so the bound
  * is about 2 per cycle on Zen 3 (6 instructions dispatched); the kernels below keep every
  * accumulator in a register and 0.5-0.75 loads per multiply-add (2 vector loads per cycle).
- * Measured per image on Zen 3 (kernel_check-style harness, thread CPU time, medians):
- * C1 12.8 -> 11.7 us, C3 16.5 -> 12.9 us. */
+ * Measured per image on Zen 3 (tools/layer_profile.c, thread CPU time, medians), with the
+ * C1 tail vectors and separate activation pass of simd_body.h: C1 13.3 -> 10.1 us, C3 16.0 ->
+ * 13.0 us. */
 #define FL_PRESPLAT 1
 /* C3, all 150 taps of 2 conv rows x 2 columns x 2 output vectors (8 accumulators). Per tap the
  * 2 weight vectors load into registers; each splatted input loads once and serves both (a copy
@@ -163,12 +164,14 @@ static void fl_dense1_sse2(const float *x, int n_in, const float *wt, int ld, co
 #define FL_DENSE_CASES                                                                       \
     FL_DENSE_CASE(1, 1) FL_DENSE_CASE(1, 2) FL_DENSE_CASE(2, 1) FL_DENSE_CASE(2, 2)          \
     FL_DENSE_CASE(3, 1) FL_DENSE_CASE(3, 2) FL_DENSE_CASE(4, 1) FL_DENSE_CASE(4, 2)
-/* one image: 4 output vectors (4 accumulators, 4 weights, broadcast, product); 2 images x 4 or
- * 3 x 3 and 6 or 8 vectors for one image measured no faster. */
+/* one image: replaced by FL_DENSE1_SUMS (the C version below it: 4 output vectors, 4
+ * accumulators, 4 weights, broadcast, product). */
 #define FL_DENSE_NB1 4
 #define FL_DENSE_CASES1                                                                      \
     FL_DENSE_CASE1(1) FL_DENSE_CASE1(2) FL_DENSE_CASE1(3) FL_DENSE_CASE1(4)
-/* One 16-byte load from .rodata (an asm load, or GCC folds it back into movss + shufps). */
+/* A constant vector read from .rodata through an address GCC cannot see through: a constant
+ * it sees, GCC builds as movss + shufps (2 instructions, the shuffle on an FP pipe); a plain
+ * load folds into the mulps/addps/minps that uses it. */
 #define FL_VCONST(c)                                                                         \
     ({                                                                                       \
         static const vf k_ = FL_SPLAT(c);                                                    \
