@@ -409,14 +409,18 @@ static void FL_FN(dense_f32)(int act, const float *x, int n_img, int ldx, int n_
                              const float *wt, int ld, const float *b, int n_out, float *y,
                              int ldy) {
     const int nv = (n_out + FL_W - 1) / FL_W;
-#ifdef FL_DENSE1_SUMS /* the ISA's own sums for one image (nv rounded up within the padding) */
-    if (n_img == 1) {
-        const int nv16 = (n_out + 15) / 16 * (16 / FL_W);
-        FL_DENSE1_SUMS(x, n_in, wt, ld, b, y, nv16);
+#ifdef FL_DENSE1_SUMS
+    /* The ISA's own sums, image by image (nv rounded up within the padding). On SSE2 they beat
+     * the 4-image tiles below even though each image streams the weights again (C5 2.9 against
+     * 3.35 us per image, Zen 3). */
+    for (int i = 0; i < n_img; i++) {
+        const float *xi = x + (size_t)i * ldx;
+        float *yi = y + (size_t)i * ldy;
+        FL_DENSE1_SUMS(xi, n_in, wt, ld, b, yi, (n_out + 15) / 16 * (16 / FL_W));
         if (act != FL_ACT_NONE)
-            for (int j = 0; j < nv; j++) vstore(y + j * FL_W, vact(act, vload(y + j * FL_W)));
-        return;
+            for (int j = 0; j < nv; j++) vstore(yi + j * FL_W, vact(act, vload(yi + j * FL_W)));
     }
+    return;
 #endif
     if (n_img == 1) { /* one image: more output vectors per pass, for more FMA chains */
         for (int j0 = 0; j0 < nv; j0 += FL_DENSE_NB1) {
