@@ -257,11 +257,11 @@ def _prepare_arrays(x: np.ndarray, cfg: _Cfg, decoded: bool) -> np.ndarray:
 
 def _decode_task(kind: str, items: list, cfg: _Cfg):
     """Runs in a worker: read (kind "files": paths) or take (kind "blobs": (bytes, error)
-    pairs) each item, decode it with Pillow and preprocess the lot in one C call.
+    pairs) each item, decode the lot with Pillow and preprocess it in one C call.
     -> (float32 (k, size, size) for the k good items, [error or None per item])."""
     from fastlenet import images
 
-    arrays, errors = [], []
+    blobs, errors = [], []
     for it in items:
         try:
             if kind == "files":
@@ -272,24 +272,45 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
                 data, err = it
                 if err is not None:
                     raise ValueError(err)
-            if cfg.channels == 3:
-                arrays.append(images.to_rgb_input(data, cfg.size, cfg.max_pixels))
-                errors.append(None)
-                continue
-            a = images.decode(data, cfg.max_pixels)
-            if cfg.mode == "none" and (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
-                raise ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; "
-                                 f"found {a.shape[0]}x{a.shape[1]}")
-            arrays.append(a)
+            blobs.append(data)
             errors.append(None)
-        except OSError as e:
-            errors.append(e.strerror or str(e))
-        except (ValueError, ImportError) as e:
-            errors.append(str(e))
-        except Exception as e:  # whatever else a hostile file makes a decoder raise: one row
-            errors.append(f"cannot decode the image ({type(e).__name__}: {e})")
+        except Exception as e:
+            errors.append(_error_text(e))
+    if cfg.channels == 3:
+        decoded = []
+        for data in blobs:
+            try:
+                decoded.append(images.to_rgb_input(data, cfg.size, cfg.max_pixels))
+            except Exception as e:
+                decoded.append(e)
+    else:
+        decoded = images.decode_many(blobs, cfg.max_pixels)
+    arrays, j = [], 0
+    for k, err in enumerate(errors):
+        if err is not None:
+            continue
+        a = decoded[j]
+        j += 1
+        if not isinstance(a, Exception) and cfg.mode == "none" and cfg.channels == 1 and \
+                (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
+            a = ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; found "
+                           f"{a.shape[0]}x{a.shape[1]}")
+        if isinstance(a, Exception):
+            errors[k] = _error_text(a)
+        else:
+            arrays.append(a)
     x = _prepare_list(arrays, cfg)
     return x, errors
+
+
+def _error_text(e: Exception) -> str:
+    """One input's error as its row's message."""
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    if isinstance(e, (ValueError, ImportError)):
+        return str(e)
+    # whatever else a hostile file makes a decoder raise: one row
+    return f"cannot decode the image ({type(e).__name__}: {e})"
 
 
 def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:

@@ -108,13 +108,46 @@ def _decode_both(data):
     return out
 
 
-def test_png_fast_path_equals_pillow_plugin():
+def _bad_idat(data: bytes, rng) -> bytes:
+    """data with one byte of its first IDAT flipped and the chunk's CRC made to match: only
+    the pixel decoder can tell."""
+    import zlib
+
+    i = data.find(b"IDAT")
+    if i < 0:
+        return data
+    n = int.from_bytes(data[i - 4:i], "big")
+    m = bytearray(data)
+    m[i + 4 + int(rng.integers(0, max(n, 1)))] ^= 0xFF
+    m[i + 4 + n:i + 8 + n] = zlib.crc32(bytes(m[i:i + 4 + n])).to_bytes(4, "big")
+    return bytes(m)
+
+
+def _check_decode_many(blobs, rng):
+    """images.decode_many, on shuffled batches, gives per blob what decode() gives alone."""
+    from fastlenet import images
+
+    order = rng.permutation(len(blobs))
+    for part in np.array_split(order, 7):
+        batch = [blobs[i] for i in part]
+        for data, got in zip(batch, images.decode_many(batch)):
+            try:
+                want = images.decode(data)
+            except ValueError as e:
+                assert isinstance(got, ValueError) and str(got) == str(e)
+                continue
+            assert not isinstance(got, Exception), got
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_png_fast_path_equals_pillow_plugin(monkeypatch):
     from PIL import PngImagePlugin
 
     from fastlenet import images
 
     rng = np.random.default_rng(8)
     fast = 0
+    blobs = []
     for trial in range(120):
         h, w = (int(v) for v in rng.integers(1, 70, 2))
         a = rng.integers(0, 256, (h, w), dtype=np.uint8)
@@ -141,6 +174,7 @@ def test_png_fast_path_equals_pillow_plugin():
             else:
                 m = m[:int(rng.integers(8, len(m)))]
             variants.append(bytes(m))
+        blobs += variants
         for v in variants:
             (ka, va), (kb, vb) = _decode_both(v)
             assert ka == kb, (mode, kw, ka, kb)
@@ -149,6 +183,20 @@ def test_png_fast_path_equals_pillow_plugin():
             else:
                 assert va == vb
     assert fast >= 20  # the fast path was exercised
+    _check_decode_many(blobs + [_bad_idat(b, rng) for b in blobs[::5]], rng)
+    # a task of scanned digits: one width, a few damaged, shared decoding exercised
+    digits = []
+    for k in range(40):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (28 + k % 3, 28), dtype=np.uint8)).save(buf, "PNG")
+        digits.append(buf.getvalue())
+    digits += [_bad_idat(d, rng) for d in digits[:5]] + [digits[0][:120]]
+    shared = []
+    real = images._decode_on_canvas
+    monkeypatch.setattr(images, "_decode_on_canvas",
+                        lambda group, out: (shared.append(len(group)), real(group, out)))
+    _check_decode_many(digits, rng)
+    assert sum(shared) >= 30
     # several IDAT chunks (Pillow writes 64 KB pieces), and the pixel cap from the header
     big = Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8))
     buf = io.BytesIO()
@@ -431,14 +479,14 @@ def test_a_worker_that_dies_costs_one_input(tmp_path, net, sample, monkeypatch):
     pool restarts and every other input is predicted, in order."""
     from fastlenet import images
 
-    real = images.decode
+    real = images.decode_many
 
-    def crashy(data, max_pixels=None):
-        if b"CRASH" in data:
+    def crashy(blobs, max_pixels=None):
+        if any(b"CRASH" in data for data in blobs):
             os._exit(3)
-        return real(data, max_pixels)
+        return real(blobs, max_pixels)
 
-    monkeypatch.setattr(images, "decode", crashy)  # the fork workers inherit it
+    monkeypatch.setattr(images, "decode_many", crashy)  # the fork workers inherit it
     for i in range(40):
         data = png_bytes(sample[0][i])
         (tmp_path / f"{i:02d}.png").write_bytes(data + (b"CRASH" if i == 13 else b""))
