@@ -219,6 +219,18 @@ def test_folder_equals_preprocess_then_predict(folder, net, sample, workers, poo
     assert all(p.member is None and p.index is None for p in rows)
 
 
+@pytest.mark.parametrize("isa", fastlenet.available_isas())
+def test_worker_processes_classify_with_the_callers_isa(folder, net, isa):
+    """Worker processes run a copy of the Net on their chunks: with the caller's ISA level
+    (each level rounds differently) and its results bit for bit, whatever its thread count."""
+    mine = fastlenet.Net(net.weights, net.meta, num_threads=2)
+    mine.isa = isa
+    rows = list(predict_files(folder, mine, workers=2, pool="process", batch_size=16))
+    check_rows(rows, expected([np.asarray(Image.open(p)) for p in sources.expand(folder)],
+                              mine))
+    assert mine.isa == isa and mine.num_threads == 2
+
+
 def test_idx_npy_pass_through_and_preprocess(tmp_path, net, sample):
     x, _ = sample
     idx = write_idx(tmp_path / "t-idx3-ubyte.gz", x[:50], gz=True)
