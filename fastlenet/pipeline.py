@@ -390,14 +390,13 @@ def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
     def error(source, msg, member=None, index=None):
         return ("done", [(source, member, index)], None, [msg])
 
-    for path, err in S._expand(srcs):
+    for path, err, k in S._expand(srcs):
         if err is not None:
             u = flush()
             if u:
                 yield u
             yield error(path, err)
             continue
-        k = S.kind(path)
         if k == "unknown":
             try:
                 k = S.sniff(path)

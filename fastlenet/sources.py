@@ -46,7 +46,11 @@ def _natural_run(m) -> str:
 
 def kind(path: str) -> str:
     """'shard', 'npy', 'idx', 'image' by name, or 'unknown' (the content decides)."""
-    low = os.path.basename(path).lower()
+    return _kind_of_name(os.path.basename(path).lower())
+
+
+def _kind_of_name(low: str) -> str:
+    """kind() of a lower-case file name (no folder)."""
     if low.endswith(SHARD_SUFFIXES):
         return "shard"
     if low.endswith(".npy"):
@@ -76,11 +80,6 @@ def sniff(path: str) -> str:
     return "image"
 
 
-def is_input_name(name: str) -> bool:
-    """Files a folder walk picks up: images by extension, .npy, IDX by name, shards."""
-    return kind(name) != "unknown"
-
-
 def _is_dir(entry) -> bool:
     """DirEntry.is_dir (free from the directory listing, a stat only for symlinks); an entry
     that cannot be examined counts as a file, which then fails to open: one error."""
@@ -90,36 +89,42 @@ def _is_dir(entry) -> bool:
         return False
 
 
-def _walk(top: str, seen: set) -> Iterator[Tuple[str, Optional[str]]]:
-    """(path, error) under a folder, depth first, entries in natural order, hidden entries
-    skipped. A folder that cannot be listed or a symlink loop is one error; the rest goes on."""
+def _walk(top: str, seen: set) -> Iterator[Tuple[str, Optional[str], Optional[str]]]:
+    """(path, error, kind) under a folder, depth first, entries in natural order, hidden
+    entries skipped; files are picked up by name (images by extension, .npy, IDX, shards). A
+    folder that cannot be listed or a symlink loop is one error; the rest goes on."""
     try:
         st = os.stat(top)
     except OSError as e:
-        yield top, e.strerror or str(e)
+        yield top, e.strerror or str(e), None
         return
     if (st.st_dev, st.st_ino) in seen:
-        yield top, "symlink loop: this folder is already being read"
+        yield top, "symlink loop: this folder is already being read", None
         return
     seen = seen | {(st.st_dev, st.st_ino)}
     try:
         with os.scandir(top) as it:
             entries = [(e.name, _is_dir(e)) for e in it if not e.name.startswith(".")]
     except OSError as e:
-        yield top, f"cannot list the folder: {e.strerror or e}"
+        yield top, f"cannot list the folder: {e.strerror or e}", None
         return
     entries.sort(key=lambda t: _natural(t[0]))
+    # os.path.join's result for plain entry names, without its cost per file
+    prefix = os.path.join(top, "")
     for name, is_dir in entries:
-        path = os.path.join(top, name)
+        path = prefix + name
         if is_dir:
             yield from _walk(path, seen)
-        elif is_input_name(name):
-            yield path, None
+            continue
+        k = _kind_of_name(name.lower())
+        if k != "unknown":
+            yield path, None, k
         elif os.path.islink(path) and not os.path.exists(path):
-            yield path, "broken symbolic link"
+            yield path, "broken symbolic link", None
 
 
-def _expand(sources) -> Iterator[Tuple[str, Optional[str]]]:
+def _expand(sources) -> Iterator[Tuple[str, Optional[str], Optional[str]]]:
+    """(path, error, kind by name) for each input the sources name; see expand."""
     if isinstance(sources, (str, bytes, os.PathLike)):
         sources = [sources]
     for src in sources:
@@ -129,14 +134,14 @@ def _expand(sources) -> Iterator[Tuple[str, Optional[str]]]:
         elif not os.path.lexists(name) and _GLOB_CHARS.search(name):
             matches = sorted(glob.glob(name, recursive=True), key=_natural)
             if not matches:
-                yield name, "no such file (the pattern matches nothing)"
+                yield name, "no such file (the pattern matches nothing)", None
             for m in matches:
                 if os.path.isdir(m):
                     yield from _walk(m, frozenset())
                 else:
-                    yield m, None
+                    yield m, None, kind(m)
         else:
-            yield name, None
+            yield name, None, kind(name)
 
 
 def expand(sources) -> Iterator[str]:
@@ -145,7 +150,7 @@ def expand(sources) -> Iterator[str]:
     .npy, IDX and shards picked up by name), glob patterns expanded, files passed through
     unopened. A path that does not exist or cannot be listed is yielded too, so that
     predict_files on it gives an error row."""
-    for path, _ in _expand(sources):
+    for path, _, _ in _expand(sources):
         yield path
 
 
@@ -399,11 +404,10 @@ def count(sources) -> Optional[int]:
     """How many inputs the sources hold, when that is cheap to know (files, folders, IDX and
     .npy headers, zip directories); None when a tar stream would have to be read."""
     total = 0
-    for path, err in _expand(sources):
+    for path, err, k in _expand(sources):
         if err:
             total += 1
             continue
-        k = kind(path)
         try:
             if k == "unknown":
                 k = sniff(path)
