@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 from struct import error as struct_error
 from typing import Optional
 
@@ -401,26 +402,30 @@ def read_file_bytes(path, max_bytes: int) -> bytes:
     """The bytes of a regular file, refused above max_bytes. Opened non-blocking and checked to
     be a regular file first, so that a FIFO or a device never hangs or floods the reader;
     os.read avoids a buffered file object's cost (a fifth of a small PNG's decode time)."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, _READ_FLAGS)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        if not _S_ISREG(st.st_mode):
+            kind = "a folder" if _S_ISDIR(st.st_mode) else "not a regular file"
             raise ValueError(f"{kind} (expected an image file)")
-        if st.st_size > max_bytes:
-            raise ValueError(f"file of {st.st_size:,} bytes (the limit is {max_bytes:,})")
-        parts, left = [], st.st_size  # one read for a file that does not change meanwhile
-        while left > 0:
-            b = os.read(fd, left)
-            if not b:
-                break
-            parts.append(b)
-            left -= len(b)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        size = st.st_size
+        if size > max_bytes:
+            raise ValueError(f"file of {size:,} bytes (the limit is {max_bytes:,})")
+        data = os.read(fd, size)  # one read for a file that does not change meanwhile
+        if len(data) == size:
+            return data
+        parts, left = [data], size - len(data)
+        while left > 0 and data:
+            data = os.read(fd, left)
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
     finally:
         os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_S_ISREG, _S_ISDIR = stat.S_ISREG, stat.S_ISDIR
 
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
