@@ -482,8 +482,7 @@ def _make_pool(kind: str, workers: int, net=None):
     import sys
 
     if kind == "process" and not mp.current_process().daemon:  # daemons (Dask) cannot fork
-        method = "fork" if sys.platform.startswith("linux") and sys.version_info < (3, 12) \
-            else "forkserver" if sys.platform != "win32" else "spawn"
+        method = _start_method()
         ctx = mp.get_context(method)
         # Pillow and its PNG/JPEG plugins imported once, before the workers start, rather than
         # in each worker (measured: 40 ms of CPU per worker, 4 us per image of a 10,000-file run)
@@ -497,9 +496,27 @@ def _make_pool(kind: str, workers: int, net=None):
         elif method == "forkserver":
             ctx.set_forkserver_preload(["fastlenet.images", "PIL.Image", "PIL.PngImagePlugin",
                                         "PIL.JpegImagePlugin"])
+        if net is not None and method != "fork":
+            import pickle
+
+            try:  # the workers receive it pickled; a Net subclass that cannot be is run here
+                pickle.dumps(net)
+            except Exception:
+                net = None
         return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                                       initargs=(net, net.isa if net is not None else None))
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
+
+
+def _start_method() -> str:
+    """How decode workers start: fork where it is the default and safe (Linux, Python < 3.12:
+    no copy of the caller's modules to import or pickle), else forkserver, or spawn on
+    Windows."""
+    import sys
+
+    if sys.platform.startswith("linux") and sys.version_info < (3, 12):
+        return "fork"
+    return "forkserver" if sys.platform != "win32" else "spawn"
 
 
 def quiet_pillow() -> None:

@@ -231,6 +231,28 @@ def test_worker_processes_classify_with_the_callers_isa(folder, net, isa):
     assert mine.isa == isa and mine.num_threads == 2
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no forkserver on Windows")
+def test_forkserver_workers_get_the_isa_and_subclasses_run_here(folder, net, monkeypatch):
+    """Workers that start from a fresh interpreter (forkserver: Python >= 3.12, macOS) get a
+    pickled Net, which keeps its thread count but not its ISA; the ISA is passed beside it. A
+    Net subclass that cannot be pickled is run in the calling process instead."""
+    from fastlenet import pipeline
+
+    monkeypatch.setattr(pipeline, "_start_method", lambda: "forkserver")
+    isa = "scalar"
+    mine = fastlenet.Net(net.weights, net.meta)
+    mine.isa = isa
+    want = expected([np.asarray(Image.open(p)) for p in sources.expand(folder)], mine)
+    check_rows(list(predict_files(folder, mine, workers=2, batch_size=16)), want)
+
+    class Local(fastlenet.Net):  # defined in a function: pickle cannot find it
+        pass
+
+    theirs = Local(net.weights, net.meta)
+    theirs.isa = isa
+    check_rows(list(predict_files(folder, theirs, workers=2, batch_size=16)), want)
+
+
 def test_idx_npy_pass_through_and_preprocess(tmp_path, net, sample):
     x, _ = sample
     idx = write_idx(tmp_path / "t-idx3-ubyte.gz", x[:50], gz=True)
