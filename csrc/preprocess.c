@@ -287,7 +287,10 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     int ncomp = 0, cap = 64;
     comps = malloc(cap * sizeof *comps);
     if (!comps) goto done;
+    /* neighbours as offsets in the mask and in a stack entry, which packs (y << 16) | x
+     * (h, w <= PP_MAX_SIDE): no division per pixel to find its row and column */
     const ptrdiff_t nb[9] = {-W2 - 1, -W2, -W2 + 1, -1, 0, 1, W2 - 1, W2, W2 + 1};
+    const int32_t nbp[9] = {-65537, -65536, -65535, -1, 0, 1, 65535, 65536, 65537};
     for (int ys = 0; ys < h; ys++)
         for (int xs = 0; xs < w; xs++) {
             const size_t i0 = (size_t)(ys + 1) * W2 + xs + 1;
@@ -304,11 +307,12 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             c->y0 = c->y1 = ys;
             c->x0 = c->x1 = xs;
             size_t top = 0;
-            stack[top++] = (int32_t)i0;
+            stack[top++] = (ys << 16) | xs;
             lab[i0] = ncomp;
             while (top) {
-                const size_t i = (size_t)stack[--top];
-                const int y = (int)(i / W2) - 1, x = (int)(i % W2) - 1;
+                const int32_t p = stack[--top];
+                const int y = p >> 16, x = p & 0xFFFF;
+                const size_t i = (size_t)(y + 1) * W2 + x + 1;
                 c->mass += v[(size_t)y * w + x];
                 c->y0 = imin(c->y0, y); c->y1 = imax(c->y1, y);
                 c->x0 = imin(c->x0, x); c->x1 = imax(c->x1, x);
@@ -316,7 +320,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
                     const size_t j = (size_t)((ptrdiff_t)i + nb[d]);
                     if (ink[j] && !lab[j]) {
                         lab[j] = ncomp;
-                        stack[top++] = (int32_t)j;
+                        stack[top++] = p + nbp[d];
                     }
                 }
             }
@@ -407,10 +411,15 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         src = tmp;
     }
 
+    /* Ink is zero outside the kept box grown by the near pass (1) and the max filter (k), in
+     * the padded frame: the sums below skip those zeros (adding +0 changes no sum). */
+    const int ny0 = imax(0, y0 - 1), ny1 = imin(ph - 1, y1 + 1 + 2 * k);
+    const int nx0 = imax(0, x0 - 1), nx1 = imin(pw - 1, x1 + 1 + 2 * k);
+
     /* centre of mass (in the padded frame) */
     double sm = 0, sy = 0, sx = 0;
-    for (int y = 0; y < ph; y++)
-        for (int x = 0; x < pw; x++) {
+    for (int y = ny0; y <= ny1; y++)
+        for (int x = nx0; x <= nx1; x++) {
             const double t = src[(size_t)y * pw + x];
             sm += t;
             sy += t * y;
@@ -421,7 +430,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
 
     /* resample: out = Ry . src . Rx^T, both sparse */
     rows = malloc(2 * (size_t)size * sizeof *rows);
-    double *line = malloc((size_t)pw * sizeof *line);
+    double *line = calloc((size_t)pw, sizeof *line);
     if (!rows || !line) { free(line); goto done; }
     wrow *ry = rows, *rx = rows + size;
     for (int r = 0; r < size; r++) {
@@ -435,13 +444,14 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             xa = imin(xa, rx[c].lo);
             xb = imax(xb, rx[c].lo + rx[c].n - 1);
         }
-    xa = imax(xa, 0);
-    xb = imin(xb, pw - 1);
+    xa = imax(xa, nx0);
+    xb = imin(xb, nx1);
     /* taps of each output column that fall inside the source row */
     for (int c = 0; c < size; c++) {
         int t0 = 0, t1 = rx[c].n;
         while (t0 < t1 && rx[c].lo + t0 < 0) t0++;
         while (t1 > t0 && rx[c].lo + t1 - 1 >= pw) t1--;
+        if (rx[c].lo + t0 > xb || rx[c].lo + t1 - 1 < xa) t1 = t0; /* reads only zeros */
         rx[c].t0 = t0;
         rx[c].t1 = t1;
     }
@@ -453,7 +463,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         for (int t = 0; t < ry[r].n; t++) {
             const int i = ry[r].lo + t;
             const double wt = ry[r].w[t];
-            if (i < 0 || i >= ph || wt == 0) continue;
+            if (i < ny0 || i > ny1 || wt == 0) continue;
             const double *srow = src + (size_t)i * pw;
             for (int x = xa; x <= xb; x++) line[x] += wt * srow[x];
             taps++;
