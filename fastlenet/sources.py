@@ -50,18 +50,24 @@ def kind(path: str) -> str:
 
 
 def _kind_of_name(low: str) -> str:
-    """kind() of a lower-case file name (no folder)."""
+    """kind() of a lower-case file name (no folder). An image extension wins over "idx" in
+    the name (idx_0001.png is an image)."""
+    if _is_image_name(low):
+        return "image"
     if low.endswith(SHARD_SUFFIXES):
         return "shard"
     if low.endswith(".npy"):
         return "npy"
     if "idx" in low or "-ubyte" in low:
         return "idx"
-    # os.path.splitext's extension (leading dots are not one), without its cost per file
-    dot = low.rfind(".")
-    if dot > 0 and low[dot:] in IMAGE_EXTENSIONS and low[:dot].strip("."):
-        return "image"
     return "unknown"
+
+
+def _is_image_name(low: str) -> bool:
+    """A lower-case file name with an image extension (os.path.splitext's: leading dots are
+    not one), without splitext's cost per file."""
+    dot = low.rfind(".")
+    return dot > 0 and low[dot:] in IMAGE_EXTENSIONS and low[:dot].strip(".") != ""
 
 
 def sniff(path: str) -> str:
@@ -281,12 +287,9 @@ def _tar_checksum_ok(hdr: bytes) -> bool:
         want = int(text, 8)
     except ValueError:
         return False
-    # The byte sum in C: adler32's low half is 1 + the sum modulo 65521, exact for 256 bytes
-    # (at most 65280); a Python sum over 512 bytes cost 5 us, a third of a member's reading.
-    total = (zlib.adler32(hdr[:256]) & 0xFFFF) + (zlib.adler32(hdr[256:]) & 0xFFFF) - 2
-    if total - sum(hdr[148:156]) + 8 * 32 == want:
-        return True
     body = hdr[:148] + b" " * 8 + hdr[156:]
+    if sum(body) == want:
+        return True
     return sum(b - 256 if b > 127 else b for b in body) == want
 
 
@@ -327,16 +330,28 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
     from fastlenet.images import read_exact
 
     zero = b"\0" * 512
+    read, adler32 = f.read, zlib.adler32
     try:
         with f:
             long_name, pax, glob_pax = None, {}, {}
-            while True:
-                hdr = f.read(512)
-                if len(hdr) == 0 or hdr == zero:
-                    return  # end of archive (a missing end marker is tolerated, as tarfile)
+            while True:  # the common path inline: two headers a member with Python's pax
+                hdr = read(512)
                 if len(hdr) < 512:
+                    if not hdr:
+                        return  # end of archive (a missing end marker is tolerated, as tarfile)
                     raise ValueError("truncated archive (a partial header)")
-                if not _tar_checksum_ok(hdr):
+                if hdr == zero:
+                    return
+                # the unsigned byte sum with the checksum field as spaces, in C: adler32's low
+                # half is 1 + the sum modulo 65521, exact for 256 bytes (at most 65280)
+                ck = hdr[148:156]
+                try:
+                    ok = int(ck.replace(b"\0", b" ").strip(), 8) == \
+                        (adler32(hdr[:256]) & 0xFFFF) + (adler32(hdr[256:]) & 0xFFFF) - \
+                        (adler32(ck) & 0xFFFF) + 255
+                except ValueError:
+                    ok = False
+                if not ok and not _tar_checksum_ok(hdr):
                     raise ValueError("corrupt archive (a header fails its checksum)")
                 try:
                     n = _tar_size(hdr)
@@ -356,7 +371,7 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                 if flag in (b"x", b"g", b"L"):
                     if n > (1 << 20):
                         raise ValueError(f"corrupt archive (an extended header of {n:,} bytes)")
-                    data = f.read(padded)
+                    data = read(padded)
                     if len(data) < n:
                         raise ValueError("truncated archive (a partial extended header)")
                     if flag == b"x":
@@ -371,7 +386,7 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                         else long_name if long_name is not None else _tar_name(hdr))
                 long_name, pax = None, {}
                 regular = flag in (b"0", b"\0", b"7")
-                wanted = regular and kind(name) == "image"
+                wanted = regular and _is_image_name(name[name.rfind("/") + 1:].lower())
                 if not wanted or n > max_bytes:
                     if regular and wanted:
                         yield name, None, f"member of {n:,} bytes (the limit is {max_bytes:,})"
@@ -387,7 +402,7 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                         left -= got
                     continue
                 # read_exact's pieces bound what a corrupt size field can allocate
-                data = f.read(padded) if padded <= 1 << 20 else read_exact(f, padded)
+                data = read(padded) if padded <= 1 << 20 else read_exact(f, padded)
                 if len(data) < n:
                     raise ValueError(f"truncated archive: member {name!r} declares {n:,} "
                                      f"bytes, {len(data):,} found")

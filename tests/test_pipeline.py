@@ -88,6 +88,7 @@ def test_expand_order_globs_and_missing(folder, tmp_path):
 def test_kind_by_name_and_content(tmp_path, sample):
     assert sources.kind("x/a.PNG") == "image" and sources.kind("s.tar.gz") == "shard"
     assert sources.kind("t10k-images-idx3-ubyte.gz") == "idx" and sources.kind("b.npy") == "npy"
+    assert sources.kind("scans/idx_0001.PNG") == "image" and sources.kind(".png") == "unknown"
     np.save(tmp_path / "noext", sample[0][:2])
     os.rename(tmp_path / "noext.npy", tmp_path / "noext")
     assert sources.sniff(str(tmp_path / "noext")) == "npy"
