@@ -476,8 +476,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         for (int c = 0; c < size; c++) {
             double acc = 0;
             const double *wc = rx[c].w;
-            const double *lc = line + rx[c].lo;
-            for (int t = rx[c].t0; t < rx[c].t1; t++) acc += wc[t] * lc[t];
+            const int lo = rx[c].lo;
+            for (int t = rx[c].t0; t < rx[c].t1; t++) acc += wc[t] * line[lo + t];
             acc = acc < 0 ? 0 : acc > 1 ? 1 : acc;
             top = acc > top ? acc : top;
             orow[c] = (float)acc;

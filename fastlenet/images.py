@@ -361,7 +361,10 @@ def decode_many(blobs: list, max_pixels: Optional[int] = MAX_PIXELS) -> list:
         by_width.setdefault(item[1][0], []).append(item)
     for group in by_width.values():
         if len(group) > 1:
-            _decode_on_canvas(group, out)
+            try:
+                _decode_on_canvas(group, out)
+            except Exception:  # each file alone, below, as decode() reports it
+                pass
     for i, data in enumerate(blobs):
         if out[i] is None:
             try:
@@ -373,26 +376,25 @@ def decode_many(blobs: list, max_pixels: Optional[int] = MAX_PIXELS) -> list:
 
 def _decode_on_canvas(group: list, out: list) -> None:
     """Decodes each (index, (w, h), data) of one width w into its rows of one "L" image and
-    sets out[index] to its pixels; images the decoder refuses stay None."""
+    sets out[index] to its pixels; images the decoder refuses stay None. Raises whatever Pillow
+    raises (no Pillow, a decoder interface of another version): the caller then decodes each
+    file alone."""
     Image, _ = _pillow()
     width = group[0][1][0]
     tops, y = [], 0
     for _, (_, h), _ in group:
         tops.append(y)
         y += h
-    try:
-        canvas = Image.new("L", (width, y))
-        ok = []
-        for (_, (w, h), data), top in zip(group, tops):
-            d = Image._getdecoder("L", "zip", ("L",))
-            d.setimage(canvas.im, (0, top, w, top + h))
-            # as Image.frombytes: consumed < 0 means the image is complete, status 0 no error
-            consumed, status = d.decode(data)[:2]
-            d.cleanup()
-            ok.append(consumed < 0 and status == 0)
-        pixels = np.frombuffer(canvas.tobytes(), np.uint8).reshape(y, width)
-    except (ValueError, OSError, MemoryError, AttributeError, TypeError):
-        return  # a Pillow without this decoder interface: every file is decoded alone
+    canvas = Image.new("L", (width, y))
+    ok = []
+    for (_, (w, h), data), top in zip(group, tops):
+        d = Image._getdecoder("L", "zip", ("L",))
+        d.setimage(canvas.im, (0, top, w, top + h))
+        # as Image.frombytes: consumed < 0 means the image is complete, status 0 no error
+        consumed, status = d.decode(data)[:2]
+        d.cleanup()
+        ok.append(consumed < 0 and status == 0)
+    pixels = np.frombuffer(canvas.tobytes(), np.uint8).reshape(y, width)
     for (i, (_, h), _), top, good in zip(group, tops, ok):
         if good:
             out[i] = pixels[top:top + h]

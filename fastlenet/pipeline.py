@@ -268,6 +268,7 @@ def _worker_init(net, isa) -> None:
     quiet_pillow()
     if net is not None:
         net.isa = isa  # an unpickled Net (forkserver, spawn) takes the best ISA: keep the caller's
+        net.num_threads = 1
         _WORKER_NET = net
 
 
@@ -496,13 +497,6 @@ def _make_pool(kind: str, workers: int, net=None):
         elif method == "forkserver":
             ctx.set_forkserver_preload(["fastlenet.images", "PIL.Image", "PIL.PngImagePlugin",
                                         "PIL.JpegImagePlugin"])
-        if net is not None and method != "fork":
-            import pickle
-
-            try:  # the workers receive it pickled; a Net subclass that cannot be is run here
-                pickle.dumps(net)
-            except Exception:
-                net = None
         return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                                       initargs=(net, net.isa if net is not None else None))
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
@@ -574,6 +568,15 @@ class _Pool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _scores_in_workers(net, pool_kind: str, cfg: _Cfg) -> bool:
+    """Whether process workers run their own copy of net: only for fastlenet.Net itself. A
+    subclass may override what a copy would not carry (methods, state, side effects in this
+    process), so it always runs here, as the caller's object."""
+    from fastlenet import Net
+
+    return pool_kind == "process" and cfg.score and type(net) is Net
+
+
 def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict, net=None):
     """Units -> (names, out, errors, scored) in input order (see _decode_task); tasks run on a
     pool with a bounded window (2 per worker), started only when there is more than one task
@@ -608,8 +611,8 @@ def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict, net=No
             else:
                 _, kind, names, items = unit
                 if pool is None and workers > 0 and nxt is not None:
-                    pool = _Pool(pool_kind, workers, cfg,
-                                 net if pool_kind == "process" and cfg.score else None)
+                    pool = _Pool(pool_kind, workers, cfg, net if _scores_in_workers(
+                        net, pool_kind, cfg) else None)
                     fut_pool[0] = pool.pool
                     state["pool"] = True
                 if pool is None:

@@ -220,38 +220,82 @@ def test_folder_equals_preprocess_then_predict(folder, net, sample, workers, poo
     assert all(p.member is None and p.index is None for p in rows)
 
 
+def _scored_parts(monkeypatch):
+    """A list that collects, per batch the pipeline emits, how many parts came classified by
+    the workers and how many as model inputs."""
+    from fastlenet import pipeline
+
+    seen = []
+    real = pipeline._emit
+
+    def spy(net, slots, xs, top_k, inputs):
+        seen.append((sum(sc for _, sc in xs), sum(not sc for _, sc in xs)))
+        return real(net, slots, xs, top_k, inputs)
+
+    monkeypatch.setattr(pipeline, "_emit", spy)
+    return seen
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
 @pytest.mark.parametrize("isa", fastlenet.available_isas())
-def test_worker_processes_classify_with_the_callers_isa(folder, net, isa):
+def test_worker_processes_classify_with_the_callers_isa(folder, net, isa, method, monkeypatch):
     """Worker processes run a copy of the Net on their chunks: with the caller's ISA level
-    (each level rounds differently) and its results bit for bit, whatever its thread count."""
+    (each level rounds differently; a pickled Net, as forkserver and spawn send it, would take
+    the best one) and its results bit for bit, whatever its thread count."""
+    from fastlenet import pipeline
+
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    monkeypatch.setattr(pipeline, "_start_method", lambda: method)
     mine = fastlenet.Net(net.weights, net.meta, num_threads=2)
     mine.isa = isa
+    seen = _scored_parts(monkeypatch)
     rows = list(predict_files(folder, mine, workers=2, pool="process", batch_size=16))
     check_rows(rows, expected([np.asarray(Image.open(p)) for p in sources.expand(folder)],
                               mine))
     assert mine.isa == isa and mine.num_threads == 2
+    assert sum(w for w, _ in seen) > 0 and sum(m for _, m in seen) == 0  # all by the workers
+    # model inputs asked for (eval --plot): the workers send them, the caller classifies
+    seen.clear()
+    for got, x in predict_batches(folder, mine, workers=2, batch_size=16, inputs=True):
+        check_rows(got, mine.predict_proba(x))
+    assert sum(w for w, _ in seen) == 0 and sum(m for _, m in seen) > 0
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="no forkserver on Windows")
-def test_forkserver_workers_get_the_isa_and_subclasses_run_here(folder, net, monkeypatch):
-    """Workers that start from a fresh interpreter (forkserver: Python >= 3.12, macOS) get a
-    pickled Net, which keeps its thread count but not its ISA; the ISA is passed beside it. A
-    Net subclass that cannot be pickled is run in the calling process instead."""
+class _Uniform(fastlenet.Net):
+    """A subclass whose own method a copy in a worker must not replace."""
+
+    def predict_proba(self, x):
+        return np.full((len(x), 10), 0.1, np.float32)
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_net_subclass_runs_in_the_calling_process(folder, net, method, monkeypatch):
     from fastlenet import pipeline
 
-    monkeypatch.setattr(pipeline, "_start_method", lambda: "forkserver")
-    isa = "scalar"
-    mine = fastlenet.Net(net.weights, net.meta)
-    mine.isa = isa
-    want = expected([np.asarray(Image.open(p)) for p in sources.expand(folder)], mine)
-    check_rows(list(predict_files(folder, mine, workers=2, batch_size=16)), want)
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    monkeypatch.setattr(pipeline, "_start_method", lambda: method)
+    seen = _scored_parts(monkeypatch)
+    rows = list(predict_files(folder, _Uniform(net.weights, net.meta), workers=2,
+                              batch_size=16))
+    assert rows and all(p.error is None and p.confidence == np.float32(0.1) for p in rows)
+    assert sum(w for w, _ in seen) == 0
 
-    class Local(fastlenet.Net):  # defined in a function: pickle cannot find it
-        pass
 
-    theirs = Local(net.weights, net.meta)
-    theirs.isa = isa
-    check_rows(list(predict_files(folder, theirs, workers=2, batch_size=16)), want)
+def test_without_pillow_each_image_file_is_one_error(tmp_path, net, sample, monkeypatch):
+    from fastlenet import images
+
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(sample[0][i]))
+    np.save(tmp_path / "x.npy", sample[0][:2])
+
+    def no_pillow():
+        raise ImportError(images.PILLOW_HINT)
+
+    monkeypatch.setattr(images, "_pillow", no_pillow)
+    rows = list(predict_files(tmp_path, net, workers=0))
+    assert [p.error == images.PILLOW_HINT for p in rows] == [True] * 3 + [False] * 2
 
 
 def test_idx_npy_pass_through_and_preprocess(tmp_path, net, sample):
