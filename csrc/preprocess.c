@@ -17,6 +17,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,8 @@ static int imin(int a, int b) { return a < b ? a : b; }
 
 /* Sparse row of a resampling matrix: weights for source indices lo .. lo+n-1. */
 /* Shrinking covers at most (PP_MAX_SIDE + 2 * PP_MAX_DILATE) / PP_BOX + 2 source pixels. */
-typedef struct { int lo, n; double w[48]; } wrow;
+/* t0 .. t1 - 1: the taps that fall inside the source (set by the resampling pass). */
+typedef struct { int lo, n, t0, t1; double w[48]; } wrow;
 
 static void weights_row(int r, int n_in, double cin, double cout, double s, wrow *row) {
     row->lo = 0;
@@ -114,13 +116,18 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     const int h = (H + f - 1) / f, w = (W + f - 1) / f;
     const size_t n = (size_t)h * w;
     int rc = FL_ERR_NOMEM;
+    /* The masks below have a border of one pixel that is never ink, so that neighbourhoods
+     * need no clipping: index (y + 1) * W2 + (x + 1). */
+    const int W2 = w + 2;
+    const size_t n2 = (size_t)(h + 2) * W2;
     double *g = malloc(n * sizeof *g), *v = NULL, *pad = NULL, *tmp = NULL;
-    unsigned char *q = malloc(n), *kept = NULL;
-    int32_t *lab = malloc(n * sizeof *lab), *stack = malloc(n * sizeof *stack);
+    unsigned char *q = malloc(n), *ink = calloc(n2, 1), *kept = calloc(n2, 1),
+                  *rowk = calloc(n2, 1);
+    int32_t *lab = calloc(n2, sizeof *lab), *stack = malloc(n * sizeof *stack);
     comp *comps = NULL;
     int *keep = NULL;
     wrow *rows = NULL;
-    if (!g || !q || !lab || !stack) goto done;
+    if (!g || !q || !ink || !kept || !rowk || !lab || !stack) goto done;
 
     /* gray in [0, 1] (block mean when reduced), quantised to 256 levels */
     const char *base = (const char *)im->data;
@@ -270,46 +277,54 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         }
     }
 
-    /* 8-connected components of the ink class, labelled in raster order */
+    /* 8-connected components of the ink class, labelled in raster order; a component's
+     * pixels are visited in the same order as the reference's stack (its mass is their sum) */
+    for (int y = 0; y < h; y++) {
+        const unsigned char *qr = q + (size_t)y * w;
+        unsigned char *ir = ink + (size_t)(y + 1) * W2 + 1;
+        for (int x = 0; x < w; x++) ir[x] = (qr[x] > thr) == ink_is_light;
+    }
     int ncomp = 0, cap = 64;
     comps = malloc(cap * sizeof *comps);
     if (!comps) goto done;
-    memset(lab, 0, n * sizeof *lab);
-    for (size_t i0 = 0; i0 < n; i0++) {
-        if (lab[i0] || (q[i0] > thr) != ink_is_light) continue;
-        if (ncomp == cap) {
-            comp *bigger = realloc(comps, (size_t)cap * 2 * sizeof *comps);
-            if (!bigger) goto done;
-            comps = bigger;
-            cap *= 2;
-        }
-        comp *c = &comps[ncomp++];
-        c->index = ncomp - 1;
-        c->mass = 0;
-        c->y0 = c->y1 = (int)(i0 / w);
-        c->x0 = c->x1 = (int)(i0 % w);
-        size_t top = 0;
-        stack[top++] = (int32_t)i0;
-        lab[i0] = ncomp;
-        while (top) {
-            const size_t i = (size_t)stack[--top];
-            const int y = (int)(i / w), x = (int)(i % w);
-            c->mass += v[i];
-            c->y0 = imin(c->y0, y); c->y1 = imax(c->y1, y);
-            c->x0 = imin(c->x0, x); c->x1 = imax(c->x1, x);
-            /* the 3x3 neighbourhood clipped to the image, in the same order as before */
-            const int dy0 = y > 0 ? -1 : 0, dy1 = y < h - 1 ? 1 : 0;
-            const int dx0 = x > 0 ? -1 : 0, dx1 = x < w - 1 ? 1 : 0;
-            for (int dy = dy0; dy <= dy1; dy++)
-                for (int dx = dx0; dx <= dx1; dx++) {
-                    const size_t j = (size_t)(y + dy) * w + (x + dx);
-                    if (!lab[j] && (q[j] > thr) == ink_is_light) {
+    /* neighbours as offsets in the mask and in a stack entry, which packs (y << 16) | x
+     * (h, w <= PP_MAX_SIDE): no division per pixel to find its row and column */
+    const ptrdiff_t nb[9] = {-W2 - 1, -W2, -W2 + 1, -1, 0, 1, W2 - 1, W2, W2 + 1};
+    const int32_t nbp[9] = {-65537, -65536, -65535, -1, 0, 1, 65535, 65536, 65537};
+    for (int ys = 0; ys < h; ys++)
+        for (int xs = 0; xs < w; xs++) {
+            const size_t i0 = (size_t)(ys + 1) * W2 + xs + 1;
+            if (lab[i0] || !ink[i0]) continue;
+            if (ncomp == cap) {
+                comp *bigger = realloc(comps, (size_t)cap * 2 * sizeof *comps);
+                if (!bigger) goto done;
+                comps = bigger;
+                cap *= 2;
+            }
+            comp *c = &comps[ncomp++];
+            c->index = ncomp - 1;
+            c->mass = 0;
+            c->y0 = c->y1 = ys;
+            c->x0 = c->x1 = xs;
+            size_t top = 0;
+            stack[top++] = (ys << 16) | xs;
+            lab[i0] = ncomp;
+            while (top) {
+                const int32_t p = stack[--top];
+                const int y = p >> 16, x = p & 0xFFFF;
+                const size_t i = (size_t)(y + 1) * W2 + x + 1;
+                c->mass += v[(size_t)y * w + x];
+                c->y0 = imin(c->y0, y); c->y1 = imax(c->y1, y);
+                c->x0 = imin(c->x0, x); c->x1 = imax(c->x1, x);
+                for (int d = 0; d < 9; d++) {
+                    const size_t j = (size_t)((ptrdiff_t)i + nb[d]);
+                    if (ink[j] && !lab[j]) {
                         lab[j] = ncomp;
-                        stack[top++] = (int32_t)j;
+                        stack[top++] = p + nbp[d];
                     }
                 }
+            }
         }
-    }
     /* Component masses are sums in a different order than the reference's: the same to
      * within rounding. */
     keep = calloc((size_t)ncomp + 1, sizeof *keep);
@@ -329,30 +344,33 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             x0 = imin(x0, c->x0); x1 = imax(x1, c->x1);
         }
     }
-    kept = malloc(n);
-    if (!kept) goto done;
     size_t area = 0;
-    for (size_t i = 0; i < n; i++) { kept[i] = keep[lab[i]] != 0; area += kept[i]; }
-    /* near[i]: a kept pixel in i's 3x3 neighbourhood (a row pass, then a column pass; the
-     * label buffer is free again and holds the row pass) */
-    unsigned char *rowk = (unsigned char *)lab;
     for (int y = 0; y < h; y++) {
-        const unsigned char *kr = kept + (size_t)y * w;
-        unsigned char *rr = rowk + (size_t)y * w;
+        const size_t r = (size_t)(y + 1) * W2 + 1;
+        for (int x = 0; x < w; x++) {
+            kept[r + x] = keep[lab[r + x]] != 0;
+            area += kept[r + x];
+        }
+    }
+    /* near: a kept pixel in the 3x3 neighbourhood (a row pass, then a column pass); ink far
+     * from the kept components is cleared. per: the kept region's perimeter in pixel edges. */
+    for (int y = 0; y < h; y++) {
+        const size_t r = (size_t)(y + 1) * W2 + 1;
         for (int x = 0; x < w; x++)
-            rr[x] = kr[x] | (x > 0 ? kr[x - 1] : 0) | (x < w - 1 ? kr[x + 1] : 0);
+            rowk[r + x] = kept[r + x - 1] | kept[r + x] | kept[r + x + 1];
     }
     size_t per = 0;
-    for (int y = 0; y < h; y++)
+    for (int y = 0; y < h; y++) {
+        const size_t r = (size_t)(y + 1) * W2 + 1;
+        double *vr = v + (size_t)y * w;
         for (int x = 0; x < w; x++) {
-            const size_t i = (size_t)y * w + x;
-            const int near = rowk[i] | (y > 0 ? rowk[i - w] : 0) | (y < h - 1 ? rowk[i + w] : 0);
-            if (!near) v[i] = 0;
-            if (kept[i]) {
-                per += (y == 0 || !kept[i - w]) + (y == h - 1 || !kept[i + w]);
-                per += (x == 0 || !kept[i - 1]) + (x == w - 1 || !kept[i + 1]);
-            }
+            const size_t i = r + x;
+            const int near = rowk[i] | rowk[i - W2] | rowk[i + W2];
+            vr[x] = near ? vr[x] : 0.0;
+            per += (size_t)(kept[i] * (4 - kept[i - W2] - kept[i + W2] - kept[i - 1] -
+                                       kept[i + 1]));
         }
+    }
 
     /* stroke width; thicken thin strokes with a (2k+1)^2 max filter */
     int side = imax(y1 - y0 + 1, x1 - x0 + 1);
@@ -393,10 +411,15 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         src = tmp;
     }
 
+    /* Ink is zero outside the kept box grown by the near pass (1) and the max filter (k), in
+     * the padded frame: the sums below skip those zeros (adding +0 changes no sum). */
+    const int ny0 = imax(0, y0 - 1), ny1 = imin(ph - 1, y1 + 1 + 2 * k);
+    const int nx0 = imax(0, x0 - 1), nx1 = imin(pw - 1, x1 + 1 + 2 * k);
+
     /* centre of mass (in the padded frame) */
     double sm = 0, sy = 0, sx = 0;
-    for (int y = 0; y < ph; y++)
-        for (int x = 0; x < pw; x++) {
+    for (int y = ny0; y <= ny1; y++)
+        for (int x = nx0; x <= nx1; x++) {
             const double t = src[(size_t)y * pw + x];
             sm += t;
             sy += t * y;
@@ -407,7 +430,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
 
     /* resample: out = Ry . src . Rx^T, both sparse */
     rows = malloc(2 * (size_t)size * sizeof *rows);
-    double *line = malloc((size_t)pw * sizeof *line);
+    double *line = calloc((size_t)pw, sizeof *line);
     if (!rows || !line) { free(line); goto done; }
     wrow *ry = rows, *rx = rows + size;
     for (int r = 0; r < size; r++) {
@@ -421,38 +444,58 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             xa = imin(xa, rx[c].lo);
             xb = imax(xb, rx[c].lo + rx[c].n - 1);
         }
-    xa = imax(xa, 0);
-    xb = imin(xb, pw - 1);
+    xa = imax(xa, nx0);
+    xb = imin(xb, nx1);
+    /* taps of each output column that fall inside the source row */
+    for (int c = 0; c < size; c++) {
+        int t0 = 0, t1 = rx[c].n;
+        while (t0 < t1 && rx[c].lo + t0 < 0) t0++;
+        while (t1 > t0 && rx[c].lo + t1 - 1 >= pw) t1--;
+        if (rx[c].lo + t0 > xb || rx[c].lo + t1 - 1 < xa) t1 = t0; /* reads only zeros */
+        rx[c].t0 = t0;
+        rx[c].t1 = t1;
+    }
     double top = 0;
     float *o = out;
     for (int r = 0; r < size; r++) {
+        int taps = 0;
         for (int x = xa; x <= xb; x++) line[x] = 0;
         for (int t = 0; t < ry[r].n; t++) {
             const int i = ry[r].lo + t;
             const double wt = ry[r].w[t];
-            if (i < 0 || i >= ph || wt == 0) continue;
+            if (i < ny0 || i > ny1 || wt == 0) continue;
             const double *srow = src + (size_t)i * pw;
             for (int x = xa; x <= xb; x++) line[x] += wt * srow[x];
+            taps++;
+        }
+        float *orow = o + (size_t)r * size;
+        if (!taps) { /* rows above and below the digit: zeros, as the sums below would give */
+            for (int c = 0; c < size; c++) orow[c] = 0.0f;
+            continue;
         }
         for (int c = 0; c < size; c++) {
             double acc = 0;
-            for (int t = 0; t < rx[c].n; t++) {
-                const int j = rx[c].lo + t;
-                if (j >= 0 && j < pw) acc += rx[c].w[t] * line[j];
-            }
+            const double *wc = rx[c].w;
+            const int lo = rx[c].lo;
+            for (int t = rx[c].t0; t < rx[c].t1; t++) acc += wc[t] * line[lo + t];
             acc = acc < 0 ? 0 : acc > 1 ? 1 : acc;
             top = acc > top ? acc : top;
-            o[r * size + c] = (float)acc;
+            orow[c] = (float)acc;
         }
     }
     free(line);
-    for (int i = 0; i < size * size; i++) {
-        double t = top > 0 ? (double)o[i] / top : 0.0;
-        o[i] = (float)(light_on_dark ? t : 1.0 - t);
+    const int nout = size * size;
+    if (!(top > 0)) {
+        for (int i = 0; i < nout; i++) o[i] = light_on_dark ? 0.0f : 1.0f;
+    } else if (light_on_dark) {
+        for (int i = 0; i < nout; i++) o[i] = (float)((double)o[i] / top);
+    } else {
+        for (int i = 0; i < nout; i++) o[i] = (float)(1.0 - (double)o[i] / top);
     }
     rc = FL_OK;
 done:
-    free(g); free(q); free(lab); free(stack); free(comps); free(keep); free(kept);
+    free(g); free(q); free(ink); free(lab); free(stack); free(comps); free(keep); free(kept);
+    free(rowk);
     free(pad); free(tmp); free(rows);
     return rc;
 }

@@ -494,9 +494,12 @@ def cmd_eval(args) -> int:
     progress = _progress_for(args, "eval", sources)
     ys, preds, wrong_x, wrong_yp = [], [], [], []
     failed = 0
-    batches = predict_batches(sources, net, inputs=True, **_pipeline_options(args))
+    # model inputs only for --plot's misclassified digits: without them the decode workers
+    # classify their own chunks
+    batches = predict_batches(sources, net, inputs=bool(args.plot), **_pipeline_options(args))
     try:
-        for rows, x in batches:
+        for item in batches:
+            rows, x = item if args.plot else (item, None)
             j = 0
             for p in rows:
                 if p.error is not None:

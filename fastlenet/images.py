@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 from struct import error as struct_error
 from typing import Optional
 
@@ -271,18 +272,32 @@ _CHUNK = None
 
 def _png_gray8(data, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     """The commonest scanned-digit file, an 8-bit grayscale non-interlaced PNG without
-    transparency, decoded by Pillow's PNG pixel decoder ("zip") through Image.frombytes: the
-    chunks are walked here with every CRC checked, skipping PngImageFile's per-chunk Python
-    (measured: 45 -> 22 us per 28x28 file). None for anything else or anything odd (a bad CRC,
-    a chunk past the end, too few pixels, above max_pixels): the caller then takes Pillow's own
-    path, which decodes or reports the file exactly as before."""
+    transparency, decoded by Pillow's PNG pixel decoder ("zip"): the chunks are walked here
+    with every CRC checked, skipping PngImageFile's per-chunk Python (measured: 45 -> 22 us
+    per 28x28 file). None for anything else or anything odd (a bad CRC, a chunk past the end,
+    too few pixels, above max_pixels): the caller then takes Pillow's own path, which decodes
+    or reports the file exactly as before."""
+    found = _png_gray8_data(data, max_pixels)
+    if found is None:
+        return None
+    (w, h), idat = found
+    Image, _ = _pillow()
+    try:
+        im = Image.frombytes("L", (w, h), idat, "zip", "L")
+    except (ValueError, OSError, MemoryError):
+        return None
+    return np.frombuffer(im.tobytes(), np.uint8).reshape(h, w)
+
+
+def _png_gray8_data(data, max_pixels: Optional[int]):
+    """((width, height), compressed pixel data) of an 8-bit grayscale non-interlaced PNG
+    without transparency whose chunks are all whole and whose CRCs all match; else None."""
     global _CHUNK
     import struct
     import zlib
 
     if _CHUNK is None:
         _CHUNK = struct.Struct(">I4s").unpack_from
-    Image, _ = _pillow()
     end, pos = len(data), 8
     idat = []
     size = None
@@ -315,39 +330,104 @@ def _png_gray8(data, max_pixels: Optional[int]) -> Optional[np.ndarray]:
             else:
                 done = bool(idat)
             pos = stop
-        if not idat:
-            return None
-        im = Image.frombytes("L", size, idat[0] if len(idat) == 1 else b"".join(idat), "zip",
-                             "L")
-    except (ValueError, OSError, MemoryError, struct.error):
+    except struct.error:
         return None
-    return np.frombuffer(im.tobytes(), np.uint8).reshape(size[1], size[0])
+    if not idat:
+        return None
+    return size, idat[0] if len(idat) == 1 else b"".join(idat)
+
+
+# Small gray PNGs of one task share a Pillow image per width (decode_many): below this many
+# pixels each, the per-image Image objects and tobytes() cost more than the decoding itself.
+_CANVAS_MAX_PIXELS = 1 << 16
+
+
+def decode_many(blobs: list, max_pixels: Optional[int] = MAX_PIXELS) -> list:
+    """decode() over a list of image bytes -> a list holding, per blob, its 2-D array or the
+    exception that decode() raises for it. Small 8-bit gray PNGs (scanned digits) are decoded
+    by Pillow's PNG pixel decoder, each into its own rows of one shared image, which is copied
+    out once (measured on 28x28 files: 20 -> 9 us per file); the arrays returned for them are
+    read-only views of that copy. Everything else, and any file the shared decode refuses,
+    goes through decode() one by one, so that it is decoded or reported exactly as alone."""
+    out: list = [None] * len(blobs)
+    small = []  # (index, (w, h), compressed data)
+    for i, data in enumerate(blobs):
+        if isinstance(data, (bytes, bytearray)) and data[:8] == _PNG_MAGIC:
+            found = _png_gray8_data(data, max_pixels)
+            if found is not None and found[0][0] * found[0][1] <= _CANVAS_MAX_PIXELS:
+                small.append((i, found[0], found[1]))
+    by_width: dict = {}
+    for item in small:
+        by_width.setdefault(item[1][0], []).append(item)
+    for group in by_width.values():
+        if len(group) > 1:
+            try:
+                _decode_on_canvas(group, out)
+            except Exception:  # each file alone, below, as decode() reports it
+                pass
+    for i, data in enumerate(blobs):
+        if out[i] is None:
+            try:
+                out[i] = decode(data, max_pixels)
+            except Exception as e:  # the caller reports it, as decode() would have raised it
+                out[i] = e
+    return out
+
+
+def _decode_on_canvas(group: list, out: list) -> None:
+    """Decodes each (index, (w, h), data) of one width w into its rows of one "L" image and
+    sets out[index] to its pixels; images the decoder refuses stay None. Raises whatever Pillow
+    raises (no Pillow, a decoder interface of another version): the caller then decodes each
+    file alone."""
+    Image, _ = _pillow()
+    width = group[0][1][0]
+    tops, y = [], 0
+    for _, (_, h), _ in group:
+        tops.append(y)
+        y += h
+    canvas = Image.new("L", (width, y))
+    ok = []
+    for (_, (w, h), data), top in zip(group, tops):
+        d = Image._getdecoder("L", "zip", ("L",))
+        d.setimage(canvas.im, (0, top, w, top + h))
+        # as Image.frombytes: consumed < 0 means the image is complete, status 0 no error
+        consumed, status = d.decode(data)[:2]
+        d.cleanup()
+        ok.append(consumed < 0 and status == 0)
+    pixels = np.frombuffer(canvas.tobytes(), np.uint8).reshape(y, width)
+    for (i, (_, h), _), top, good in zip(group, tops, ok):
+        if good:
+            out[i] = pixels[top:top + h]
 
 
 def read_file_bytes(path, max_bytes: int) -> bytes:
     """The bytes of a regular file, refused above max_bytes. Opened non-blocking and checked to
     be a regular file first, so that a FIFO or a device never hangs or floods the reader;
     os.read avoids a buffered file object's cost (a fifth of a small PNG's decode time)."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, _READ_FLAGS)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        if not _S_ISREG(st.st_mode):
+            kind = "a folder" if _S_ISDIR(st.st_mode) else "not a regular file"
             raise ValueError(f"{kind} (expected an image file)")
-        if st.st_size > max_bytes:
-            raise ValueError(f"file of {st.st_size:,} bytes (the limit is {max_bytes:,})")
-        parts, left = [], st.st_size  # one read for a file that does not change meanwhile
-        while left > 0:
-            b = os.read(fd, left)
-            if not b:
-                break
-            parts.append(b)
-            left -= len(b)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        size = st.st_size
+        if size > max_bytes:
+            raise ValueError(f"file of {size:,} bytes (the limit is {max_bytes:,})")
+        data = os.read(fd, size)  # one read for a file that does not change meanwhile
+        if len(data) == size:
+            return data
+        parts, left = [data], size - len(data)
+        while left > 0 and data:
+            data = os.read(fd, left)
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
     finally:
         os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_S_ISREG, _S_ISDIR = stat.S_ISREG, stat.S_ISDIR
 
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,8 +7,10 @@
 
 See README.md ("Files") for what can be read. Work is cut into chunks of inputs; a pool of
 worker processes (or threads) reads, decodes and preprocesses whole chunks, with a bounded window
-of chunks in flight; the main thread runs the engine on the results in input order. A bad input
-becomes a Prediction with `error` set and never stops the stream.
+of chunks in flight; worker processes also run a one-thread copy of the engine on their chunk
+and send back probabilities, not pixels. Results are put in input order in the main thread, which
+runs the engine itself on what it read (IDX, .npy) or when the caller asks for the model inputs.
+A bad input becomes a Prediction with `error` set and never stops the stream.
 """
 from __future__ import annotations
 
@@ -160,6 +162,7 @@ class _Cfg(NamedTuple):
     max_bytes: int
     threads: int         # threads of the C preprocessing inside one task
     channels: int = 1    # 3: a colour model (whole pictures resized, no digit preprocessing)
+    score: bool = False  # worker processes classify their chunks (the caller needs no inputs)
 
 
 def _geometry(net):
@@ -255,13 +258,29 @@ def _prepare_arrays(x: np.ndarray, cfg: _Cfg, decoded: bool) -> np.ndarray:
                       num_threads=cfg.threads)
 
 
+# The engine of a worker process (_worker_init): a one-thread copy of the caller's Net.
+_WORKER_NET = None
+
+
+def _worker_init(net, isa) -> None:
+    """Runs once in each decode worker process."""
+    global _WORKER_NET
+    quiet_pillow()
+    if net is not None:
+        net.isa = isa  # an unpickled Net (forkserver, spawn) takes the best ISA: keep the caller's
+        net.num_threads = 1
+        _WORKER_NET = net
+
+
 def _decode_task(kind: str, items: list, cfg: _Cfg):
     """Runs in a worker: read (kind "files": paths) or take (kind "blobs": (bytes, error)
-    pairs) each item, decode it with Pillow and preprocess the lot in one C call.
-    -> (float32 (k, size, size) for the k good items, [error or None per item])."""
+    pairs) each item, decode the lot with Pillow and preprocess it in one C call; in a worker
+    process with an engine (and cfg.score), classify it there too.
+    -> (out, [error or None per item], scored): out holds the k good items' float32 (k, size,
+    size) model inputs or, when scored, their (k, classes) probabilities."""
     from fastlenet import images
 
-    arrays, errors = [], []
+    blobs, errors = [], []
     for it in items:
         try:
             if kind == "files":
@@ -272,24 +291,49 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
                 data, err = it
                 if err is not None:
                     raise ValueError(err)
-            if cfg.channels == 3:
-                arrays.append(images.to_rgb_input(data, cfg.size, cfg.max_pixels))
-                errors.append(None)
-                continue
-            a = images.decode(data, cfg.max_pixels)
-            if cfg.mode == "none" and (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
-                raise ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; "
-                                 f"found {a.shape[0]}x{a.shape[1]}")
-            arrays.append(a)
+            blobs.append(data)
             errors.append(None)
-        except OSError as e:
-            errors.append(e.strerror or str(e))
-        except (ValueError, ImportError) as e:
-            errors.append(str(e))
-        except Exception as e:  # whatever else a hostile file makes a decoder raise: one row
-            errors.append(f"cannot decode the image ({type(e).__name__}: {e})")
+        except Exception as e:
+            errors.append(_error_text(e))
+    if cfg.channels == 3:
+        decoded = []
+        for data in blobs:
+            try:
+                decoded.append(images.to_rgb_input(data, cfg.size, cfg.max_pixels))
+            except Exception as e:
+                decoded.append(e)
+    else:
+        decoded = images.decode_many(blobs, cfg.max_pixels)
+    arrays, j = [], 0
+    for k, err in enumerate(errors):
+        if err is not None:
+            continue
+        a = decoded[j]
+        j += 1
+        if not isinstance(a, Exception) and cfg.mode == "none" and cfg.channels == 1 and \
+                (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
+            a = ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; found "
+                           f"{a.shape[0]}x{a.shape[1]}")
+        if isinstance(a, Exception):
+            errors[k] = _error_text(a)
+        else:
+            arrays.append(a)
     x = _prepare_list(arrays, cfg)
-    return x, errors
+    if cfg.score and _WORKER_NET is not None:
+        # probabilities (40 bytes an image) travel back instead of pixels (3 KB), and the
+        # engine's work is spread over the workers rather than queued in the main process
+        return _WORKER_NET.predict_proba(x), errors, True
+    return x, errors, False
+
+
+def _error_text(e: Exception) -> str:
+    """One input's error as its row's message."""
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    if isinstance(e, (ValueError, ImportError)):
+        return str(e)
+    # whatever else a hostile file makes a decoder raise: one row
+    return f"cannot decode the image ({type(e).__name__}: {e})"
 
 
 def _prepare_list(arrays: list, cfg: _Cfg) -> np.ndarray:
@@ -347,14 +391,13 @@ def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
     def error(source, msg, member=None, index=None):
         return ("done", [(source, member, index)], None, [msg])
 
-    for path, err in S._expand(srcs):
+    for path, err, k in S._expand(srcs):
         if err is not None:
             u = flush()
             if u:
                 yield u
             yield error(path, err)
             continue
-        k = S.kind(path)
         if k == "unknown":
             try:
                 k = S.sniff(path)
@@ -432,14 +475,15 @@ def _units(srcs, cfg: _Cfg, task_files: int, chunk: int):
         yield u
 
 
-def _make_pool(kind: str, workers: int):
+def _make_pool(kind: str, workers: int, net=None):
+    """A process pool (whose workers classify with `net`, a one-thread Net, if given) or a
+    thread pool."""
     import concurrent.futures as cf
     import multiprocessing as mp
     import sys
 
     if kind == "process" and not mp.current_process().daemon:  # daemons (Dask) cannot fork
-        method = "fork" if sys.platform.startswith("linux") and sys.version_info < (3, 12) \
-            else "forkserver" if sys.platform != "win32" else "spawn"
+        method = _start_method()
         ctx = mp.get_context(method)
         # Pillow and its PNG/JPEG plugins imported once, before the workers start, rather than
         # in each worker (measured: 40 ms of CPU per worker, 4 us per image of a 10,000-file run)
@@ -453,9 +497,20 @@ def _make_pool(kind: str, workers: int):
         elif method == "forkserver":
             ctx.set_forkserver_preload(["fastlenet.images", "PIL.Image", "PIL.PngImagePlugin",
                                         "PIL.JpegImagePlugin"])
-        return cf.ProcessPoolExecutor(workers, mp_context=ctx,
-                                      initializer=quiet_pillow)
+        return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                      initargs=(net, net.isa if net is not None else None))
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
+
+
+def _start_method() -> str:
+    """How decode workers start: fork where it is the default and safe (Linux, Python < 3.12:
+    no copy of the caller's modules to import or pickle), else forkserver, or spawn on
+    Windows."""
+    import sys
+
+    if sys.platform.startswith("linux") and sys.version_info < (3, 12):
+        return "fork"
+    return "forkserver" if sys.platform != "win32" else "spawn"
 
 
 def quiet_pillow() -> None:
@@ -472,9 +527,9 @@ class _Pool:
     a hostile file): the chunks in flight are redone, the one that was running item by item,
     so that only the item that kills a worker again becomes an error."""
 
-    def __init__(self, kind: str, workers: int, cfg: _Cfg):
-        self.kind, self.workers, self.cfg = kind, workers, cfg
-        self.pool = _make_pool(kind, workers)
+    def __init__(self, kind: str, workers: int, cfg: _Cfg, net=None):
+        self.kind, self.workers, self.cfg, self.net = kind, workers, cfg, net
+        self.pool = _make_pool(kind, workers, net)
 
     def submit(self, kind, items):
         return self.pool.submit(_decode_task, kind, items, self.cfg)
@@ -487,11 +542,11 @@ class _Pool:
         except BrokenProcessPool:
             pass
         self.restart()
-        x_parts, errors = [], []
+        parts, errors, scored = [], [], False
         for item in items:  # one at a time: find the item that kills a worker
             for attempt in (0, 1):
                 try:
-                    x, err = self.submit(kind, [item]).result()
+                    x, err, scored = self.submit(kind, [item]).result()
                     break
                 except BrokenProcessPool:
                     self.restart()
@@ -500,23 +555,33 @@ class _Pool:
                                         "(a crash in the image library?)"]
             errors += err
             if x is not None and len(x):
-                x_parts.append(x)
-        x = (np.concatenate(x_parts) if x_parts
-             else np.zeros((0, self.cfg.size, self.cfg.size), np.float32))
-        return x, errors
+                parts.append(x)
+        if parts:
+            return np.concatenate(parts), errors, scored
+        return None, errors, False
 
     def restart(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.pool = _make_pool(self.kind, self.workers)
+        self.pool = _make_pool(self.kind, self.workers, self.net)
 
     def shutdown(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict):
-    """Units -> (names, x, errors) in input order; tasks run on a pool with a bounded window
-    (2 per worker), started only when there is more than one task to run. state["pool"] tells
-    the caller whether a pool is running."""
+def _scores_in_workers(net, pool_kind: str, cfg: _Cfg) -> bool:
+    """Whether process workers run their own copy of net: only for fastlenet.Net itself. A
+    subclass may override what a copy would not carry (methods, state, side effects in this
+    process), so it always runs here, as the caller's object."""
+    from fastlenet import Net
+
+    return pool_kind == "process" and cfg.score and type(net) is Net
+
+
+def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict, net=None):
+    """Units -> (names, out, errors, scored) in input order (see _decode_task); tasks run on a
+    pool with a bounded window (2 per worker), started only when there is more than one task
+    to run; `net` (one thread) classifies in process pools' workers when cfg.score. state["pool"]
+    tells the caller whether a pool is running."""
     from collections import deque
 
     pool = None
@@ -527,26 +592,27 @@ def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict):
 
     def result(names, fut, kind, items):
         if isinstance(fut, _Done):
-            x, errors = fut.result()
+            x, errors, scored = fut.result()
         else:
-            x, errors = pool.result(fut, kind, items)
+            x, errors, scored = pool.result(fut, kind, items)
             if pool.pool is not fut_pool[0]:  # restarted: resubmit what was in flight
                 fut_pool[0] = pool.pool
                 for k, (n, f, kd, its) in enumerate(window):
                     if not isinstance(f, _Done):
                         window[k] = (n, pool.submit(kd, its), kd, its)
-        return names, x, errors
+        return names, x, errors, scored
 
     fut_pool = [None]
     try:
         while unit is not None:
             nxt = next(it, None)
             if unit[0] == "done":
-                window.append((unit[1], _Done((unit[2], unit[3])), None, None))
+                window.append((unit[1], _Done((unit[2], unit[3], False)), None, None))
             else:
                 _, kind, names, items = unit
                 if pool is None and workers > 0 and nxt is not None:
-                    pool = _Pool(pool_kind, workers, cfg)
+                    pool = _Pool(pool_kind, workers, cfg, net if _scores_in_workers(
+                        net, pool_kind, cfg) else None)
                     fut_pool[0] = pool.pool
                     state["pool"] = True
                 if pool is None:
@@ -627,16 +693,16 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
         max_pixels = images.MAX_PIXELS
     size, light = _geometry(net)
     cfg = _Cfg(size, invert, light, preprocess, max_pixels, S.MAX_FILE_BYTES,
-               1 if workers > 0 else fastlenet.DEFAULT_THREADS, net.in_channels)
+               1 if workers > 0 else fastlenet.DEFAULT_THREADS, net.in_channels, not inputs)
     task_files = max(8, min(TASK_FILES, batch_size))
     state = {"pool": False}
     solo = _single_threaded(net) if workers > 0 and net.num_threads > 1 else net
     slots, xs, n = [], [], 0
-    for names, x, errors in _ordered(_units(sources, cfg, task_files, batch_size), cfg,
-                                     int(workers), pool, state):
+    for names, x, errors, scored in _ordered(_units(sources, cfg, task_files, batch_size), cfg,
+                                             int(workers), pool, state, solo):
         slots.extend(zip(names, errors))
         if x is not None and len(x):
-            xs.append(x)
+            xs.append((x, scored))
             n += len(x)
         if n >= batch_size or (n == 0 and len(slots) >= batch_size):
             yield _emit(solo if state["pool"] else net, slots, xs, top_k, inputs)
@@ -659,17 +725,22 @@ def _single_threaded(net):
 
 
 def _emit(net, slots, xs, top_k, inputs):
-    """One engine call per run of chunks of one dtype (uint8 model inputs stay uint8, so that
-    results equal net.predict on them bit for bit)."""
+    """xs: (array, scored) parts in input order, probabilities from the workers or model
+    inputs. One engine call per run of inputs of one dtype (uint8 model inputs stay uint8, so
+    that results equal net.predict on them bit for bit: the engine's result for an image does
+    not depend on the batch it is in)."""
     groups, probas = [], []
-    for x in xs:
-        if groups and groups[-1][0].dtype == x.dtype:
-            groups[-1].append(x)
+    for x, scored in xs:
+        if groups and not scored and not groups[-1][1] and groups[-1][0][0].dtype == x.dtype:
+            groups[-1][0].append(x)
         else:
-            groups.append([x])
-    batches = [g[0] if len(g) == 1 else np.concatenate(g) for g in groups]
-    for b in batches:
-        probas.append(net.predict_proba(b))
+            groups.append(([x], scored))
+    batches = []
+    for parts, scored in groups:
+        b = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        probas.append(b if scored else net.predict_proba(b))
+        if not scored:
+            batches.append(b)
     proba = probas[0] if len(probas) == 1 else np.concatenate(probas) if probas else None
     rows = _rows(slots, proba, top_k)
     if not inputs:
@@ -692,7 +763,8 @@ def predict_files(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
     .npy arrays (one image or a batch).
     net: a fastlenet.Net (default fastlenet.pretrained()); its metadata gives the input size
     and polarity, and its outputs the number of classes.
-    batch_size: images per engine call (results come a batch at a time).
+    batch_size: images per batch of results (and per engine call in this process; worker
+    processes classify their chunks of files themselves).
     workers: processes (or threads, pool="thread") that read, decode and preprocess image
     files; 0 does it all in the calling thread; default: the CPUs this process may use.
     top_k: the k most likely classes in each Prediction's top_k.

@@ -17,6 +17,7 @@ import glob
 import gzip
 import os
 import re
+import zlib
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
@@ -45,18 +46,28 @@ def _natural_run(m) -> str:
 
 def kind(path: str) -> str:
     """'shard', 'npy', 'idx', 'image' by name, or 'unknown' (the content decides)."""
-    low = os.path.basename(path).lower()
+    return _kind_of_name(os.path.basename(path).lower())
+
+
+def _kind_of_name(low: str) -> str:
+    """kind() of a lower-case file name (no folder). An image extension wins over "idx" in
+    the name (idx_0001.png is an image)."""
+    if _is_image_name(low):
+        return "image"
     if low.endswith(SHARD_SUFFIXES):
         return "shard"
     if low.endswith(".npy"):
         return "npy"
     if "idx" in low or "-ubyte" in low:
         return "idx"
-    # os.path.splitext's extension (leading dots are not one), without its cost per file
-    dot = low.rfind(".")
-    if dot > 0 and low[dot:] in IMAGE_EXTENSIONS and low[:dot].strip("."):
-        return "image"
     return "unknown"
+
+
+def _is_image_name(low: str) -> bool:
+    """A lower-case file name with an image extension (os.path.splitext's: leading dots are
+    not one), without splitext's cost per file."""
+    dot = low.rfind(".")
+    return dot > 0 and low[dot:] in IMAGE_EXTENSIONS and low[:dot].strip(".") != ""
 
 
 def sniff(path: str) -> str:
@@ -75,11 +86,6 @@ def sniff(path: str) -> str:
     return "image"
 
 
-def is_input_name(name: str) -> bool:
-    """Files a folder walk picks up: images by extension, .npy, IDX by name, shards."""
-    return kind(name) != "unknown"
-
-
 def _is_dir(entry) -> bool:
     """DirEntry.is_dir (free from the directory listing, a stat only for symlinks); an entry
     that cannot be examined counts as a file, which then fails to open: one error."""
@@ -89,36 +95,42 @@ def _is_dir(entry) -> bool:
         return False
 
 
-def _walk(top: str, seen: set) -> Iterator[Tuple[str, Optional[str]]]:
-    """(path, error) under a folder, depth first, entries in natural order, hidden entries
-    skipped. A folder that cannot be listed or a symlink loop is one error; the rest goes on."""
+def _walk(top: str, seen: set) -> Iterator[Tuple[str, Optional[str], Optional[str]]]:
+    """(path, error, kind) under a folder, depth first, entries in natural order, hidden
+    entries skipped; files are picked up by name (images by extension, .npy, IDX, shards). A
+    folder that cannot be listed or a symlink loop is one error; the rest goes on."""
     try:
         st = os.stat(top)
     except OSError as e:
-        yield top, e.strerror or str(e)
+        yield top, e.strerror or str(e), None
         return
     if (st.st_dev, st.st_ino) in seen:
-        yield top, "symlink loop: this folder is already being read"
+        yield top, "symlink loop: this folder is already being read", None
         return
     seen = seen | {(st.st_dev, st.st_ino)}
     try:
         with os.scandir(top) as it:
             entries = [(e.name, _is_dir(e)) for e in it if not e.name.startswith(".")]
     except OSError as e:
-        yield top, f"cannot list the folder: {e.strerror or e}"
+        yield top, f"cannot list the folder: {e.strerror or e}", None
         return
     entries.sort(key=lambda t: _natural(t[0]))
+    # os.path.join's result for plain entry names, without its cost per file
+    prefix = os.path.join(top, "")
     for name, is_dir in entries:
-        path = os.path.join(top, name)
+        path = prefix + name
         if is_dir:
             yield from _walk(path, seen)
-        elif is_input_name(name):
-            yield path, None
+            continue
+        k = _kind_of_name(name.lower())
+        if k != "unknown":
+            yield path, None, k
         elif os.path.islink(path) and not os.path.exists(path):
-            yield path, "broken symbolic link"
+            yield path, "broken symbolic link", None
 
 
-def _expand(sources) -> Iterator[Tuple[str, Optional[str]]]:
+def _expand(sources) -> Iterator[Tuple[str, Optional[str], Optional[str]]]:
+    """(path, error, kind by name) for each input the sources name; see expand."""
     if isinstance(sources, (str, bytes, os.PathLike)):
         sources = [sources]
     for src in sources:
@@ -128,14 +140,14 @@ def _expand(sources) -> Iterator[Tuple[str, Optional[str]]]:
         elif not os.path.lexists(name) and _GLOB_CHARS.search(name):
             matches = sorted(glob.glob(name, recursive=True), key=_natural)
             if not matches:
-                yield name, "no such file (the pattern matches nothing)"
+                yield name, "no such file (the pattern matches nothing)", None
             for m in matches:
                 if os.path.isdir(m):
                     yield from _walk(m, frozenset())
                 else:
-                    yield m, None
+                    yield m, None, kind(m)
         else:
-            yield name, None
+            yield name, None, kind(name)
 
 
 def expand(sources) -> Iterator[str]:
@@ -144,7 +156,7 @@ def expand(sources) -> Iterator[str]:
     .npy, IDX and shards picked up by name), glob patterns expanded, files passed through
     unopened. A path that does not exist or cannot be listed is yielded too, so that
     predict_files on it gives an error row."""
-    for path, _ in _expand(sources):
+    for path, _, _ in _expand(sources):
         yield path
 
 
@@ -314,19 +326,32 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
     base-256; pax "size"), type, and checks the header checksum, as tarfile does."""
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
-    f = gzip.open(path, "rb") if gz else open(path, "rb")
+    f = gzip.open(path, "rb") if gz else open(path, "rb", buffering=1 << 18)
     from fastlenet.images import read_exact
 
+    zero = b"\0" * 512
+    read, adler32 = f.read, zlib.adler32
     try:
         with f:
             long_name, pax, glob_pax = None, {}, {}
-            while True:
-                hdr = read_exact(f, 512)
-                if len(hdr) == 0 or hdr == b"\0" * 512:
-                    return  # end of archive (a missing end marker is tolerated, as tarfile)
+            while True:  # the common path inline: two headers a member with Python's pax
+                hdr = read(512)
                 if len(hdr) < 512:
+                    if not hdr:
+                        return  # end of archive (a missing end marker is tolerated, as tarfile)
                     raise ValueError("truncated archive (a partial header)")
-                if not _tar_checksum_ok(hdr):
+                if hdr == zero:
+                    return
+                # the unsigned byte sum with the checksum field as spaces, in C: adler32's low
+                # half is 1 + the sum modulo 65521, exact for 256 bytes (at most 65280)
+                ck = hdr[148:156]
+                try:
+                    ok = int(ck.replace(b"\0", b" ").strip(), 8) == \
+                        (adler32(hdr[:256]) & 0xFFFF) + (adler32(hdr[256:]) & 0xFFFF) - \
+                        (adler32(ck) & 0xFFFF) + 255
+                except ValueError:
+                    ok = False
+                if not ok and not _tar_checksum_ok(hdr):
                     raise ValueError("corrupt archive (a header fails its checksum)")
                 try:
                     n = _tar_size(hdr)
@@ -334,7 +359,7 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                     raise ValueError("corrupt archive (a header's size field is not a "
                                      "number)") from None
                 flag = hdr[156:157]
-                rec = {**glob_pax, **pax}
+                rec = {**glob_pax, **pax} if glob_pax else pax
                 if "size" in rec and flag not in (b"x", b"g"):
                     try:
                         n = int(rec["size"])
@@ -343,12 +368,10 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                 if n < 0:
                     raise ValueError("corrupt archive (a negative size)")
                 padded = -(-n // 512) * 512
-                name = (rec["path"].decode("utf-8", "surrogateescape") if "path" in rec
-                        else long_name if long_name is not None else _tar_name(hdr))
                 if flag in (b"x", b"g", b"L"):
                     if n > (1 << 20):
                         raise ValueError(f"corrupt archive (an extended header of {n:,} bytes)")
-                    data = read_exact(f, padded)
+                    data = read(padded)
                     if len(data) < n:
                         raise ValueError("truncated archive (a partial extended header)")
                     if flag == b"x":
@@ -359,9 +382,11 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                         long_name = data[:n].split(b"\0", 1)[0].decode("utf-8",
                                                                        "surrogateescape")
                     continue
+                name = (rec["path"].decode("utf-8", "surrogateescape") if "path" in rec
+                        else long_name if long_name is not None else _tar_name(hdr))
                 long_name, pax = None, {}
                 regular = flag in (b"0", b"\0", b"7")
-                wanted = regular and kind(name) == "image"
+                wanted = regular and _is_image_name(name[name.rfind("/") + 1:].lower())
                 if not wanted or n > max_bytes:
                     if regular and wanted:
                         yield name, None, f"member of {n:,} bytes (the limit is {max_bytes:,})"
@@ -376,7 +401,8 @@ def iter_tar(path: str, max_bytes: int = MAX_FILE_BYTES
                             raise ValueError(f"truncated archive: member {name!r} is cut")
                         left -= got
                     continue
-                data = read_exact(f, padded)
+                # read_exact's pieces bound what a corrupt size field can allocate
+                data = read(padded) if padded <= 1 << 20 else read_exact(f, padded)
                 if len(data) < n:
                     raise ValueError(f"truncated archive: member {name!r} declares {n:,} "
                                      f"bytes, {len(data):,} found")
@@ -393,11 +419,10 @@ def count(sources) -> Optional[int]:
     """How many inputs the sources hold, when that is cheap to know (files, folders, IDX and
     .npy headers, zip directories); None when a tar stream would have to be read."""
     total = 0
-    for path, err in _expand(sources):
+    for path, err, k in _expand(sources):
         if err:
             total += 1
             continue
-        k = kind(path)
         try:
             if k == "unknown":
                 k = sniff(path)

@@ -88,6 +88,7 @@ def test_expand_order_globs_and_missing(folder, tmp_path):
 def test_kind_by_name_and_content(tmp_path, sample):
     assert sources.kind("x/a.PNG") == "image" and sources.kind("s.tar.gz") == "shard"
     assert sources.kind("t10k-images-idx3-ubyte.gz") == "idx" and sources.kind("b.npy") == "npy"
+    assert sources.kind("scans/idx_0001.PNG") == "image" and sources.kind(".png") == "unknown"
     np.save(tmp_path / "noext", sample[0][:2])
     os.rename(tmp_path / "noext.npy", tmp_path / "noext")
     assert sources.sniff(str(tmp_path / "noext")) == "npy"
@@ -108,13 +109,46 @@ def _decode_both(data):
     return out
 
 
-def test_png_fast_path_equals_pillow_plugin():
+def _bad_idat(data: bytes, rng) -> bytes:
+    """data with one byte of its first IDAT flipped and the chunk's CRC made to match: only
+    the pixel decoder can tell."""
+    import zlib
+
+    i = data.find(b"IDAT")
+    if i < 0:
+        return data
+    n = int.from_bytes(data[i - 4:i], "big")
+    m = bytearray(data)
+    m[i + 4 + int(rng.integers(0, max(n, 1)))] ^= 0xFF
+    m[i + 4 + n:i + 8 + n] = zlib.crc32(bytes(m[i:i + 4 + n])).to_bytes(4, "big")
+    return bytes(m)
+
+
+def _check_decode_many(blobs, rng):
+    """images.decode_many, on shuffled batches, gives per blob what decode() gives alone."""
+    from fastlenet import images
+
+    order = rng.permutation(len(blobs))
+    for part in np.array_split(order, 7):
+        batch = [blobs[i] for i in part]
+        for data, got in zip(batch, images.decode_many(batch)):
+            try:
+                want = images.decode(data)
+            except ValueError as e:
+                assert isinstance(got, ValueError) and str(got) == str(e)
+                continue
+            assert not isinstance(got, Exception), got
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_png_fast_path_equals_pillow_plugin(monkeypatch):
     from PIL import PngImagePlugin
 
     from fastlenet import images
 
     rng = np.random.default_rng(8)
     fast = 0
+    blobs = []
     for trial in range(120):
         h, w = (int(v) for v in rng.integers(1, 70, 2))
         a = rng.integers(0, 256, (h, w), dtype=np.uint8)
@@ -141,6 +175,7 @@ def test_png_fast_path_equals_pillow_plugin():
             else:
                 m = m[:int(rng.integers(8, len(m)))]
             variants.append(bytes(m))
+        blobs += variants
         for v in variants:
             (ka, va), (kb, vb) = _decode_both(v)
             assert ka == kb, (mode, kw, ka, kb)
@@ -149,6 +184,20 @@ def test_png_fast_path_equals_pillow_plugin():
             else:
                 assert va == vb
     assert fast >= 20  # the fast path was exercised
+    _check_decode_many(blobs + [_bad_idat(b, rng) for b in blobs[::5]], rng)
+    # a task of scanned digits: one width, a few damaged, shared decoding exercised
+    digits = []
+    for k in range(40):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (28 + k % 3, 28), dtype=np.uint8)).save(buf, "PNG")
+        digits.append(buf.getvalue())
+    digits += [_bad_idat(d, rng) for d in digits[:5]] + [digits[0][:120]]
+    shared = []
+    real = images._decode_on_canvas
+    monkeypatch.setattr(images, "_decode_on_canvas",
+                        lambda group, out: (shared.append(len(group)), real(group, out)))
+    _check_decode_many(digits, rng)
+    assert sum(shared) >= 30
     # several IDAT chunks (Pillow writes 64 KB pieces), and the pixel cap from the header
     big = Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8))
     buf = io.BytesIO()
@@ -169,6 +218,84 @@ def test_folder_equals_preprocess_then_predict(folder, net, sample, workers, poo
     arrays = [np.asarray(Image.open(p)) for p in paths]
     check_rows(rows, expected(arrays, net))
     assert all(p.member is None and p.index is None for p in rows)
+
+
+def _scored_parts(monkeypatch):
+    """A list that collects, per batch the pipeline emits, how many parts came classified by
+    the workers and how many as model inputs."""
+    from fastlenet import pipeline
+
+    seen = []
+    real = pipeline._emit
+
+    def spy(net, slots, xs, top_k, inputs):
+        seen.append((sum(sc for _, sc in xs), sum(not sc for _, sc in xs)))
+        return real(net, slots, xs, top_k, inputs)
+
+    monkeypatch.setattr(pipeline, "_emit", spy)
+    return seen
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+@pytest.mark.parametrize("isa", fastlenet.available_isas())
+def test_worker_processes_classify_with_the_callers_isa(folder, net, isa, method, monkeypatch):
+    """Worker processes run a copy of the Net on their chunks: with the caller's ISA level
+    (each level rounds differently; a pickled Net, as forkserver and spawn send it, would take
+    the best one) and its results bit for bit, whatever its thread count."""
+    from fastlenet import pipeline
+
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    monkeypatch.setattr(pipeline, "_start_method", lambda: method)
+    mine = fastlenet.Net(net.weights, net.meta, num_threads=2)
+    mine.isa = isa
+    seen = _scored_parts(monkeypatch)
+    rows = list(predict_files(folder, mine, workers=2, pool="process", batch_size=16))
+    check_rows(rows, expected([np.asarray(Image.open(p)) for p in sources.expand(folder)],
+                              mine))
+    assert mine.isa == isa and mine.num_threads == 2
+    assert sum(w for w, _ in seen) > 0 and sum(m for _, m in seen) == 0  # all by the workers
+    # model inputs asked for (eval --plot): the workers send them, the caller classifies
+    seen.clear()
+    for got, x in predict_batches(folder, mine, workers=2, batch_size=16, inputs=True):
+        check_rows(got, mine.predict_proba(x))
+    assert sum(w for w, _ in seen) == 0 and sum(m for _, m in seen) > 0
+
+
+class _Uniform(fastlenet.Net):
+    """A subclass whose own method a copy in a worker must not replace."""
+
+    def predict_proba(self, x):
+        return np.full((len(x), 10), 0.1, np.float32)
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_net_subclass_runs_in_the_calling_process(folder, net, method, monkeypatch):
+    from fastlenet import pipeline
+
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    monkeypatch.setattr(pipeline, "_start_method", lambda: method)
+    seen = _scored_parts(monkeypatch)
+    rows = list(predict_files(folder, _Uniform(net.weights, net.meta), workers=2,
+                              batch_size=16))
+    assert rows and all(p.error is None and p.confidence == np.float32(0.1) for p in rows)
+    assert sum(w for w, _ in seen) == 0
+
+
+def test_without_pillow_each_image_file_is_one_error(tmp_path, net, sample, monkeypatch):
+    from fastlenet import images
+
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(sample[0][i]))
+    np.save(tmp_path / "x.npy", sample[0][:2])
+
+    def no_pillow():
+        raise ImportError(images.PILLOW_HINT)
+
+    monkeypatch.setattr(images, "_pillow", no_pillow)
+    rows = list(predict_files(tmp_path, net, workers=0))
+    assert [p.error == images.PILLOW_HINT for p in rows] == [True] * 3 + [False] * 2
 
 
 def test_idx_npy_pass_through_and_preprocess(tmp_path, net, sample):
@@ -431,14 +558,14 @@ def test_a_worker_that_dies_costs_one_input(tmp_path, net, sample, monkeypatch):
     pool restarts and every other input is predicted, in order."""
     from fastlenet import images
 
-    real = images.decode
+    real = images.decode_many
 
-    def crashy(data, max_pixels=None):
-        if b"CRASH" in data:
+    def crashy(blobs, max_pixels=None):
+        if any(b"CRASH" in data for data in blobs):
             os._exit(3)
-        return real(data, max_pixels)
+        return real(blobs, max_pixels)
 
-    monkeypatch.setattr(images, "decode", crashy)  # the fork workers inherit it
+    monkeypatch.setattr(images, "decode_many", crashy)  # the fork workers inherit it
     for i in range(40):
         data = png_bytes(sample[0][i])
         (tmp_path / f"{i:02d}.png").write_bytes(data + (b"CRASH" if i == 13 else b""))
