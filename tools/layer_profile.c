@@ -90,24 +90,22 @@ int main(int argc, char **argv) {
         net->act = FL_ACT_NONE;
         TIME("C3 no act", 300, 1, k->c3(net, s2, s4[0]); sink += s4[0][3]);
         net->act = FL_ACT_TANH;
-        TIME("C5 n=1", 1000, 1, k->dense(FL_ACT_TANH, s4[0], 1, FL_S4_LEN, 400, net->c5_wt,
-                                          FL_C5_LD, net->c5_b, 120, c5[0], FL_C5_LD);
-             sink += c5[0][1]);
-        TIME("F6 n=1", 1000, 1, k->dense(FL_ACT_TANH, c5[0], 1, FL_C5_LD, 120, net->f6_wt,
-                                          FL_F6_LD, net->f6_b, 84, f6[0], FL_F6_LD);
-             sink += f6[0][1]);
-        TIME("OUT n=1", 1000, 1, k->dense(FL_ACT_NONE, f6[0], 1, FL_F6_LD, 84, net->out_wt,
-                                           net->out_ld, net->out_b, 10, lg[0], FL_OUT_BLOCK);
-             sink += lg[0][1]);
-        TIME("C5 n=4", 500, 4, k->dense(FL_ACT_TANH, s4[0], 4, FL_S4_LEN, 400, net->c5_wt,
-                                         FL_C5_LD, net->c5_b, 120, c5[0], FL_C5_LD);
-             sink += c5[0][1]);
-        TIME("F6 n=4", 500, 4, k->dense(FL_ACT_TANH, c5[0], 4, FL_C5_LD, 120, net->f6_wt,
-                                         FL_F6_LD, net->f6_b, 84, f6[0], FL_F6_LD);
-             sink += f6[0][1]);
-        TIME("OUT n=4", 500, 4, k->dense(FL_ACT_NONE, f6[0], 4, FL_F6_LD, 84, net->out_wt,
-                                          net->out_ld, net->out_b, 10, lg[0], FL_OUT_BLOCK);
-             sink += lg[0][1]);
+        for (int n = 1; n <= 4; n += 3) { /* one image, then a tile of 4 */
+            const int reps = n == 1 ? 1000 : 500;
+            char c5n[16], f6n[16], outn[16];
+            snprintf(c5n, sizeof c5n, "C5 n=%d", n);
+            snprintf(f6n, sizeof f6n, "F6 n=%d", n);
+            snprintf(outn, sizeof outn, "OUT n=%d", n);
+            TIME(c5n, reps, n, k->dense(FL_ACT_TANH, s4[0], n, FL_S4_LEN, 400, net->c5_wt,
+                                        FL_C5_LD, net->c5_b, 120, c5[0], FL_C5_LD);
+                 sink += c5[0][1]);
+            TIME(f6n, reps, n, k->dense(FL_ACT_TANH, c5[0], n, FL_C5_LD, 120, net->f6_wt,
+                                        FL_F6_LD, net->f6_b, 84, f6[0], FL_F6_LD);
+                 sink += f6[0][1]);
+            TIME(outn, reps, n, k->dense(FL_ACT_NONE, f6[0], n, FL_F6_LD, 84, net->out_wt,
+                                         net->out_ld, net->out_b, 10, lg[0], FL_OUT_BLOCK);
+                 sink += lg[0][1]);
+        }
         TIME("tanh 5376 floats", 300, 1, k->activation(FL_ACT_TANH, xa, ya, 5376); sink += ya[5]);
         TIME("fwd batch 1", 300, 1,
              fl_net_forward(net, &in, 1, FL_OUT_LOGITS, out, NULL, 1, isa); sink += out[1]);
