@@ -683,6 +683,22 @@ cdef inline int _pix_code(int typenum):
     return -1
 
 
+cdef _describe(fl_image *d, cnp.ndarray a, int axis, str where, const char *data, double scale):
+    """d <- the 2-D image at data whose height and width are a's axes axis and axis + 1."""
+    code = _pix_code(cnp.PyArray_TYPE(a))
+    if code < 0 or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(f"{where}: unsupported dtype {a.dtype}")
+    if cnp.PyArray_DIMS(a)[axis] > 1 << 30 or cnp.PyArray_DIMS(a)[axis + 1] > 1 << 30:
+        raise ValueError(f"{where}: too large ({np.shape(a)})")
+    d.data = data
+    d.dtype = code
+    d.height = <int>cnp.PyArray_DIMS(a)[axis]
+    d.width = <int>cnp.PyArray_DIMS(a)[axis + 1]
+    d.stride_h = cnp.PyArray_STRIDES(a)[axis]
+    d.stride_w = cnp.PyArray_STRIDES(a)[axis + 1]
+    d.scale = scale
+
+
 def _preprocess(images, scales, int size, str invert, bint light_on_dark, int num_threads):
     """The C preprocessing over a sequence of native-endian 2-D arrays (uint8, uint16, float32,
     float64) or one (N, H, W) array; `scales` maps each image's values to [0, 1] (a float for
@@ -708,35 +724,18 @@ def _preprocess(images, scales, int size, str invert, bint light_on_dark, int nu
     try:
         if stacked:
             a = <cnp.ndarray>images
-            code = _pix_code(cnp.PyArray_TYPE(a))
-            if code < 0 or not cnp.PyArray_ISNOTSWAPPED(a):
-                raise TypeError(f"images: unsupported dtype {a.dtype}")
             for i in range(n):
-                desc[i].data = <const char *>cnp.PyArray_DATA(a) + i * cnp.PyArray_STRIDES(a)[0]
-                desc[i].dtype = code
-                desc[i].height = <int>cnp.PyArray_DIMS(a)[1]
-                desc[i].width = <int>cnp.PyArray_DIMS(a)[2]
-                desc[i].stride_h = cnp.PyArray_STRIDES(a)[1]
-                desc[i].stride_w = cnp.PyArray_STRIDES(a)[2]
-                desc[i].scale = scales[i] if per_image else scales
+                _describe(&desc[i], a, 1, "images",
+                          <const char *>cnp.PyArray_DATA(a) + i * cnp.PyArray_STRIDES(a)[0],
+                          scales[i] if per_image else scales)
         else:
             for i in range(n):
                 a = <cnp.ndarray?>images[i]
                 if cnp.PyArray_NDIM(a) != 2:
                     raise ValueError(f"images[{i}]: expected a 2-D array; got shape {np.shape(a)}")
-                code = _pix_code(cnp.PyArray_TYPE(a))
-                if code < 0 or not cnp.PyArray_ISNOTSWAPPED(a):
-                    raise TypeError(f"images[{i}]: unsupported dtype {a.dtype}")
-                if cnp.PyArray_DIMS(a)[0] > 1 << 30 or cnp.PyArray_DIMS(a)[1] > 1 << 30:
-                    raise ValueError(f"images[{i}]: too large ({np.shape(a)})")
                 keep.append(a)
-                desc[i].data = cnp.PyArray_DATA(a)
-                desc[i].dtype = code
-                desc[i].height = <int>cnp.PyArray_DIMS(a)[0]
-                desc[i].width = <int>cnp.PyArray_DIMS(a)[1]
-                desc[i].stride_h = cnp.PyArray_STRIDES(a)[0]
-                desc[i].stride_w = cnp.PyArray_STRIDES(a)[1]
-                desc[i].scale = scales[i] if per_image else scales
+                _describe(&desc[i], a, 0, f"images[{i}]", <const char *>cnp.PyArray_DATA(a),
+                          scales[i] if per_image else scales)
         with nogil:
             rc = fl_preprocess(desc, <size_t>n, size, inv, light_on_dark,
                                <float *>cnp.PyArray_DATA(<cnp.ndarray>out), num_threads)

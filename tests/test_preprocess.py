@@ -251,6 +251,10 @@ def test_printed_digits_are_read(net, rng):
     ([np.zeros((5, 5))], {"invert": "maybe"}, ValueError, "invert"),
     ([np.zeros((5, 5))], {"size": 10}, ValueError, "size"),
     ([np.zeros((5, 5))], {"foreground": "blue"}, ValueError, "foreground"),
+    # a broadcast view: 2**31 rows would wrap the C code's int height
+    (np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (2, 2**31, 1)), {}, ValueError,
+     "too large"),
+    ([np.broadcast_to(np.zeros((1, 1), np.uint8), (2**31, 1))], {}, ValueError, "too large"),
 ])
 def test_errors_name_the_argument(bad, kw, err, match):
     with pytest.raises(err, match=match):
