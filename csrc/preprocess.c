@@ -98,6 +98,22 @@ static void blank(float *out, int size, int light_on_dark) {
     for (int i = 0; i < size * size; i++) out[i] = bg;
 }
 
+/* A running max of radius k along each of `lines` lines of `len` values (line l's value i at
+ * l * line_step + i * step), from in to out; values are >= 0, so the max starts at 0. */
+static void max_filter_lines(const double *in, double *out, int lines, int len,
+                             ptrdiff_t line_step, ptrdiff_t step, int k) {
+    for (int l = 0; l < lines; l++) {
+        const double *a = in + l * line_step;
+        double *b = out + l * line_step;
+        for (int i = 0; i < len; i++) {
+            double m = 0;
+            for (int j = imax(0, i - k); j <= imin(len - 1, i + k); j++)
+                m = a[j * step] > m ? a[j * step] : m;
+            b[i * step] = m;
+        }
+    }
+}
+
 /* Per-value tables of uint8 images, kept across the images of a batch that share a scale
  * (all of them, in practice): 256 floor()s per image cost as much as a 28x28 image's pixels. */
 typedef struct {
@@ -394,20 +410,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         for (int y = 0; y < ph; y++)
             for (int x = 0; x < pw; x++)
                 if (y < k || y >= h + k || x < k || x >= w + k) tmp[(size_t)y * pw + x] = 0;
-        for (int y = 0; y < ph; y++) /* rows: tmp -> pad */
-            for (int x = 0; x < pw; x++) {
-                double m = 0;
-                for (int xx = imax(0, x - k); xx <= imin(pw - 1, x + k); xx++)
-                    m = tmp[(size_t)y * pw + xx] > m ? tmp[(size_t)y * pw + xx] : m;
-                pad[(size_t)y * pw + x] = m;
-            }
-        for (int x = 0; x < pw; x++) /* columns: pad -> tmp */
-            for (int y = 0; y < ph; y++) {
-                double m = 0;
-                for (int yy = imax(0, y - k); yy <= imin(ph - 1, y + k); yy++)
-                    m = pad[(size_t)yy * pw + x] > m ? pad[(size_t)yy * pw + x] : m;
-                tmp[(size_t)y * pw + x] = m;
-            }
+        max_filter_lines(tmp, pad, ph, pw, pw, 1, k); /* rows: tmp -> pad */
+        max_filter_lines(pad, tmp, pw, ph, 1, pw, k); /* columns: pad -> tmp */
         src = tmp;
     }
 
