@@ -49,7 +49,7 @@ def main(argv=None):
     solo.isa = net.isa
     size, light = pipeline._geometry(net)
     cfg = pipeline._Cfg(size, "auto", light, "auto", images.MAX_PIXELS, sources.MAX_FILE_BYTES,
-                        1, 1, False)
+                        1, 1)
     files = list(sources.expand(png))[:args.files]
     n, step = len(files), pipeline.TASK_FILES
     tasks = [files[i:i + step] for i in range(0, n, step)]
@@ -72,8 +72,7 @@ def main(argv=None):
         ("preprocess (C, 1 thread)", lambda: [pipeline._preprocess_decoded(d, cfg)
                                               for d in decoded]),
         ("engine (1 thread)", lambda: [solo.predict_proba(b) for b in x]),
-        ("whole worker task", lambda: [pipeline._decode_task("files", t, cfg._replace(
-            score=False)) for t in tasks]),
+        ("whole worker task", lambda: [pipeline._decode_task("files", t, cfg) for t in tasks]),
         ("bare Pillow loop (open + load)", pillow),
     ]
     print(f"fastlenet {fastlenet.__version__}, {net.isa}; {n} PNG files from {png}; best of "

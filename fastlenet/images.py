@@ -280,13 +280,14 @@ def _png_gray8(data, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     found = _png_gray8_data(data, max_pixels)
     if found is None:
         return None
-    (w, h), idat = found
-    Image, _ = _pillow()
+    out = [None]
     try:
-        im = Image.frombytes("L", (w, h), idat, "zip", "L")
-    except (ValueError, OSError, MemoryError):
+        _decode_on_canvas([(0, *found)], out)
+    except ImportError:
+        raise
+    except Exception:  # Pillow's own path decides
         return None
-    return np.frombuffer(im.tobytes(), np.uint8).reshape(h, w)
+    return out[0]
 
 
 def _png_gray8_data(data, max_pixels: Optional[int]):
@@ -360,11 +361,10 @@ def decode_many(blobs: list, max_pixels: Optional[int] = MAX_PIXELS) -> list:
     for item in small:
         by_width.setdefault(item[1][0], []).append(item)
     for group in by_width.values():
-        if len(group) > 1:
-            try:
-                _decode_on_canvas(group, out)
-            except Exception:  # each file alone, below, as decode() reports it
-                pass
+        try:
+            _decode_on_canvas(group, out)
+        except Exception:  # each file alone, below, as decode() reports it
+            pass
     for i, data in enumerate(blobs):
         if out[i] is None:
             try:

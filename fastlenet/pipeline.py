@@ -162,7 +162,6 @@ class _Cfg(NamedTuple):
     max_bytes: int
     threads: int         # threads of the C preprocessing inside one task
     channels: int = 1    # 3: a colour model (whole pictures resized, no digit preprocessing)
-    score: bool = False  # worker processes classify their chunks (the caller needs no inputs)
 
 
 def _geometry(net):
@@ -275,7 +274,7 @@ def _worker_init(net, isa) -> None:
 def _decode_task(kind: str, items: list, cfg: _Cfg):
     """Runs in a worker: read (kind "files": paths) or take (kind "blobs": (bytes, error)
     pairs) each item, decode the lot with Pillow and preprocess it in one C call; in a worker
-    process with an engine (and cfg.score), classify it there too.
+    process with an engine (_worker_init), classify it there too.
     -> (out, [error or None per item], scored): out holds the k good items' float32 (k, size,
     size) model inputs or, when scored, their (k, classes) probabilities."""
     from fastlenet import images
@@ -319,7 +318,7 @@ def _decode_task(kind: str, items: list, cfg: _Cfg):
         else:
             arrays.append(a)
     x = _prepare_list(arrays, cfg)
-    if cfg.score and _WORKER_NET is not None:
+    if _WORKER_NET is not None:
         # probabilities (40 bytes an image) travel back instead of pixels (3 KB), and the
         # engine's work is spread over the workers rather than queued in the main process
         return _WORKER_NET.predict_proba(x), errors, True
@@ -568,20 +567,11 @@ class _Pool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _scores_in_workers(net, pool_kind: str, cfg: _Cfg) -> bool:
-    """Whether process workers run their own copy of net: only for fastlenet.Net itself. A
-    subclass may override what a copy would not carry (methods, state, side effects in this
-    process), so it always runs here, as the caller's object."""
-    from fastlenet import Net
-
-    return pool_kind == "process" and cfg.score and type(net) is Net
-
-
 def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict, net=None):
     """Units -> (names, out, errors, scored) in input order (see _decode_task); tasks run on a
     pool with a bounded window (2 per worker), started only when there is more than one task
-    to run; `net` (one thread) classifies in process pools' workers when cfg.score. state["pool"]
-    tells the caller whether a pool is running."""
+    to run; `net` (one thread), if given, classifies in a process pool's workers.
+    state["pool"] tells the caller whether a pool is running."""
     from collections import deque
 
     pool = None
@@ -611,8 +601,7 @@ def _ordered(units, cfg: _Cfg, workers: int, pool_kind: str, state: dict, net=No
             else:
                 _, kind, names, items = unit
                 if pool is None and workers > 0 and nxt is not None:
-                    pool = _Pool(pool_kind, workers, cfg, net if _scores_in_workers(
-                        net, pool_kind, cfg) else None)
+                    pool = _Pool(pool_kind, workers, cfg, net)
                     fut_pool[0] = pool.pool
                     state["pool"] = True
                 if pool is None:
@@ -693,13 +682,17 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
         max_pixels = images.MAX_PIXELS
     size, light = _geometry(net)
     cfg = _Cfg(size, invert, light, preprocess, max_pixels, S.MAX_FILE_BYTES,
-               1 if workers > 0 else fastlenet.DEFAULT_THREADS, net.in_channels, not inputs)
+               1 if workers > 0 else fastlenet.DEFAULT_THREADS, net.in_channels)
     task_files = max(8, min(TASK_FILES, batch_size))
     state = {"pool": False}
     solo = _single_threaded(net) if workers > 0 and net.num_threads > 1 else net
+    # Process workers classify with a copy of the Net, unless the caller wants the model
+    # inputs, or the Net is a subclass: its overrides (methods, state, side effects in this
+    # process) would not travel with a copy, so it runs here, as the caller's object.
+    copied = solo if pool == "process" and not inputs and type(net) is fastlenet.Net else None
     slots, xs, n = [], [], 0
     for names, x, errors, scored in _ordered(_units(sources, cfg, task_files, batch_size), cfg,
-                                             int(workers), pool, state, solo):
+                                             int(workers), pool, state, copied):
         slots.extend(zip(names, errors))
         if x is not None and len(x):
             xs.append((x, scored))
