@@ -44,7 +44,7 @@ def prepare(mnist: str, data: str, n_png: int = 10000):
     import numpy as np
     from PIL import Image
 
-    from fastlenet.images import read_idx
+    from fastlenet.io.containers import read_idx
 
     png = os.path.join(data, f"t10k-png-{n_png}")
     tar = os.path.join(data, f"t10k-png-{n_png}.tar")
@@ -71,6 +71,7 @@ def _cpu():
 def run_case(case, net, paths, args):
     """-> (images/s, CPU seconds per image, of which in this process, cores used)"""
     import fastlenet
+    from fastlenet.pipeline.run import predict_batches
 
     png, tar, idx = paths
     m0, c0 = _cpu()
@@ -91,8 +92,8 @@ def run_case(case, net, paths, args):
     else:
         src = {"idx": idx, "png": png, "tar": tar}[case]
         n = 0
-        for rows in fastlenet.pipeline.predict_batches(src, net, batch_size=args.batch_size,
-                                                       workers=args.workers, pool=args.pool):
+        for rows in predict_batches(src, net, batch_size=args.batch_size,
+                                    workers=args.workers, pool=args.pool):
             n += len(rows)
             if rows[0].error:
                 raise SystemExit(f"{case}: {rows[0].error}")
@@ -119,7 +120,7 @@ def main(argv=None):
         sys.exit(f"no MNIST data in {args.mnist} (--mnist DIR)")
     import fastlenet
     import fastlenet.pipeline
-    from fastlenet.images import read_idx
+    from fastlenet.io.containers import read_idx
 
     os.makedirs(args.data, exist_ok=True)
     paths = prepare(args.mnist, args.data)

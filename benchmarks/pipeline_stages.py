@@ -3,11 +3,11 @@
     python benchmarks/pipeline_stages.py            # the 10,000 test digits written by pipeline.py
     python benchmarks/pipeline_stages.py --files 2000 --rounds 7
 
-Each stage runs over the same files, in tasks of pipeline.TASK_FILES as the decode workers run
+Each stage runs over the same files, in tasks of tasks.TASK_FILES as the decode workers run
 them, and is timed by process CPU time; a stage's figure is its best of --rounds (the others are
 preemptions on a shared machine). Stages: the folder walk (main process), reading the bytes,
-decoding them (images.decode_many), the C preprocessing (one thread), the engine (one thread),
-and the whole worker task (pipeline._decode_task: all of these but the walk, plus the glue).
+decoding them (decode.decode_many), the C preprocessing (one thread), the engine (one thread),
+and the whole worker task (tasks._decode_task: all of these but the walk, plus the glue).
 The bare Pillow loop of pipeline.py is timed alongside for scale.
 """
 from __future__ import annotations
@@ -41,21 +41,23 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
     import fastlenet
-    from fastlenet import images, pipeline, sources
+    from fastlenet import prepare
+    from fastlenet.io import decode as images, kinds, sources
+    from fastlenet.pipeline import tasks as pipeline
 
     png, _, _ = bench_pipeline.prepare(args.mnist, args.data)
     net = fastlenet.pretrained()
     solo = fastlenet.Net(net.weights, net.meta, num_threads=1)
     solo.isa = net.isa
-    size, light = pipeline._geometry(net)
-    cfg = pipeline._Cfg(size, "auto", light, "auto", images.MAX_PIXELS, sources.MAX_FILE_BYTES,
-                        1, 1)
+    size, light = prepare.model_geometry(net)
+    cfg = prepare.Settings(size, "auto", light, "auto", images.MAX_PIXELS, kinds.MAX_FILE_BYTES,
+                           1, 1)
     files = list(sources.expand(png))[:args.files]
     n, step = len(files), pipeline.TASK_FILES
     tasks = [files[i:i + step] for i in range(0, n, step)]
     blobs = [[images.read_file_bytes(p, cfg.max_bytes) for p in t] for t in tasks]
     decoded = [images.decode_many(b) for b in blobs]
-    x = [pipeline._preprocess_decoded(d, cfg) for d in decoded]
+    x = [prepare.preprocess_decoded(d, cfg) for d in decoded]
 
     def pillow():
         from PIL import Image
@@ -68,8 +70,8 @@ def main(argv=None):
         ("folder walk (main process)", lambda: list(pipeline._units([png], cfg, step, 1024))),
         ("read the bytes", lambda: [[images.read_file_bytes(p, cfg.max_bytes) for p in t]
                                     for t in tasks]),
-        ("decode (images.decode_many)", lambda: [images.decode_many(b) for b in blobs]),
-        ("preprocess (C, 1 thread)", lambda: [pipeline._preprocess_decoded(d, cfg)
+        ("decode (decode.decode_many)", lambda: [images.decode_many(b) for b in blobs]),
+        ("preprocess (C, 1 thread)", lambda: [prepare.preprocess_decoded(d, cfg)
                                               for d in decoded]),
         ("engine (1 thread)", lambda: [solo.predict_proba(b) for b in x]),
         ("whole worker task", lambda: [pipeline._decode_task("files", t, cfg) for t in tasks]),

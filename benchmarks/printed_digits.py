@@ -3,7 +3,7 @@ this machine, under the conditions scans bring (paper, noise, blur, rotation, JP
 
     python benchmarks/printed_digits.py                      # fastlenet.preprocess (C)
     python benchmarks/printed_digits.py --impl reference     # the NumPy/SciPy specification
-    python benchmarks/printed_digits.py --impl legacy        # images.to_model_input (0.1.0)
+    python benchmarks/printed_digits.py --impl legacy        # prepare.to_model_input (0.1.0)
     python benchmarks/printed_digits.py --fonts 40 --save out/   # also write the PNG files
 
 Fonts: every outline font fc-list knows (symbol and math fonts skipped), or --font-dir. Install
@@ -116,9 +116,9 @@ def prepare(impl, imgs, size=28):
     if impl == "c":
         return fastlenet.preprocess(imgs, size=size)
     if impl == "reference":
-        from fastlenet import reference_preprocess
-        return reference_preprocess.preprocess(imgs, size=size)
-    from fastlenet.images import to_model_input
+        from fastlenet.reference import prepare as reference_prepare
+        return reference_prepare.preprocess(imgs, size=size)
+    from fastlenet.prepare import to_model_input
     return np.stack([to_model_input(im, size) for im in imgs])
 
 

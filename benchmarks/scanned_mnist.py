@@ -55,7 +55,8 @@ def main(argv=None):
     ap.add_argument("--impl", choices=("c", "legacy"), default="c")
     args = ap.parse_args(argv)
     import fastlenet
-    from fastlenet.images import read_idx, to_model_input
+    from fastlenet.io.containers import read_idx
+    from fastlenet.prepare import to_model_input
 
     x = read_idx(os.path.join(MNIST, "t10k-images-idx3-ubyte.gz"))[:args.n]
     y = read_idx(os.path.join(MNIST, "t10k-labels-idx1-ubyte.gz"))[:args.n]

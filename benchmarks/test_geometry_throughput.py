@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastlenet
-from fastlenet import formats
+from fastlenet.weights import layout
 
 CASES = (  # (label, in_channels, classes, input layout)
     ("gray-k10", 1, 10, "nchw"),
@@ -27,7 +27,7 @@ CASES = (  # (label, in_channels, classes, input layout)
 def _weights(c, k):
     rng = np.random.default_rng([0, c, k])
     return {key: (rng.standard_normal(s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 10)
-                  ).astype(np.float32) for key, s in formats.canonical_shapes(c, k).items()}
+                  ).astype(np.float32) for key, s in layout.canonical_shapes(c, k).items()}
 
 
 def _input(c, layout, batch):

@@ -25,7 +25,7 @@ def data(tmp_path_factory):
     from benchmarks import pipeline as script
 
     png, tar, idx = script.prepare(MNIST, str(tmp_path_factory.mktemp("pipeline")))
-    from fastlenet.images import read_idx
+    from fastlenet.io.containers import read_idx
 
     return {"png": png, "tar": tar, "idx": idx, "x": read_idx(idx)}
 
@@ -35,7 +35,7 @@ CASES = ("engine", "idx", "png", "tar", "pillow")
 
 @pytest.mark.parametrize("case", CASES)
 def test_pipeline(benchmark, data, case):
-    from fastlenet.pipeline import predict_batches
+    from fastlenet.pipeline.run import predict_batches
 
     net = fastlenet.pretrained()
     if case == "engine":

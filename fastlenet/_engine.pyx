@@ -19,8 +19,8 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.string cimport memcpy
 from libc.stdint cimport int32_t, uintptr_t
 
-from fastlenet import loader
-from fastlenet.formats import FormatError
+from fastlenet import weights as loader
+from fastlenet.weights.checks import FormatError
 
 cnp.import_array()
 

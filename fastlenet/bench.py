@@ -21,9 +21,9 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 # ---- fastlenet and the baselines ------------------------------------------------------------
 def make_fastlenet(weights, meta, threads, isa=None) -> Runner:
-    import fastlenet
+    from fastlenet._engine import Net
 
-    net = fastlenet.Net(weights, meta, num_threads=threads)
+    net = Net(weights, meta, num_threads=threads)
     if isa is not None:
         net.isa = isa
     return net.logits
@@ -219,7 +219,7 @@ def time_call(run: Runner, x: np.ndarray, min_seconds: float = 0.05) -> float:
 
 def random_weights(seed: int = 0) -> dict[str, np.ndarray]:
     """Random canonical weights with unit-variance pre-activations (nothing saturates)."""
-    from fastlenet.loader import CANONICAL_SHAPES
+    from fastlenet.weights.layout import CANONICAL_SHAPES
 
     rng = np.random.default_rng(seed)
     out = {}

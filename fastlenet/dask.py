@@ -28,14 +28,16 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import sys
 import threading
 from collections import OrderedDict
 from typing import List, Optional
 
 import numpy as np
 
-import fastlenet
+from fastlenet import _engine, models
+from fastlenet.io.kinds import is_container
+from fastlenet.io.sources import expand
+from fastlenet.names import safe_name
 
 __all__ = ["predict_array", "predict_files", "partition_sources", "engine_threads",
            "worker_info", "METHODS"]
@@ -49,8 +51,6 @@ FILES_PER_PARTITION = 512
 # Rows per chunk when predict_array is given a NumPy array (see docs/scaling.md: above about
 # 4,000 images a chunk, per-task overhead is under 5% of the engine's time).
 ARRAY_CHUNK = 16384
-# Files that hold many images: each gets a partition of its own (they are 10^4..10^5 rows).
-_CONTAINER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip", ".npy", "-ubyte", "-ubyte.gz")
 
 
 def _require_dask():
@@ -72,12 +72,12 @@ class SharedNet:
 
     @classmethod
     def from_net(cls, net) -> "SharedNet":
-        if not isinstance(net, fastlenet.Net):
+        if not isinstance(net, _engine.Net):
             raise TypeError(f"net: expected a fastlenet.Net (from fastlenet.load or "
                             f"fastlenet.pretrained) or None; got {type(net).__name__}")
         # Weights and metadata only: the client's thread setting (which pickling keeps when set
         # explicitly) is not the worker's, and must not change the content-derived key.
-        blob = pickle.dumps(fastlenet.Net(net.weights, net.meta), protocol=5)
+        blob = pickle.dumps(_engine.Net(net.weights, net.meta), protocol=5)
         return cls(hashlib.blake2b(blob, digest_size=16).hexdigest(), blob)
 
     def __getstate__(self):
@@ -94,7 +94,7 @@ def _net_key(net):
     """(Net, SharedNet, dask Delayed of it under a content-derived key)."""
     import dask
 
-    net = fastlenet.pretrained() if net is None else net
+    net = models.pretrained() if net is None else net
     shared = SharedNet.from_net(net)
     return net, shared, dask.delayed(shared, name=NET_KEY_PREFIX + shared.token, pure=True)
 
@@ -115,7 +115,7 @@ def engine_threads(threads: Optional[int] = None) -> int:
         return int(threads)
     omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if omp.isdigit() and int(omp) > 0:
-        return max(1, min(int(omp), fastlenet.DEFAULT_THREADS))
+        return max(1, min(int(omp), _engine.DEFAULT_THREADS))
     return 1
 
 
@@ -215,8 +215,8 @@ def predict_array(x, net=None, method: str = "predict", *, threads: Optional[int
         x = da.from_array(x, chunks=(step,) + x.shape[1:])
     elif chunks is not None:
         x = x.rechunk({0: chunks})
-    net = fastlenet.pretrained() if net is None else net
-    if not isinstance(net, fastlenet.Net):
+    net = models.pretrained() if net is None else net
+    if not isinstance(net, _engine.Net):
         SharedNet.from_net(net)  # raises the TypeError that names net
     tail = _probe(net, x, method)
     split = [i for i, c in enumerate(x.chunks[1:], 1) if len(c) > 1]
@@ -239,10 +239,9 @@ def predict_array(x, net=None, method: str = "predict", *, threads: Optional[int
 
 def _check_isa(isa) -> None:
     # Every level name is valid here: the workers' CPUs, not the client's, decide what runs.
-    from fastlenet._engine import ISA_NAMES
-
-    if isa is not None and isa not in ISA_NAMES:
-        raise ValueError(f"isa: expected one of {', '.join(ISA_NAMES)} or None; got {isa!r}")
+    if isa is not None and isa not in _engine.ISA_NAMES:
+        raise ValueError(f"isa: expected one of {', '.join(_engine.ISA_NAMES)} or None; got "
+                         f"{isa!r}")
 
 
 def _tokenize(*parts) -> str:
@@ -252,27 +251,19 @@ def _tokenize(*parts) -> str:
 
 
 # ---- files ----------------------------------------------------------------------------------
-def _is_container(path: str) -> bool:
-    """A file that holds many images, by its name (only partitioning depends on it)."""
-    low = os.path.basename(path).lower()
-    return low.endswith(_CONTAINER_SUFFIXES) or "idx" in low
-
-
 def partition_sources(sources, files_per_partition: int = FILES_PER_PARTITION) -> List[List[str]]:
-    """The concrete files that ``sources`` names (fastlenet.sources.expand, in the order
+    """The concrete files that ``sources`` names (fastlenet.io.sources.expand, in the order
     predict_files reads them), cut into partitions: up to ``files_per_partition`` image files
     each, while a file that holds many images (a .tar/.zip shard, an IDX or .npy file) gets a
     partition of its own. Runs on the client: listing folders is cheap next to reading them."""
-    from fastlenet import sources as _sources
-
     if (isinstance(files_per_partition, bool) or not isinstance(files_per_partition, int)
             or files_per_partition < 1):
         raise ValueError(f"files_per_partition: expected a positive integer; got "
                          f"{files_per_partition!r}")
     parts, current = [], []
-    for path in _sources.expand(sources):
+    for path in expand(sources):
         path = os.fspath(path)
-        if _is_container(path):
+        if is_container(path):  # tens of thousands of rows: a partition of its own
             if current:
                 parts.append(current)
                 current = []
@@ -317,15 +308,13 @@ def _frame(rows, top_k: int):
 
 def _utf8(name):
     """Text fit for Arrow/Parquet: file names that are not UTF-8 as the CLI prints them
-    (sources.safe_name), instead of failing the task."""
-    from fastlenet.sources import safe_name
-
+    (fastlenet.names.safe_name), instead of failing the task."""
     return None if name is None else safe_name(name)
 
 
 def _files_partition(files, shared, options, threads, isa):
     """One task: predict_files over this partition's files, in the worker, as a DataFrame."""
-    from fastlenet.pipeline import predict_files as run
+    from fastlenet.pipeline.run import predict_files as run
 
     net = _worker_net(shared, threads, isa)
     opts = dict(options)
@@ -358,7 +347,7 @@ def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PAR
     """fastlenet.predict_files on a Dask cluster: a lazy dask DataFrame, one row per input.
 
     sources: what fastlenet.predict_files takes (paths, folders, globs, .tar/.zip shards, IDX,
-    .npy). The file list is built here on the client (fastlenet.sources.expand) and cut into
+    .npy). The file list is built here on the client (fastlenet.io.sources.expand) and cut into
     partitions of ``files_per_partition`` files (a shard or an IDX/.npy file: one partition of
     its own); each partition is one task running fastlenet.predict_files in a worker, so the
     workers must see the same paths (a shared file system, or object storage mounted alike).
@@ -393,120 +382,3 @@ def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PAR
     delayed = [task(files, key, options, threads, isa,
                     dask_key_name=f"fastlenet-files-{base}-{i}") for i, files in enumerate(parts)]
     return dd.from_delayed(delayed, meta=meta, verify_meta=False)
-
-
-# ---- the command line: fastlenet predict --scheduler/--output -------------------------------
-OUTPUT_KINDS = (".parquet", ".csv")
-
-
-def _connect(scheduler: Optional[str]):
-    """(client or None, cluster or None) for --scheduler: None (Dask's local threads, no
-    cluster), "local" (a LocalCluster: one single-threaded worker process per CPU), or the
-    address of a running scheduler."""
-    if scheduler is None:
-        return None, None
-    from distributed import Client, LocalCluster
-
-    if scheduler == "local":
-        # Loopback only; the dashboard on a free port, not 8787, which another cluster may hold.
-        cluster = LocalCluster(n_workers=fastlenet.DEFAULT_THREADS, threads_per_worker=1,
-                               processes=True, host="127.0.0.1",
-                               dashboard_address="127.0.0.1:0")
-        print(f"fastlenet: LocalCluster of {fastlenet.DEFAULT_THREADS} worker process(es); "
-              f"dashboard {cluster.dashboard_link}", file=sys.stderr)
-        return Client(cluster), cluster
-    return Client(scheduler, timeout="30s"), None
-
-
-def cli_predict(args) -> int:
-    """`fastlenet predict --scheduler ADDRESS|local --output FILE ...` (cli.py parses; this
-    runs). Writes .parquet (a directory of part files, plain Dask) or .csv (one file), reports
-    unreadable inputs on stderr one line each, and returns the exit status."""
-    from fastlenet.cli import UserError
-
-    try:
-        _require_dask()
-    except ImportError as e:
-        raise UserError(str(e)) from None
-    output = getattr(args, "output", None)
-    if not output:
-        raise UserError("--scheduler needs --output FILE.parquet or FILE.csv (the results are "
-                        "written by the workers' partitions, not printed)")
-    kind = next((k for k in OUTPUT_KINDS if output.lower().endswith(k)), None)
-    if kind is None:
-        raise UserError(f"--output {output}: expected a name ending in .parquet or .csv")
-    try:
-        net = (fastlenet.pretrained() if args.weights is None
-               else fastlenet.load(args.weights, layout=getattr(args, "layout", "auto")))
-    except (OSError, ValueError, ImportError, KeyError) as e:
-        msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise UserError(f"cannot load weights {args.weights or '(pretrained)'}: {msg}") from None
-    # What the in-process `predict` takes goes to every task alike (getattr: options the
-    # command may or may not have).
-    options = {"top_k": args.top_k, "invert": args.invert,
-               "files_per_partition": getattr(args, "files_per_partition", None)
-               or FILES_PER_PARTITION,
-               "batch_size": getattr(args, "batch_size", None),
-               "threads": getattr(args, "threads", None),
-               "workers": getattr(args, "jobs", None),
-               "preprocess": "none" if getattr(args, "raw", False)
-               else getattr(args, "preprocess", "auto")}
-    if getattr(args, "max_pixels", None) is not None:
-        options["max_pixels"] = args.max_pixels
-    try:
-        client, cluster = _connect(args.scheduler)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise UserError(f"--scheduler {args.scheduler}: cannot connect ({e})") from None
-    try:
-        return _run_job(args.paths, net, output, kind, options)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _run_job(paths, net, output, kind, options) -> int:
-    import dask
-
-    from fastlenet.cli import UserError
-
-    import pandas as pd
-
-    df = predict_files(paths, net, **options)
-    print(f"fastlenet: {df.npartitions} task(s) of up to {options['files_per_partition']} "
-          f"file(s) each", file=sys.stderr, flush=True)
-    failed = df[df["error"].notnull()][["source", "member", "index", "error"]]
-    count = df["label"].count()
-    if kind == ".parquet":
-        write = df.to_parquet(output, write_index=False, compute=False)
-    else:
-        # to_csv gives a Delayed: bring the rest to Delayed too, so the three share one graph.
-        write = df.to_csv(output, single_file=True, index=False, compute=False)
-        failed, count = failed.to_delayed(), count.to_delayed()
-    try:
-        # One compute, so each partition is read once for the file, the errors and the count.
-        _, failed, total = dask.compute(write, failed, count)
-    except OSError as e:
-        raise UserError(f"--output {output}: {e.strerror or e}") from None
-    if isinstance(failed, (list, tuple)):
-        failed = pd.concat(failed) if failed else df._meta[["source", "member", "index",
-                                                             "error"]]
-    for row in failed.itertuples(index=False):
-        where = row.source + ("" if _isna(row.member) else f"[{row.member}]")
-        if not _isna(row.index):
-            where += f"[{row.index}]"
-        print(f"fastlenet: {where}: {row.error}", file=sys.stderr)
-    total = int(total)
-    if total == 0:
-        print(f"fastlenet: no inputs found in {', '.join(map(str, paths))}", file=sys.stderr)
-        return 1
-    print(f"fastlenet: wrote {total - len(failed)} prediction(s) to {output}"
-          + (f"; {len(failed)} input(s) failed" if len(failed) else ""), file=sys.stderr)
-    return 1 if len(failed) else 0
-
-
-def _isna(v) -> bool:
-    import pandas as pd
-
-    return v is None or v is pd.NA

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
 import zlib
 
 import numpy as np
@@ -19,7 +20,12 @@ import pytest
 from scipy.signal import correlate
 
 import fastlenet
-from fastlenet import loader, reference
+from fastlenet import reference
+from fastlenet.weights.layout import CANONICAL_SHAPES
+
+# The suite's folders: tests/ (these helpers, the hostile-file writers, tests/data) and the project.
+TESTS = pathlib.Path(__file__).resolve().parent
+ROOT = TESTS.parent
 
 ISAS = ("scalar", "generic", "avx2", "avx512")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "scaled_tanh")
@@ -67,7 +73,7 @@ def rng(rng_seed, request):
 def make_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Canonical float32 weights, normal / sqrt(fan_in) so that no layer saturates."""
     out = {}
-    for key, shape in loader.CANONICAL_SHAPES.items():
+    for key, shape in CANONICAL_SHAPES.items():
         if key.endswith(".weight"):
             fan_in = int(np.prod(shape[1:]))
             out[key] = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)

@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import fastlenet  # noqa: E402
-from fastlenet.loader import FormatError  # noqa: E402
+from fastlenet.weights.checks import FormatError  # noqa: E402
 
 from _helpers import make_weights  # noqa: E402
 from _hostile import npy_of  # noqa: E402

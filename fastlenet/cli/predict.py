@@ -1,0 +1,214 @@
+"""fastlenet predict: in-process (rows on stdout as text, csv, json or jsonl) or, with
+--scheduler/--output, as a job on a Dask cluster written to Parquet or CSV."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+from fastlenet.cli.common import (UserError, _err, _pipeline_options, _progress_for, load_net)
+from fastlenet.names import row_name, safe_name
+
+class _Writer:
+    """Prediction rows -> text, csv, json or jsonl on `out`, a batch at a time (one string
+    per row, one write per batch)."""
+
+    def __init__(self, fmt: str, classes: List[str], k: int, out):
+        self.fmt, self.classes, self.k, self.out = fmt, classes, k, out
+        self.count = 0
+        if fmt == "csv":
+            head = ["path", "member", "index", "label", "confidence"]
+            for j in range(2, k + 1):
+                head += [f"label_{j}", f"confidence_{j}"]
+            out.write(",".join(head) + "\n")
+        elif fmt == "json":
+            out.write("[")
+
+    def _csv_field(self, text: str) -> str:
+        if any(c in text for c in ',"\r\n'):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    def rows(self, preds) -> None:
+        classes, k, fmt = self.classes, self.k, self.fmt
+        lines = []
+        for p in preds:
+            if p.error is not None:
+                continue
+            top = p.top_k[:k]
+            if fmt == "text":
+                lines.append(safe_name(p.name) + "  " + "  ".join(
+                    f"{classes[c]} {conf:.4f}" for c, conf in top) + "\n")
+            elif fmt == "csv":
+                lines.append(",".join(
+                    [self._csv_field(safe_name(p.source)),
+                     "" if p.member is None else self._csv_field(safe_name(p.member)),
+                     "" if p.index is None else str(p.index)]
+                    + [f"{self._csv_field(classes[c])},{conf:.6f}" for c, conf in top]) + "\n")
+            else:
+                rec = {"path": safe_name(p.source),
+                       "member": None if p.member is None else safe_name(p.member),
+                       "index": p.index, "label": classes[p.label], "class": p.label,
+                       "confidence": round(p.confidence, 6),
+                       "top": [{"label": classes[c], "class": c, "confidence": round(conf, 6)}
+                               for c, conf in top]}
+                if fmt == "jsonl":
+                    lines.append(json.dumps(rec) + "\n")
+                else:
+                    lines.append((",\n" if self.count else "\n") + json.dumps(rec))
+            self.count += 1
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "]\n")
+        self.out.flush()
+
+
+def cmd_predict(args) -> int:
+    if args.scheduler is not None or args.output is not None:  # a Dask job
+        return _predict_on_dask(args)
+    from fastlenet.pipeline.run import predict_batches
+
+    net = load_net(args.weights, args.layout, args.threads)
+    k = min(args.top_k, net.num_classes)  # --top-k goes up to the model's K
+    writer = _Writer(args.format, net.classes, k, sys.stdout)
+    progress = _progress_for(args, "predict", args.paths)
+    done = failed = 0
+    batches = predict_batches(args.paths, net, top_k=k, **_pipeline_options(args))
+    try:
+        for rows in batches:
+            for p in rows:
+                if p.error is not None:
+                    failed += 1
+                    progress.error(f"{safe_name(p.name)}: {p.error}")
+            done += len(rows)
+            writer.rows(rows)
+            progress.update(len(rows))
+        writer.close()
+    except ValueError as e:  # the model's metadata or an argument the pipeline refuses
+        raise UserError(str(e)) from None
+    finally:
+        batches.close()  # stops the worker pool at once, also on a closed pipe or Ctrl-C
+        progress.close()
+    predicted = done - failed
+    if done == 0:
+        _err("no images found in " + ", ".join(safe_name(p) for p in args.paths))
+        return 1
+    if failed:
+        _err(f"{failed} input(s) failed; {predicted} image(s) predicted")
+        return 1
+    return 0
+
+
+# ---- the command line: fastlenet predict --scheduler/--output -------------------------------
+OUTPUT_KINDS = (".parquet", ".csv")
+
+
+def _connect(scheduler: Optional[str]):
+    """(client or None, cluster or None) for --scheduler: None (Dask's local threads, no
+    cluster), "local" (a LocalCluster: one single-threaded worker process per CPU), or the
+    address of a running scheduler."""
+    if scheduler is None:
+        return None, None
+    from distributed import Client, LocalCluster
+
+    from fastlenet._engine import DEFAULT_THREADS
+
+    if scheduler == "local":
+        # Loopback only; the dashboard on a free port, not 8787, which another cluster may hold.
+        cluster = LocalCluster(n_workers=DEFAULT_THREADS, threads_per_worker=1,
+                               processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")
+        print(f"fastlenet: LocalCluster of {DEFAULT_THREADS} worker process(es); "
+              f"dashboard {cluster.dashboard_link}", file=sys.stderr)
+        return Client(cluster), cluster
+    return Client(scheduler, timeout="30s"), None
+
+
+def _predict_on_dask(args) -> int:
+    """`fastlenet predict --scheduler ADDRESS|local --output FILE ...`: writes .parquet (a
+    directory of part files, plain Dask) or .csv (one file), reports unreadable inputs on
+    stderr one line each, named as in-process, and returns the exit status."""
+    try:
+        from fastlenet import dask as fldask
+
+        fldask._require_dask()
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    output = getattr(args, "output", None)
+    if not output:
+        raise UserError("--scheduler needs --output FILE.parquet or FILE.csv (the results are "
+                        "written by the workers' partitions, not printed)")
+    kind = next((k for k in OUTPUT_KINDS if output.lower().endswith(k)), None)
+    if kind is None:
+        raise UserError(f"--output {output}: expected a name ending in .parquet or .csv")
+    net = load_net(args.weights, getattr(args, "layout", "auto"))  # as in-process, once
+    # What the in-process `predict` takes goes to every task alike (getattr: options the
+    # command may or may not have).
+    options = {"top_k": args.top_k, "invert": args.invert,
+               "files_per_partition": getattr(args, "files_per_partition", None)
+               or fldask.FILES_PER_PARTITION,
+               "batch_size": getattr(args, "batch_size", None),
+               "threads": getattr(args, "threads", None),
+               "workers": getattr(args, "jobs", None),
+               "preprocess": "none" if getattr(args, "raw", False)
+               else getattr(args, "preprocess", "auto")}
+    if getattr(args, "max_pixels", None) is not None:
+        options["max_pixels"] = args.max_pixels
+    try:
+        client, cluster = _connect(args.scheduler)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise UserError(f"--scheduler {args.scheduler}: cannot connect ({e})") from None
+    try:
+        return _run_job(args.paths, net, output, kind, options)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_job(paths, net, output, kind, options) -> int:
+    from fastlenet import dask as fldask
+    import dask
+    import pandas as pd
+
+    df = fldask.predict_files(paths, net, **options)
+    print(f"fastlenet: {df.npartitions} task(s) of up to {options['files_per_partition']} "
+          f"file(s) each", file=sys.stderr, flush=True)
+    failed = df[df["error"].notnull()][["source", "member", "index", "error"]]
+    count = df["label"].count()
+    if kind == ".parquet":
+        write = df.to_parquet(output, write_index=False, compute=False)
+    else:
+        # to_csv gives a Delayed: bring the rest to Delayed too, so the three share one graph.
+        write = df.to_csv(output, single_file=True, index=False, compute=False)
+        failed, count = failed.to_delayed(), count.to_delayed()
+    try:
+        # One compute, so each partition is read once for the file, the errors and the count.
+        _, failed, total = dask.compute(write, failed, count)
+    except OSError as e:
+        raise UserError(f"--output {output}: {e.strerror or e}") from None
+    if isinstance(failed, (list, tuple)):
+        failed = pd.concat(failed) if failed else df._meta[["source", "member", "index",
+                                                             "error"]]
+    for row in failed.itertuples(index=False):
+        where = row_name(row.source, None if _isna(row.member) else row.member,
+                         None if _isna(row.index) else int(row.index))
+        print(f"fastlenet: {safe_name(where)}: {row.error}", file=sys.stderr)
+    total = int(total)
+    if total == 0:
+        print(f"fastlenet: no inputs found in {', '.join(map(str, paths))}", file=sys.stderr)
+        return 1
+    print(f"fastlenet: wrote {total - len(failed)} prediction(s) to {output}"
+          + (f"; {len(failed)} input(s) failed" if len(failed) else ""), file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
+def _isna(v) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NA

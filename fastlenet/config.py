@@ -1,0 +1,23 @@
+"""What this build and machine run: fastlenet.show_config()."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from fastlenet import _engine
+from fastlenet._version import __version__
+
+
+def show_config(file=None):
+    """Print what this build and machine run: ISA chosen and available, OpenMP, threads."""
+    lines = [
+        f"fastlenet {__version__} on {platform.machine()} ({platform.system()}), "
+        f"Python {platform.python_version()}",
+        f"ISA: {_engine.default_isa()} (detected {_engine.detected_isa()}; available: "
+        f"{', '.join(_engine.available_isas())}; "
+        f"FASTLENET_ISA={os.environ.get('FASTLENET_ISA', '')!r})",
+        f"OpenMP: {'yes' if _engine.HAS_OPENMP else 'no (single-threaded build)'}",
+        f"default threads: {_engine.DEFAULT_THREADS}",
+    ]
+    print("\n".join(lines), file=file or sys.stdout)

@@ -1,0 +1,53 @@
+"""The bundled models, and the one rule for turning a name or a file into a Net.
+
+    fastlenet.pretrained()            the default bundled model ("digits")
+    fastlenet.load("weights.npz")     any weights file fastlenet reads
+    open_net("mnist") / open_net(path)   what --weights means: a bundled name or a file
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Optional
+
+from fastlenet._engine import Net
+
+# The bundled models by name (fastlenet/pretrained/README.md is their card); the first is the
+# default. "digits": MNIST + printed digits from many fonts, augmented like scans; "mnist":
+# 0.1.0's model, MNIST alone.
+PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz"}
+PRETRAINED_PATH = pathlib.Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
+
+
+def pretrained(name: str = "digits", **kwargs: Any) -> Net:
+    """A bundled LeNet-5 by name (see fastlenet/pretrained/README.md): "digits" (the default)
+    reads handwriting and printed digits in many fonts from scans and files; "mnist" is the
+    0.1.0 model, trained on MNIST alone. Both take raw MNIST digits (uint8 28x28, light on dark)
+    as they are, and image files through fastlenet.predict_files / fastlenet.preprocess; the
+    metadata carries the normalization and what the model was trained on. kwargs go to
+    Net.from_npz (e.g. num_threads)."""
+    if not isinstance(name, str) or name not in PRETRAINED:
+        raise ValueError(f"pretrained: name must be one of {', '.join(map(repr, PRETRAINED))}; "
+                         f"got {name!r}")
+    return Net.from_npz(PRETRAINED_PATH.with_name(PRETRAINED[name]), **kwargs)
+
+
+def load(path: str | os.PathLike[str], **kwargs: Any) -> Net:
+    """Load LeNet-5 weights from a file (.npz, .onnx, .safetensors, .keras, .h5):
+    ``Net.from_npz(path, **kwargs)``.
+
+    Files are untrusted input: read within a size budget, never unpickled. Raises OSError when
+    the file cannot be opened, FormatError (a ValueError) when it is not LeNet-5 weights fastlenet
+    can read, naming the file, what was expected and what was found; ImportError when a file
+    needs a missing optional package (onnx, h5py)."""
+    return Net.from_npz(path, **kwargs)
+
+
+def open_net(weights: Optional[str] = None, layout: str = "auto") -> Net:
+    """What a --weights value names: None the default bundled model, a bundled model's name
+    (unless a file of that name exists), else a weights file."""
+    if weights is None:
+        return pretrained()
+    if weights in PRETRAINED and not os.path.exists(weights):
+        return pretrained(weights)
+    return load(weights, layout=layout)

@@ -1,0 +1,191 @@
+"""Work units: sources cut into tasks in input order, and what one task does in a worker (read,
+decode, preprocess, and in a worker process classify)."""
+from __future__ import annotations
+
+import numpy as np
+
+from fastlenet import prepare
+from fastlenet.io import containers, decode, kinds, sources
+from fastlenet.pipeline.rows import error_text
+
+PREPROCESS_CHOICES = ("auto", "mnist", "none")
+DEFAULT_BATCH = 1024
+# Image files per worker task: large enough that the task's overhead (pickling names and the
+# result array, a queue round trip: ~0.1 ms) is small beside ~100 us per file, small enough to
+# keep both workers and the engine fed.
+TASK_FILES = 128
+# The engine of a worker process (_worker_init): a one-thread copy of the caller's Net.
+_WORKER_NET = None
+
+
+def _worker_init(net, isa) -> None:
+    """Runs once in each decode worker process."""
+    global _WORKER_NET
+    decode.quiet_pillow()
+    if net is not None:
+        net.isa = isa  # an unpickled Net (forkserver, spawn) takes the best ISA: keep the caller's
+        net.num_threads = 1
+        _WORKER_NET = net
+
+
+def _decode_task(kind: str, items: list, cfg: prepare.Settings):
+    """Runs in a worker: read (kind "files": paths) or take (kind "blobs": (bytes, error)
+    pairs) each item, decode the lot with Pillow and preprocess it in one C call; in a worker
+    process with an engine (_worker_init), classify it there too.
+    -> (out, [error or None per item], scored): out holds the k good items' float32 (k, size,
+    size) model inputs or, when scored, their (k, classes) probabilities."""
+    blobs, errors = [], []
+    for it in items:
+        try:
+            if kind == "files":
+                data = decode.read_file_bytes(it, cfg.max_bytes)
+                if not data:
+                    raise ValueError("empty file")
+            else:
+                data, err = it
+                if err is not None:
+                    raise ValueError(err)
+            blobs.append(data)
+            errors.append(None)
+        except Exception as e:
+            errors.append(error_text(e))
+    if cfg.channels == 3:
+        decoded = []
+        for data in blobs:
+            try:
+                decoded.append(decode.to_rgb_input(data, cfg.size, cfg.max_pixels))
+            except Exception as e:
+                decoded.append(e)
+    else:
+        decoded = decode.decode_many(blobs, cfg.max_pixels)
+    arrays, j = [], 0
+    for k, err in enumerate(errors):
+        if err is not None:
+            continue
+        a = decoded[j]
+        j += 1
+        if not isinstance(a, Exception) and cfg.mode == "none" and cfg.channels == 1 and \
+                (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
+            a = ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; found "
+                           f"{a.shape[0]}x{a.shape[1]}")
+        if isinstance(a, Exception):
+            errors[k] = error_text(a)
+        else:
+            arrays.append(a)
+    x = prepare.prepare_list(arrays, cfg)
+    if _WORKER_NET is not None:
+        # probabilities (40 bytes an image) travel back instead of pixels (3 KB), and the
+        # engine's work is spread over the workers rather than queued in the main process
+        return _WORKER_NET.predict_proba(x), errors, True
+    return x, errors, False
+
+
+class _Done:
+    """A unit computed in the main thread, queued beside the pool's futures."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _units(srcs, cfg: prepare.Settings, task_files: int, chunk: int):
+    """Work units in input order: ("task", kind, names, items) for a worker, or ("done",
+    names, x, errors) computed here. names are (source, member, index) triples."""
+    files: list = []
+
+    def flush():
+        if files:
+            names = [(p, None, None) for p in files]
+            unit = ("task", "files", names, list(files))
+            files.clear()
+            return unit
+        return None
+
+    def error(source, msg, member=None, index=None):
+        return ("done", [(source, member, index)], None, [msg])
+
+    for path, err, k in sources.walk(srcs):
+        if err is not None:
+            u = flush()
+            if u:
+                yield u
+            yield error(path, err)
+            continue
+        if k == "unknown":
+            try:
+                k = kinds.sniff(path)
+            except OSError as e:
+                u = flush()
+                if u:
+                    yield u
+                yield error(path, e.strerror or str(e))
+                continue
+        if k == "image":
+            files.append(path)
+            if len(files) >= task_files:
+                yield flush()
+            continue
+        u = flush()
+        if u:
+            yield u
+        if k == "idx":
+            try:
+                for start, x in containers.iter_idx(path, chunk):
+                    names = [(path, None, start + i) for i in range(len(x))]
+                    try:
+                        yield ("done", names, prepare.prepare_arrays(x, cfg, False), [None] * len(x))
+                    except ValueError as e:
+                        yield ("done", names, None, [str(e)] * len(x))
+            except OSError as e:
+                yield error(path, e.strerror or str(e))
+            except ValueError as e:
+                yield error(path, str(e))
+        elif k == "npy":
+            try:
+                a, single = containers.open_npy(path)
+            except OSError as e:
+                yield error(path, e.strerror or str(e))
+                continue
+            except ValueError as e:
+                yield error(path, str(e))
+                continue
+            for start in range(0, len(a), chunk):
+                part = np.asarray(a[start:start + chunk])
+                names = [(path, None, None if single else start + i) for i in range(len(part))]
+                try:
+                    x = prepare.prepare_arrays(part, cfg, False)
+                    yield ("done", names, x, [None] * len(part))
+                except (ValueError, TypeError) as e:
+                    yield ("done", names, None, [str(e)] * len(part))
+        else:  # a shard: members are read here (one forward stream), decoded by workers
+            blobs, names = [], []
+            try:
+                for member, data, merr in containers.iter_shard(path, cfg.max_bytes):
+                    blobs.append((data, merr))
+                    names.append((path, member, None))
+                    if len(blobs) >= task_files:
+                        yield ("task", "blobs", names, blobs)
+                        blobs, names = [], []
+            except OSError as e:
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, e.strerror or str(e))
+            except ValueError as e:
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, str(e))
+            except Exception as e:  # anything else a damaged archive raises: one row
+                if blobs:
+                    yield ("task", "blobs", names, blobs)
+                    blobs, names = [], []
+                yield error(path, f"corrupt archive ({type(e).__name__}: {e})")
+            if blobs:
+                yield ("task", "blobs", names, blobs)
+    u = flush()
+    if u:
+        yield u
