@@ -1,7 +1,7 @@
 """Hostile weight files, built byte by byte: the small files of issue 10 that declare or expand
 to gigabytes, zip directories that lie, and a raw zip writer that can say anything.
 
-Used by tests/test_safety_loader.py and runnable as a script to write the files for a memory
+Used by tests/weights/test_safety_loader.py and runnable as a script to write the files for a memory
 measurement: python tests/_hostile.py OUTDIR
 """
 from __future__ import annotations

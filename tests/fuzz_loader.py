@@ -5,7 +5,7 @@ crash (the process dies), memory beyond the limit (MemoryError under RLIMIT_AS),
 
     python tests/fuzz_loader.py --cases 200000 --seed 1 [--save-findings DIR]
 
-prints the counts by outcome. tests/test_fuzz_loader.py runs a short, seeded run in CI.
+prints the counts by outcome. tests/weights/test_fuzz_loader.py runs a short, seeded run in CI.
 """
 from __future__ import annotations
 

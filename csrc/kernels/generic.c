@@ -37,7 +37,7 @@
  * multiply-add is 3 instructions (two-operand SSE: a copy or a load, mulps, addps), so the bound
  * is about 2 per cycle on Zen 3 (6 instructions dispatched); the kernels below keep every
  * accumulator in a register and 0.5-0.75 loads per multiply-add (2 vector loads per cycle).
- * Measured per image on Zen 3 (tools/layer_profile.c, thread CPU time, medians), with the
+ * Measured per image on Zen 3 (tools/c/layer_profile.c, thread CPU time, medians), with the
  * C1 tail vectors and separate activation pass of simd_body.h: C1 13.3 -> 10.1 us, C3 16.0 ->
  * 13.0 us. */
 #define FL_PRESPLAT 1

@@ -13,6 +13,9 @@ def cmd_inspect(args) -> int:
     except (OSError, ValueError, ImportError, KeyError) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise UserError(msg if args.weights in msg else f"{args.weights}: {msg}") from None
+    except Exception as e:  # the file is untrusted: whatever else it provokes is one line too
+        raise UserError(f"{args.weights}: cannot be read as LeNet-5 weights "
+                        f"({type(e).__name__}: {e})") from None
     count = sum(int(v.size) for v in conv.weights.values())
     print(f"{args.weights}")
     print(conv.describe())

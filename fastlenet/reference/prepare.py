@@ -1,6 +1,6 @@
 """The preprocessing specification in plain NumPy/SciPy: what csrc/preprocess.c computes.
 
-Slow (a few hundred images/s) and deliberately direct; tests/test_preprocess.py checks the C
+Slow (a few hundred images/s) and deliberately direct; tests/pipeline/test_preprocess.py checks the C
 code against it. An image of one digit, any size, becomes an MNIST-style model input:
 
 1. gray levels quantised to 256 bins; Otsu's threshold splits them into two classes;

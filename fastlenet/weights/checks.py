@@ -110,6 +110,13 @@ def meta_from_array(value, source: str) -> Dict[str, Any]:
         raise FormatError(f"{source}: key {META_KEY!r} is an object array; expected a JSON string")
     try:
         if a.dtype.kind == "U":
+            # numpy stores UCS-4 code units unchecked: one above U+10FFFF would make a str that
+            # Python's own functions reject with SystemError, so they are refused here first
+            units = np.frombuffer(a.tobytes(), a.dtype.byteorder.replace("|", "=") + "u4")
+            if units.size and int(units.max()) > 0x10FFFF:
+                raise FormatError(f"{source}: key {META_KEY!r} holds the code point "
+                                  f"{int(units.max()):#x}, beyond Unicode's U+10FFFF; expected "
+                                  f"a JSON string")
             text = str(a.reshape(-1)[0]) if a.size == 1 else "".join(a.reshape(-1).tolist())
         elif a.dtype.kind == "S":
             text = (a.reshape(-1)[0] if a.size == 1 else b"".join(a.reshape(-1).tolist())).decode("utf-8")
@@ -131,7 +138,8 @@ def meta_from_array(value, source: str) -> Dict[str, Any]:
                           f"a JSON object of at most {MAX_META_BYTES:,}")
     try:
         meta = json.loads(text)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, int digit limits, deep nesting
+    except (ValueError, RecursionError, SystemError) as e:  # JSONDecodeError, digit limits,
+        # deep nesting; SystemError: a str no Python function should have been given
         raise FormatError(f"{source}: key {META_KEY!r} is not valid JSON "
                           f"({type(e).__name__}: {str(e)[:200]}): {text[:80]!r}") from None
     if not isinstance(meta, dict):
@@ -145,7 +153,7 @@ def parse_meta(text: str, source: str) -> dict:
     """A JSON object string -> checked metadata."""
     try:
         meta = json.loads(text)
-    except (TypeError, ValueError, RecursionError) as e:  # deep nesting, int digit limits
+    except (TypeError, ValueError, RecursionError, SystemError) as e:  # deep nesting, digits
         raise FormatError(f"{source}: metadata is not valid JSON ({type(e).__name__}: "
                           f"{str(e)[:200]})") from None
     return check_meta(meta, source)

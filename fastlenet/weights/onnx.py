@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import Any, Dict
 
 import numpy as np
@@ -24,9 +25,12 @@ _ONNX_PLUMBING = {"Conv", "Gemm", "MatMul", "Add", "Flatten", "Reshape", "Consta
 def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
     """The initializers of an .onnx model, ordered by first use in the graph, within the budget;
     with meta=True also a fastlenet_meta entry holding the activation and pooling read from the
-    graph's nodes. FormatError for a file that is not a self-contained ONNX model of a LeNet-5
-    (corrupt protobuf, external data, duplicate or undecodable initializers, ops it does not
-    understand); ImportError when the optional `onnx` package is missing."""
+    graph's nodes. Initializers kept in external data files (what torch.onnx.export writes with
+    external_data=True, and the dynamo exporter by default: model.onnx + model.onnx.data) are
+    read from files beside the model only (see _ExternalData). FormatError for a file that is
+    not an ONNX model of a LeNet-5 (corrupt protobuf, bad external data, duplicate or
+    undecodable initializers, ops it does not understand); ImportError when the optional `onnx`
+    package is missing."""
     name = os.fspath(path)
     try:
         import onnx
@@ -50,26 +54,30 @@ def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
                           f"file is truncated or corrupt") from None
     budget = Budget(name)
     by_name: dict[str, Any] = {}
-    for init in inits:
-        key = init.name
-        if not isinstance(key, str):  # protobuf hands back bytes for a name that is not UTF-8
-            raise FormatError(f"{name}: initializer name {key!r} is not valid UTF-8; expected "
-                              f"text names")
-        if key in by_name:
-            raise FormatError(f"{name}: initializer {key!r} appears twice; expected each "
-                              f"weight once (which copy would be the weights?)")
-        if init.data_location == onnx.TensorProto.EXTERNAL or init.external_data:
-            raise FormatError(f"{name}: initializer {key!r} keeps its data in an external "
-                              f"file; fastlenet reads self-contained .onnx files (save with "
-                              f"save_as_external_data=False)")
-        try:
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
-        except Exception:
-            raise FormatError(f"{name}: initializer {key!r} has ONNX data type "
-                              f"{init.data_type}, which numpy cannot hold; expected float "
-                              f"weights") from None
-        budget.take(key, tuple(init.dims), dtype)
-        by_name[key] = init
+    external = None
+    try:
+        for init in inits:
+            key = init.name
+            if not isinstance(key, str):  # protobuf hands back bytes for a name that is not UTF-8
+                raise FormatError(f"{name}: initializer name {key!r} is not valid UTF-8; expected "
+                                  f"text names")
+            if key in by_name:
+                raise FormatError(f"{name}: initializer {key!r} appears twice; expected each "
+                                  f"weight once (which copy would be the weights?)")
+            try:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+            except Exception:
+                raise FormatError(f"{name}: initializer {key!r} has ONNX data type "
+                                  f"{init.data_type}, which numpy cannot hold; expected float "
+                                  f"weights") from None
+            budget.take(key, tuple(init.dims), dtype)
+            if init.data_location == onnx.TensorProto.EXTERNAL or init.external_data:
+                external = external or _ExternalData(name)
+                external.load_into(init, key, dtype, onnx.TensorProto.DEFAULT)
+            by_name[key] = init
+    finally:
+        if external is not None:
+            external.close()
     if len(graph.sparse_initializer):
         raise FormatError(f"{name}: holds sparse initializers; expected dense LeNet-5 weights")
     order = [n for node in nodes for n in node.input if n in by_name]
@@ -87,6 +95,92 @@ def read_onnx(path, meta: bool = True) -> dict[str, np.ndarray]:
     if meta:
         out[META_KEY] = np.array(json.dumps(_onnx_ops(name, nodes)))
     return out
+
+
+class _ExternalData:
+    """Reads initializers that an ONNX model keeps in external files, as untrusted input: a
+    `location` must name a regular file in the model's own folder (no absolute path, no `..`,
+    no symbolic link that leads out of the folder); `offset` and `length` must be whole numbers
+    that lie within that file, and the length must be the tensor's own size (which the budget
+    has already admitted). Each data file is opened once, non-blocking (a FIFO never hangs)."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.folder = os.path.realpath(os.path.dirname(os.path.abspath(model)))
+        self.files: dict = {}
+
+    def _fail(self, key: str, what: str) -> FormatError:
+        return FormatError(f"{self.model}: initializer {key!r}: external data {what}")
+
+    def _open(self, key: str, location: str):
+        if location in self.files:
+            return self.files[location]
+        parts = location.replace("\\", "/").split("/")
+        if not location or "\0" in location or os.path.isabs(location) or location.startswith(("/", "\\")) or \
+                os.path.splitdrive(location)[0] or ".." in parts:
+            raise self._fail(key, f"location {location!r}: expected a file name beside the "
+                                  f"model (no absolute path, no '..')")
+        path = os.path.join(self.folder, *[p for p in parts if p not in ("", ".")])
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self.folder]) != self.folder:
+            raise self._fail(key, f"location {location!r} leads out of the model's folder "
+                                  f"(to {real}); expected a file beside the model")
+        try:
+            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) |
+                         getattr(os, "O_BINARY", 0))
+        except OSError as e:
+            raise self._fail(key, f"file {path}: {e.strerror or e}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise self._fail(key, f"file {path} is not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        self.files[location] = (fd, st.st_size, path)
+        return self.files[location]
+
+    def load_into(self, init, key: str, dtype, default_location) -> None:
+        """Reads the tensor's bytes into init.raw_data and marks it self-contained."""
+        info = {}
+        for entry in init.external_data:
+            info[entry.key] = entry.value
+        fd, size, path = self._open(key, info.get("location", ""))
+        want = int(np.prod(tuple(init.dims), dtype=np.int64)) * np.dtype(dtype).itemsize
+        fields = {}
+        for field in ("offset", "length"):
+            text = info.get(field)
+            if text is None:
+                continue
+            if not text.isdigit() or len(text) > 20:
+                raise self._fail(key, f"{field} {text!r}: expected a non-negative integer")
+            fields[field] = int(text)
+        offset = fields.get("offset", 0)
+        length = fields.get("length", want)
+        if length != want:
+            raise self._fail(key, f"length {length:,} in {path}: expected {want:,} bytes, the "
+                                  f"size of its shape {tuple(init.dims)} of {np.dtype(dtype)}")
+        if offset + length > size:
+            raise self._fail(key, f"bytes {offset:,}..{offset + length:,} lie past the end of "
+                                  f"{path} ({size:,} bytes); the file is truncated or not this "
+                                  f"model's")
+        data = os.pread(fd, length, offset) if hasattr(os, "pread") else self._read(fd, offset,
+                                                                                     length)
+        if len(data) != length:
+            raise self._fail(key, f"{path}: read {len(data):,} of {length:,} bytes")
+        init.raw_data = data
+        del init.external_data[:]
+        init.data_location = default_location
+
+    @staticmethod
+    def _read(fd, offset, length) -> bytes:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, length)
+
+    def close(self) -> None:
+        for fd, _, _ in self.files.values():
+            os.close(fd)
+        self.files.clear()
 
 
 def _onnx_attrs(name: str, node) -> dict:

@@ -10,7 +10,7 @@ import fastlenet
 from _helpers import TESTS  # noqa: E402
 
 DATA = TESTS / "data" / "frameworks"
-# .npz exports (the framework's own files, .safetensors / .keras / .h5: tests/test_file_formats.py)
+# .npz exports (the framework's own files, .safetensors / .keras / .h5: tests/weights/test_file_formats.py)
 FIXTURES = sorted(p.name[: -len(".expect.npz")] for p in DATA.glob("*.expect.npz")
                   if (DATA / p.name.replace(".expect.npz", ".npz")).exists())
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Windows: compiles csrc/ with Debian's MinGW-w64 cross compiler (x86_64-w64-mingw32-gcc) with
 # -Wall -Wextra -Werror, with and without OpenMP, links it as a DLL, and links
-# tools/kernel_check.c against it as an .exe, so that the engine stays buildable for Windows
+# tools/c/kernel_check.c against it as an .exe, so that the engine stays buildable for Windows
 # (no POSIX-only calls: the aligned allocator, the fork guard and <unistd.h> compile out).
 # Nothing is run (that would need Wine). Installs the compiler with apt when running as root;
 # skips with a note only when it cannot be had.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 CC=x86_64-w64-mingw32-gcc
 if ! command -v "$CC" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -32,7 +32,7 @@ for omp in "" -fopenmp; do
         [ -f "$out/o$omp/$(basename "$src" .c).o" ] || { echo "check_mingw: $src failed to compile${omp:+ with $omp}"; exit 1; }
     done
     "$CC" -shared $omp "$out/o$omp"/*.o -o "$out/o$omp/fastlenet.dll" -lm
-    "$CC" -O2 -std=gnu11 -Wall -Wextra -Werror $omp -Icsrc tools/kernel_check.c "$out/o$omp"/*.o \
+    "$CC" -O2 -std=gnu11 -Wall -Wextra -Werror $omp -Icsrc tools/c/kernel_check.c "$out/o$omp"/*.o \
         -o "$out/o$omp/kernel_check.exe" -lm
     echo "check_mingw: csrc/ builds for Windows x86-64${omp:+ with OpenMP} ($CC $($CC -dumpversion)): fastlenet.dll, kernel_check.exe"
 done

@@ -1,8 +1,8 @@
 /* layer_profile: microseconds per image of each layer kernel of the given ISA levels, called
  * straight through the kernel table (no Python), so that a change to one kernel shows in its
- * own line. A profile, not a check (tools/kernel_check.c checks).
+ * own line. A profile, not a check (tools/c/kernel_check.c checks).
  *
- *     gcc -fPIC -fwrapv -O3 -std=gnu11 -fno-math-errno -fopenmp -Icsrc tools/layer_profile.c \
+ *     gcc -fPIC -fwrapv -O3 -std=gnu11 -fno-math-errno -fopenmp -Icsrc tools/c/layer_profile.c \
  *         csrc/[a-z]*.c csrc/kernels/[a-z]*.c -o /tmp/layer_profile -lm
  *     /tmp/layer_profile 0 1 2          # ISA numbers: 0 scalar, 1 generic, 2 avx2, 3 avx512
  *
