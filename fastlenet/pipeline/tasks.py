@@ -95,97 +95,109 @@ def _units(srcs, cfg: prepare.Settings, task_files: int, chunk: int):
     """Work units in input order: ("task", kind, names, items) for a worker, or ("done",
     names, x, errors) computed here. names are (source, member, index) triples."""
     files: list = []
-
-    def flush():
-        if files:
-            names = [(p, None, None) for p in files]
-            unit = ("task", "files", names, list(files))
-            files.clear()
-            return unit
-        return None
-
-    def error(source, msg, member=None, index=None):
-        return ("done", [(source, member, index)], None, [msg])
-
     for path, err, k in sources.walk(srcs):
+        if err is None and k == "unknown":
+            k, err = _sniff(path)
         if err is not None:
-            u = flush()
-            if u:
-                yield u
-            yield error(path, err)
+            yield from _pending_files(files)
+            files = []
+            yield _error_unit(path, err)
             continue
-        if k == "unknown":
-            try:
-                k = kinds.sniff(path)
-            except OSError as e:
-                u = flush()
-                if u:
-                    yield u
-                yield error(path, e.strerror or str(e))
-                continue
         if k == "image":
             files.append(path)
             if len(files) >= task_files:
-                yield flush()
+                yield from _pending_files(files)
+                files = []
             continue
-        u = flush()
-        if u:
-            yield u
+        yield from _pending_files(files)
+        files = []
         if k == "idx":
-            try:
-                for start, x in containers.iter_idx(path, chunk):
-                    names = [(path, None, start + i) for i in range(len(x))]
-                    try:
-                        yield ("done", names, prepare.prepare_arrays(x, cfg, False), [None] * len(x))
-                    except ValueError as e:
-                        yield ("done", names, None, [str(e)] * len(x))
-            except OSError as e:
-                yield error(path, e.strerror or str(e))
-            except ValueError as e:
-                yield error(path, str(e))
+            yield from _idx_units(path, cfg, chunk)
         elif k == "npy":
+            yield from _npy_units(path, cfg, chunk)
+        else:
+            yield from _shard_units(path, cfg, task_files)
+    yield from _pending_files(files)
+
+
+def _sniff(path: str):
+    """A path walk() could not name by its suffix -> (kind, None), or (None, error) when it
+    cannot be read: the error becomes that path's row rather than ending the run."""
+    try:
+        return kinds.sniff(path), None
+    except OSError as e:
+        return None, e.strerror or str(e)
+
+
+def _pending_files(files: list):
+    """The image files collected so far as one worker task (if any): emitted before any unit
+    that comes after them in input order, so rows keep the order of the inputs."""
+    if files:
+        yield ("task", "files", [(p, None, None) for p in files], list(files))
+
+
+def _error_unit(source, msg, member=None, index=None):
+    """A source that yields no image (unreadable, damaged) still gets one row, its error."""
+    return ("done", [(source, member, index)], None, [msg])
+
+
+def _idx_units(path: str, cfg: prepare.Settings, chunk: int):
+    """An IDX file is already pixels: prepared here chunk by chunk, no decode worker needed;
+    a chunk that fails preprocessing fails its rows only."""
+    try:
+        for start, x in containers.iter_idx(path, chunk):
+            names = [(path, None, start + i) for i in range(len(x))]
             try:
-                a, single = containers.open_npy(path)
-            except OSError as e:
-                yield error(path, e.strerror or str(e))
-                continue
+                yield ("done", names, prepare.prepare_arrays(x, cfg, False), [None] * len(x))
             except ValueError as e:
-                yield error(path, str(e))
-                continue
-            for start in range(0, len(a), chunk):
-                part = np.asarray(a[start:start + chunk])
-                names = [(path, None, None if single else start + i) for i in range(len(part))]
-                try:
-                    x = prepare.prepare_arrays(part, cfg, False)
-                    yield ("done", names, x, [None] * len(part))
-                except (ValueError, TypeError) as e:
-                    yield ("done", names, None, [str(e)] * len(part))
-        else:  # a shard: members are read here (one forward stream), decoded by workers
-            blobs, names = [], []
-            try:
-                for member, data, merr in containers.iter_shard(path, cfg.max_bytes):
-                    blobs.append((data, merr))
-                    names.append((path, member, None))
-                    if len(blobs) >= task_files:
-                        yield ("task", "blobs", names, blobs)
-                        blobs, names = [], []
-            except OSError as e:
-                if blobs:
-                    yield ("task", "blobs", names, blobs)
-                    blobs, names = [], []
-                yield error(path, e.strerror or str(e))
-            except ValueError as e:
-                if blobs:
-                    yield ("task", "blobs", names, blobs)
-                    blobs, names = [], []
-                yield error(path, str(e))
-            except Exception as e:  # anything else a damaged archive raises: one row
-                if blobs:
-                    yield ("task", "blobs", names, blobs)
-                    blobs, names = [], []
-                yield error(path, f"corrupt archive ({type(e).__name__}: {e})")
-            if blobs:
+                yield ("done", names, None, [str(e)] * len(x))
+    except OSError as e:
+        yield _error_unit(path, e.strerror or str(e))
+    except ValueError as e:
+        yield _error_unit(path, str(e))
+
+
+def _npy_units(path: str, cfg: prepare.Settings, chunk: int):
+    """A .npy file is already pixels (memory-mapped): prepared here chunk by chunk; a single
+    image (2-D array) has no row index."""
+    try:
+        a, single = containers.open_npy(path)
+    except OSError as e:
+        yield _error_unit(path, e.strerror or str(e))
+        return
+    except ValueError as e:
+        yield _error_unit(path, str(e))
+        return
+    for start in range(0, len(a), chunk):
+        part = np.asarray(a[start:start + chunk])
+        names = [(path, None, None if single else start + i) for i in range(len(part))]
+        try:
+            x = prepare.prepare_arrays(part, cfg, False)
+            yield ("done", names, x, [None] * len(part))
+        except (ValueError, TypeError) as e:
+            yield ("done", names, None, [str(e)] * len(part))
+
+
+def _shard_units(path: str, cfg: prepare.Settings, task_files: int):
+    """A shard's members are read here (one forward stream) and decoded by workers; a damaged
+    archive keeps the members read before the damage, then adds one error row."""
+    blobs, names = [], []
+    try:
+        for member, data, merr in containers.iter_shard(path, cfg.max_bytes):
+            blobs.append((data, merr))
+            names.append((path, member, None))
+            if len(blobs) >= task_files:
                 yield ("task", "blobs", names, blobs)
-    u = flush()
-    if u:
-        yield u
+                blobs, names = [], []
+    except OSError as e:
+        msg = e.strerror or str(e)
+    except ValueError as e:
+        msg = str(e)
+    except Exception as e:  # anything else a damaged archive raises: one row
+        msg = f"corrupt archive ({type(e).__name__}: {e})"
+    else:
+        msg = None
+    if blobs:
+        yield ("task", "blobs", names, blobs)
+    if msg is not None:
+        yield _error_unit(path, msg)

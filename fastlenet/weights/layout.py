@@ -344,11 +344,45 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
     ``strict=True`` any array that is not used raises; with ``strict=False``
     it is listed in ``Conversion.ignored``.  Ambiguity is an error either way.
     """
+    _check_request(arrays, layout, source)
+    keys, meta, data, float_keys, int_keys, other_keys = _read_arrays(arrays, source)
+    framework, lay = _family_and_layout(layout, keys, float_keys, int_keys)
+    float_keys, ignored, problems = _set_aside_non_weights(data, float_keys, int_keys + other_keys,
+                                                           framework, strict, source)
+    _check_finite(data, float_keys, source)
+    if framework == "canonical":  # exact names: nothing to match
+        return _convert_canonical(data, float_keys, problems, ignored, meta, strict, source, lay)
+    allowed = _allowed_families(framework, layout)
+    use_names = framework != "positional"
+    slot_cands = _slot_candidates(data, float_keys, allowed)
+    if framework == "positional":
+        framework, lay = _positional_family(slot_cands, source)
+    family = "keras" if framework in _KERAS_LIKE else "torch"
+    chosen, used = _assign_slots(arrays, data, slot_cands, framework, family, use_names, source)
+    ignored = _check_complete(chosen, used, data, float_keys, problems, ignored, strict,
+                              allowed, layout, source)
+    weights, mapping = _to_canonical(chosen, data, "hwc" if family == "keras" else "chw", source)
+    return Conversion(weights=weights, framework=framework, layout=lay, mapping=mapping,
+                      ignored=sorted(set(ignored), key=natural_key), meta=meta)
+
+
+# Kernels are assigned before biases: a bias is paired with its kernel by name prefix and file
+# order, and the output bias must have as many values as the output kernel has classes.
+_ASSIGN_ORDER = ("c1.weight", "c3.weight", "c5.weight", "f6.weight", "output.weight",
+                 "c1.bias", "c3.bias", "c5.bias", "f6.bias", "output.bias")
+
+
+def _check_request(arrays, layout: str, source: str) -> None:
+    """Refuse a layout= or an `arrays` that cannot mean anything before reading a byte."""
     if layout not in LAYOUTS:
         raise FormatError(f"{source}: unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if not hasattr(arrays, "keys"):
         raise FormatError(f"{source}: expected a mapping of name -> array, got {type(arrays).__name__}")
 
+
+def _read_arrays(arrays, source: str):
+    """Read every array once, in natural key order, never unpickling; the metadata key is
+    parsed apart. -> (keys, meta, data, float keys, integer/bool keys, other keys)."""
     keys = sorted((str(k) for k in arrays.keys()), key=natural_key)
     meta: Dict[str, Any] = {}
     data: Dict[str, np.ndarray] = {}
@@ -378,24 +412,30 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
             int_keys.append(k)
         else:
             other_keys.append(k)
+    return keys, meta, data, float_keys, int_keys, other_keys
 
-    # ---- family / layout
+
+def _family_and_layout(layout: str, keys, float_keys, int_keys) -> Tuple[str, str]:
+    """(framework, layout name reported): detected for "auto"; an explicit family still names
+    its key style (Keras path / TF2 / positional, PyTorch DataParallel)."""
     if layout == "auto":
-        framework, lay = _detect(keys, float_keys, int_keys)
-    elif layout == "keras":
-        framework, lay = "keras", ("keras-positional" if all(re.fullmatch(r"arr_\d+", k) for k in float_keys)
-                                   else "keras-tf2" if any(re.search(r":\d+$", k) for k in float_keys)
-                                   else "keras-path")
-    elif layout == "pytorch":
-        framework, lay = "pytorch", ("pytorch-dataparallel" if float_keys and all(
+        return _detect(keys, float_keys, int_keys)
+    if layout == "keras":
+        return "keras", ("keras-positional" if all(re.fullmatch(r"arr_\d+", k) for k in float_keys)
+                         else "keras-tf2" if any(re.search(r":\d+$", k) for k in float_keys)
+                         else "keras-path")
+    if layout == "pytorch":
+        return "pytorch", ("pytorch-dataparallel" if float_keys and all(
             k.startswith("module.") for k in float_keys) else "pytorch")
-    else:
-        framework, lay = layout, layout
+    return layout, layout
 
-    # ---- non-float arrays
+
+def _set_aside_non_weights(data, float_keys, non_float_keys, framework, strict, source):
+    """Weights are floats: a non-float array that fits a slot is an error, exporters' constants
+    are ignored, anything else is extra. -> (float keys left, ignored, problems)."""
     ignored: List[str] = []
     problems: List[str] = []
-    for k in int_keys + other_keys:
+    for k in non_float_keys:
         a = data[k]
         if framework == "onnx" and a.dtype.kind in "iub" and a.ndim <= 1:
             ignored.append(k)  # shape constants / axes added by exporters
@@ -412,11 +452,14 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
             ignored.append(k)
     if framework == "onnx":
         # scalar constants (e.g. the 1.7159 of a scaled tanh) are never weights
-        for k in [k for k in float_keys if data[k].ndim == 0]:
-            float_keys.remove(k)
-            ignored.append(k)
+        scalars = [k for k in float_keys if data[k].ndim == 0]
+        float_keys = [k for k in float_keys if k not in scalars]
+        ignored.extend(scalars)
+    return float_keys, ignored, problems
 
-    # ---- NaN / Inf
+
+def _check_finite(data, float_keys, source: str) -> None:
+    """NaN/Inf weights would classify everything as garbage: refuse them up front."""
     for k in float_keys:
         a = data[k]
         if not np.all(np.isfinite(a)):
@@ -426,106 +469,131 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
                 f"{source}: key {k!r} (shape {_fmt(a.shape)}) contains non-finite values "
                 f"({n_nan} NaN, {n_inf} Inf)")
 
-    # ---- canonical: exact names
-    if framework == "canonical":
-        return _convert_canonical(data, float_keys, problems, ignored, meta, strict, source, lay)
 
-    # ---- families and conventions
-    allowed: Optional[Tuple[str, ...]]
+def _allowed_families(framework: str, layout: str) -> Optional[Tuple[str, ...]]:
+    """An explicit family layout= accepts only its own orientations; None accepts all."""
     if framework in ("pytorch",):
-        allowed = ("torch",) if layout == "pytorch" else None
-    elif framework in ("keras", "flax"):
-        allowed = ("keras",) if layout in ("keras", "flax") else None
-    else:
-        allowed = None
-    use_names = framework != "positional"
+        return ("torch",) if layout == "pytorch" else None
+    if framework in ("keras", "flax"):
+        return ("keras",) if layout in ("keras", "flax") else None
+    return None
 
-    # candidates per slot
+
+def _slot_candidates(data, float_keys, allowed) -> Dict[str, List[Tuple[str, str, str, str]]]:
+    """Every slot -> the (key, transform, family, note) of each array whose shape fits it."""
     slot_cands: Dict[str, List[Tuple[str, str, str, str]]] = {s: [] for s in CANONICAL_SHAPES}
     for k in float_keys:
         for slot, tr, fam, note in _cands_for_shape(_shape(data[k])):
             if allowed is not None and fam != "any" and fam not in allowed:
                 continue
             slot_cands[slot].append((k, tr, fam, note))
+    return slot_cands
 
-    # positional: the family from the conv kernels' orientation
-    if framework == "positional":
-        fams = {fam for s in ("c1.weight", "c3.weight", "c5.weight") for (_, tr, fam, _) in slot_cands[s]
-                if tr in ("oihw", "hwio")}
-        if len(fams) == 1:
-            framework = "pytorch" if fams == {"torch"} else "keras"
-            lay = ("pytorch" if framework == "pytorch" else "keras") + "-positional"
-        elif len(fams) > 1:
-            raise FormatError(
-                f"{source}: conv kernels mix OIHW and HWIO layouts; cannot tell the framework "
-                "(and so the flatten order); pass layout='pytorch' or layout='keras'")
-        else:
-            # no conv kernel orientation to read (all C5 dense): use the dense orientation
-            c5 = [tr for (_, tr, _, _) in slot_cands["c5.weight"]]
-            framework = "keras" if c5 == ["dense_in_out"] else "pytorch"
-            lay = framework + "-positional"
 
-    family = "keras" if framework in _KERAS_LIKE else "torch"
-    flatten = "hwc" if family == "keras" else "chw"
+def _positional_family(slot_cands, source: str) -> Tuple[str, str]:
+    """Without names the family (and so the C5 flatten order) comes from the conv kernels'
+    orientation, or from C5's dense orientation when no kernel has one."""
+    fams = {fam for s in ("c1.weight", "c3.weight", "c5.weight") for (_, tr, fam, _) in slot_cands[s]
+            if tr in ("oihw", "hwio")}
+    if len(fams) == 1:
+        framework = "pytorch" if fams == {"torch"} else "keras"
+        return framework, ("pytorch" if framework == "pytorch" else "keras") + "-positional"
+    if len(fams) > 1:
+        raise FormatError(
+            f"{source}: conv kernels mix OIHW and HWIO layouts; cannot tell the framework "
+            "(and so the flatten order); pass layout='pytorch' or layout='keras'")
+    # no conv kernel orientation to read (all C5 dense): use the dense orientation
+    c5 = [tr for (_, tr, _, _) in slot_cands["c5.weight"]]
+    framework = "keras" if c5 == ["dense_in_out"] else "pytorch"
+    return framework, framework + "-positional"
 
-    # ---- assign kernels first, then biases (paired by name prefix)
+
+def _assign_slots(arrays, data, slot_cands, framework, family, use_names, source):
+    """Give each slot exactly one array, or none (reported as missing later).
+    -> (slot -> (key, transform, note), key -> slot)."""
     chosen: Dict[str, Tuple[str, str, str]] = {}
     used: Dict[str, str] = {}
-    order = ["c1.weight", "c3.weight", "c5.weight", "f6.weight", "output.weight",
-             "c1.bias", "c3.bias", "c5.bias", "f6.bias", "output.bias"]
-    for slot in order:
-        cands = [c for c in slot_cands[slot] if c[0] not in used]
-        if slot == "output.bias":  # the bias of the output layer placed above: K values
-            cands = [c for c in cands if _shape(data[c[0]]) == (_out_k(data, chosen),)] \
-                if "output.weight" in chosen else []
-        if len({c[0] for c in cands}) > 1 and framework not in ("positional", "onnx"):
-            # arrays of two orientations fit (e.g. a 120-class output (120, 84) beside F6's
-            # (84, 120)): the family's own orientation decides
-            native = [c for c in cands if c[2] in (family, "any")]
-            if native:
-                cands = native
+    for slot in _ASSIGN_ORDER:
+        cands = _open_candidates(slot, slot_cands, used, data, chosen, framework, family)
         if not cands:
             continue
-        # prefer the family's native orientation when one array fits twice (square case)
-        by_key: Dict[str, List] = {}
-        for c in cands:
-            by_key.setdefault(c[0], []).append(c)
-        reduced = []
-        for k, cs in by_key.items():
-            if len(cs) > 1:
-                native = [c for c in cs if c[2] == family]
-                if len(native) == 1:
-                    cs = native
-                else:
-                    raise FormatError(
-                        f"{source}: key {k!r} with shape {_fmt(data[k].shape)} fits {_expected_text(slot)} "
-                        "in more than one orientation; pass layout= to decide")
-            reduced.append(cs[0])
-        cands = reduced
+        cands = _one_orientation_each(slot, cands, family, data, source)
         if len(cands) > 1 and use_names:
             cands = _tie_break(slot, cands, chosen)
-        if (len(cands) == 2 and slot.endswith(".bias") and slot != "output.bias" and
-                slot.replace("bias", "weight") in chosen and "output.weight" in chosen and
-                _shape(data[cands[0][0]]) == (_out_k(data, chosen),)):
-            # a bias length shared with the output layer (K = 6, 16, 84 or 120): the array stored
-            # right after the layer's kernel (exports write a layer's kernel, then its bias)
-            file_order = [str(k) for k in arrays.keys()]
-            after = file_order.index(chosen[slot.replace("bias", "weight")][0]) + 1
-            nxt = [c for c in cands if file_order.index(c[0]) == after]
-            if len(nxt) == 1:
-                cands = nxt
-        if len(cands) > 1:
-            desc = ", ".join(f"{c[0]!r} {_fmt(data[c[0]].shape)}" for c in cands)
-            raise FormatError(
-                f"{source}: ambiguous: {len(cands)} arrays fit "
-                f"{_expected_text(slot, c=_c1_channels(data[cands[0][0]]))}: {desc}; "
-                "names cannot decide which one to use" + ("" if use_names else " (positional layout)"))
-        k, tr, note = cands[0][0], cands[0][1], cands[0][3]
+        cands = _bias_after_kernel(slot, cands, chosen, data, arrays)
+        k, tr, _, note = _the_one(slot, cands, data, use_names, source)
         chosen[slot] = (k, tr, note)
         used[k] = slot
+    return chosen, used
 
-    # ---- report unassigned and missing
-    missing = [s for s in order if s not in chosen]
+
+def _the_one(slot, cands, data, use_names, source):
+    """Guessing between arrays that fit a slot equally would silently load the wrong net:
+    more than one candidate left is an error."""
+    if len(cands) > 1:
+        desc = ", ".join(f"{c[0]!r} {_fmt(data[c[0]].shape)}" for c in cands)
+        raise FormatError(
+            f"{source}: ambiguous: {len(cands)} arrays fit "
+            f"{_expected_text(slot, c=_c1_channels(data[cands[0][0]]))}: {desc}; "
+            "names cannot decide which one to use" + ("" if use_names else " (positional layout)"))
+    return cands[0]
+
+
+def _open_candidates(slot, slot_cands, used, data, chosen, framework, family):
+    """The slot's candidates not taken by an earlier slot; the output bias must match K; and
+    when arrays of two orientations fit, the family's own orientation wins."""
+    cands = [c for c in slot_cands[slot] if c[0] not in used]
+    if slot == "output.bias":  # the bias of the output layer placed above: K values
+        cands = [c for c in cands if _shape(data[c[0]]) == (_out_k(data, chosen),)] \
+            if "output.weight" in chosen else []
+    if len({c[0] for c in cands}) > 1 and framework not in ("positional", "onnx"):
+        # arrays of two orientations fit (e.g. a 120-class output (120, 84) beside F6's
+        # (84, 120)): the family's own orientation decides
+        native = [c for c in cands if c[2] in (family, "any")]
+        if native:
+            cands = native
+    return cands
+
+
+def _one_orientation_each(slot, cands, family, data, source):
+    """One candidate per array: an array that fits the slot twice (a square matrix) takes the
+    family's native orientation, or is an error when that does not decide."""
+    by_key: Dict[str, List] = {}
+    for c in cands:
+        by_key.setdefault(c[0], []).append(c)
+    reduced = []
+    for k, cs in by_key.items():
+        if len(cs) > 1:
+            native = [c for c in cs if c[2] == family]
+            if len(native) == 1:
+                cs = native
+            else:
+                raise FormatError(
+                    f"{source}: key {k!r} with shape {_fmt(data[k].shape)} fits {_expected_text(slot)} "
+                    "in more than one orientation; pass layout= to decide")
+        reduced.append(cs[0])
+    return reduced
+
+
+def _bias_after_kernel(slot, cands, chosen, data, arrays):
+    """A bias length shared with the output layer (K = 6, 16, 84 or 120) leaves two biases:
+    exports write a layer's kernel, then its bias, so the one stored right after wins."""
+    if (len(cands) == 2 and slot.endswith(".bias") and slot != "output.bias" and
+            slot.replace("bias", "weight") in chosen and "output.weight" in chosen and
+            _shape(data[cands[0][0]]) == (_out_k(data, chosen),)):
+        file_order = [str(k) for k in arrays.keys()]
+        after = file_order.index(chosen[slot.replace("bias", "weight")][0]) + 1
+        nxt = [c for c in cands if file_order.index(c[0]) == after]
+        if len(nxt) == 1:
+            return nxt
+    return cands
+
+
+def _check_complete(chosen, used, data, float_keys, problems, ignored, strict, allowed, layout,
+                    source) -> List[str]:
+    """Every slot filled and (strict) every float array used, else one error listing all the
+    problems. -> the ignored keys, now with the unused arrays when not strict."""
+    missing = [s for s in _ASSIGN_ORDER if s not in chosen]
     unassigned = [k for k in float_keys if k not in used]
     if missing:
         k_out = _out_k(data, chosen) if "output.weight" in chosen else None
@@ -534,14 +602,19 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
         raise FormatError(f"{source}: " + "; ".join(problems))
     if unassigned:
         if strict:
-            for k in unassigned:
-                problems.append(f"extra array {k!r} {_fmt(data[k].shape)} is not part of LeNet-5")
+            problems = problems + [f"extra array {k!r} {_fmt(data[k].shape)} is not part of LeNet-5"
+                                   for k in unassigned]
         else:
-            ignored.extend(unassigned)
+            ignored = ignored + unassigned
     if problems:
         raise FormatError(f"{source}: " + "; ".join(problems)
                           + ("; pass strict=False to ignore extra arrays" if strict else ""))
+    return ignored
 
+
+def _to_canonical(chosen, data, flatten: str, source: str):
+    """Transform each chosen array into its slot's canonical float32 layout, a fresh copy, and
+    check the shapes agree as one network. -> (weights, mapping)."""
     weights: Dict[str, np.ndarray] = {}
     mapping = []
     for slot in CANONICAL_SHAPES:  # the slot order; the shapes follow C and K below
@@ -559,9 +632,7 @@ def convert(arrays: Mapping[str, np.ndarray], layout: str = "auto", strict: bool
         if arr.shape != shapes[slot]:  # e.g. an output bias of another length than its weight
             raise FormatError(f"{source}: {slot} has shape {_fmt(arr.shape)}; expected "
                               f"{_fmt(shapes[slot])} for this network")
-    ignored = sorted(set(ignored), key=natural_key)
-    return Conversion(weights=weights, framework=framework, layout=lay, mapping=mapping,
-                      ignored=ignored, meta=meta)
+    return weights, mapping
 
 
 def _out_k(data, chosen) -> int:
