@@ -90,7 +90,7 @@ ext = Extension(
     sources=["fastlenet/_engine.pyx"] + sorted(glob("csrc/*.c")) + sorted(glob("csrc/kernels/*.c")),
     include_dirs=["csrc", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-    depends=sorted(glob("csrc/*.h")) + sorted(glob("csrc/kernels/*.h")),
+    depends=sorted(glob("csrc/*.h")) + sorted(glob("csrc/kernels/*.h")) + sorted(glob("fastlenet/*.pxi")),
 )
 
 setup(

@@ -4,7 +4,7 @@
  * a context switch. Both must agree before a level is usable: a VM or OS that masks AVX-512
  * state leaves the CPUID bits set, and running zmm code there faults.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(FL_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>

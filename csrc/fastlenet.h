@@ -88,17 +88,6 @@ int fl_has_openmp(void);
  * OMP_NUM_THREADS and threadpoolctl's threadpool_limits set) in threaded builds, else 1. */
 int fl_thread_limit(void);
 
-/* Testing hooks: run one kernel of one ISA on caller buffers (shapes as in kernels.h). */
-int fl_test_activation(int isa, int act, const float *x, float *y, size_t n);
-int fl_test_c1(int isa, const fl_net *net, const float *img32 /* C*32*32 */,
-               float *s2_out /* 6*14*14 */);
-int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out /* 16*5*5, CHW */);
-int fl_test_dense(int isa, int act, const float *x, const float *w, const float *b, int n_in,
-                  int n_out, float *y);
-void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, const float *b,
-                     int cout, float *y);
-void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y);
-
 /* ---- Preprocessing (csrc/preprocess.c): pictures of digits -> MNIST-style model inputs ---- */
 /* Pixel types of fl_image. */
 enum { FL_PIX_U8 = 0, FL_PIX_U16 = 1, FL_PIX_F32 = 2, FL_PIX_F64 = 3 };

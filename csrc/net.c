@@ -14,7 +14,7 @@
 #include <malloc.h> /* _aligned_malloc, _aligned_free */
 #endif
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include "pool.h"
 #ifdef _OPENMP
@@ -50,7 +50,7 @@ void fl_aligned_free(void *p) {
 #endif
 }
 
-static void *aligned_zalloc(size_t size) {
+void *fl_aligned_zalloc(size_t size) {
     void *p = fl_aligned_alloc(size);
     if (p) memset(p, 0, size);
     return p;
@@ -58,7 +58,7 @@ static void *aligned_zalloc(size_t size) {
 
 /* wt[k*ld + o] = w[o*n_in + k] for a (n_out, n_in) matrix; `perm` maps packed input k to
  * canonical input column (NULL: identity). */
-static void pack_dense(const float *w, int n_out, int n_in, const int *perm, float *wt, int ld) {
+void fl_pack_dense(const float *w, int n_out, int n_in, const int *perm, float *wt, int ld) {
     for (int o = 0; o < n_out; o++)
         for (int k = 0; k < n_in; k++) wt[(size_t)k * ld + o] = w[(size_t)o * n_in + (perm ? perm[k] : k)];
 }
@@ -70,7 +70,7 @@ fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
     if (w->num_classes < 2 || w->num_classes > FL_MAX_CLASSES) return NULL;
     const int ld = (w->num_classes + FL_LANES_MAX - 1) / FL_LANES_MAX * FL_LANES_MAX;
     /* One allocation: the struct (a multiple of FL_ALIGN bytes), then out_wt, then out_b. */
-    fl_net *net = aligned_zalloc(sizeof *net + sizeof(float) * (size_t)ld * 85);
+    fl_net *net = fl_aligned_zalloc(sizeof *net + sizeof(float) * (size_t)ld * 85);
     if (!net) return NULL;
     net->act = act;
     net->pool = pool;
@@ -83,16 +83,16 @@ fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
     memcpy(net->c1_b, w->c1_b, sizeof net->c1_b);
     memcpy(net->c3_w, w->c3_w, sizeof net->c3_w);
     memcpy(net->c3_b, w->c3_b, sizeof net->c3_b);
-    pack_dense(w->c3_w, 16, 150, NULL, net->c3_wt, 16);
+    fl_pack_dense(w->c3_w, 16, 150, NULL, net->c3_wt, 16);
     /* s4 is HWC: packed input (y*5+x)*16+c is canonical column c*25 + y*5+x. */
     int perm[400];
     for (int p = 0; p < 25; p++)
         for (int c = 0; c < 16; c++) perm[p * 16 + c] = c * 25 + p;
-    pack_dense(w->c5_w, 120, 400, perm, net->c5_wt, FL_C5_LD);
+    fl_pack_dense(w->c5_w, 120, 400, perm, net->c5_wt, FL_C5_LD);
     memcpy(net->c5_b, w->c5_b, 120 * sizeof(float));
-    pack_dense(w->f6_w, 84, 120, NULL, net->f6_wt, FL_F6_LD);
+    fl_pack_dense(w->f6_w, 84, 120, NULL, net->f6_wt, FL_F6_LD);
     memcpy(net->f6_b, w->f6_b, 84 * sizeof(float));
-    pack_dense(w->out_w, w->num_classes, 84, NULL, net->out_wt, ld);
+    fl_pack_dense(w->out_w, w->num_classes, 84, NULL, net->out_wt, ld);
     memcpy(net->out_b, w->out_b, (size_t)w->num_classes * sizeof(float));
     return net;
 }
@@ -259,59 +259,4 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
 #endif
     run_tiles(&b, 0, tiles);
     return FL_OK;
-}
-
-/* ---- testing hooks: one kernel of one ISA on caller buffers ---- */
-
-int fl_test_activation(int isa, int act, const float *x, float *y, size_t n) {
-    const fl_kernels *k = fl_kernels_for(isa);
-    if (!k) return FL_ERR_ISA;
-    k->activation(act, x, y, n);
-    return FL_OK;
-}
-
-int fl_test_c1(int isa, const fl_net *net, const float *img32, float *s2_out) {
-    const fl_kernels *k = fl_kernels_for(isa);
-    if (!k) return FL_ERR_ISA;
-    k->c1(net, img32, s2_out);
-    return FL_OK;
-}
-
-int fl_test_c3(int isa, const fl_net *net, const float *s2, float *s4_out) {
-    const fl_kernels *k = fl_kernels_for(isa);
-    if (!k) return FL_ERR_ISA;
-    float s4[FL_S4_LEN];
-    k->c3(net, s2, s4);
-    for (int c = 0; c < 16; c++) /* HWC -> CHW for the caller */
-        for (int p = 0; p < 25; p++) s4_out[c * 25 + p] = s4[p * 16 + c];
-    return FL_OK;
-}
-
-int fl_test_dense(int isa, int act, const float *x, const float *w, const float *b, int n_in,
-                  int n_out, float *y) {
-    const fl_kernels *k = fl_kernels_for(isa);
-    if (!k) return FL_ERR_ISA;
-    if (n_in < 1 || n_out < 1) return FL_ERR_ARG;
-    const int ld = (n_out + FL_LANES_MAX - 1) / FL_LANES_MAX * FL_LANES_MAX;
-    float *wt = aligned_zalloc(sizeof(float) * (size_t)ld * n_in);
-    float *bp = aligned_zalloc(sizeof(float) * ld), *yp = aligned_zalloc(sizeof(float) * ld);
-    int rc = FL_ERR_NOMEM;
-    if (wt && bp && yp) {
-        pack_dense(w, n_out, n_in, NULL, wt, ld);
-        memcpy(bp, b, sizeof(float) * n_out);
-        k->dense(act, x, 1, n_in, n_in, wt, ld, bp, n_out, yp, ld);
-        memcpy(y, yp, sizeof(float) * n_out);
-        rc = FL_OK;
-    }
-    fl_aligned_free(wt); fl_aligned_free(bp); fl_aligned_free(yp);
-    return rc;
-}
-
-void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, const float *b,
-                     int cout, float *y) {
-    fl_conv5x5_f32__scalar(x, cin, h, w, k, b, cout, y);
-}
-
-void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y) {
-    fl_pool2x2_f32__scalar(x, c, h, w, pool, y);
 }

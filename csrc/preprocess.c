@@ -123,50 +123,89 @@ typedef struct {
     unsigned char qlut[256];   /* quantised to 256 levels */
 } u8_tables;
 
-/* One image -> out (size x size). Returns FL_OK or FL_ERR_NOMEM. */
-static int preprocess_one(const fl_image *im, int size, int invert, int light_on_dark,
-                          float *out, u8_tables *tab) {
-    const int H = im->height, W = im->width;
-    if (H < 1 || W < 1) { blank(out, size, light_on_dark); return FL_OK; }
-    const int f = (imax(H, W) + PP_MAX_SIDE - 1) / PP_MAX_SIDE;
-    const int h = (H + f - 1) / f, w = (W + f - 1) / f;
-    const size_t n = (size_t)h * w;
-    int rc = FL_ERR_NOMEM;
-    /* The masks below have a border of one pixel that is never ink, so that neighbourhoods
-     * need no clipping: index (y + 1) * W2 + (x + 1). */
-    const int W2 = w + 2;
-    const size_t n2 = (size_t)(h + 2) * W2;
-    double *g = malloc(n * sizeof *g), *v = NULL, *pad = NULL, *tmp = NULL;
-    unsigned char *q = malloc(n), *ink = calloc(n2, 1), *kept = calloc(n2, 1),
-                  *rowk = calloc(n2, 1);
-    int32_t *lab = calloc(n2, sizeof *lab), *stack = malloc(n * sizeof *stack);
-    comp *comps = NULL;
-    int *keep = NULL;
-    wrow *rows = NULL;
-    if (!g || !q || !ink || !kept || !rowk || !lab || !stack) goto done;
+/* One image on its way through the stages: its sizes, its scratch (freed by pp_free), and what
+ * each stage decided. A stage returns FL_OK, PP_BLANK (nothing to centre: the output is the
+ * paper colour) or FL_ERR_NOMEM. */
+enum { PP_BLANK = -1 };
+typedef struct {
+    const fl_image *im;
+    int H, W;            /* the image */
+    int f, h, w;         /* the block-mean factor, and the reduced image */
+    size_t n;            /* h * w */
+    int W2;              /* mask rows: w plus a border of one pixel that is never ink */
+    int u8;              /* uint8 without reduction: per-value tables (u8_tables) */
+    double *g;           /* gray in [0, 1]; then, in place, the ink map v */
+    unsigned char *q;    /* gray quantised to 256 levels */
+    unsigned char *ink, *kept, *rowk; /* masks of (h + 2) x W2 */
+    int32_t *lab, *stack;
+    comp *comps;
+    int ncomp;
+    int *keep;
+    double *pad, *tmp;   /* the thickened ink (max filter) */
+    wrow *rows;
+    size_t hist[256], hraw[256];
+    int thr, ink_is_light;
+    int y0, y1, x0, x1;  /* the box of the kept components */
+    size_t area, per;    /* their area and perimeter (pixel edges) */
+    int k, ph, pw;       /* the max filter's radius; the padded frame */
+    double s;            /* the scale that fits the box into PP_BOX */
+    const double *src;   /* the ink as resampled: v, or the thickened copy */
+    int ny0, ny1, nx0, nx1; /* where src can be nonzero */
+    double cy, cx;       /* its centre of mass */
+} pp_state;
 
-    /* gray in [0, 1] (block mean when reduced), quantised to 256 levels */
+static int pp_alloc(pp_state *st, const fl_image *im) {
+    memset(st, 0, sizeof *st);
+    st->im = im;
+    st->H = im->height;
+    st->W = im->width;
+    st->f = (imax(st->H, st->W) + PP_MAX_SIDE - 1) / PP_MAX_SIDE;
+    st->h = (st->H + st->f - 1) / st->f;
+    st->w = (st->W + st->f - 1) / st->f;
+    st->n = (size_t)st->h * st->w;
+    st->W2 = st->w + 2;
+    const size_t n2 = (size_t)(st->h + 2) * st->W2;
+    st->u8 = st->f == 1 && im->dtype == FL_PIX_U8;
+    st->g = malloc(st->n * sizeof *st->g);
+    st->q = malloc(st->n);
+    st->ink = calloc(n2, 1);
+    st->kept = calloc(n2, 1);
+    st->rowk = calloc(n2, 1);
+    st->lab = calloc(n2, sizeof *st->lab);
+    st->stack = malloc(st->n * sizeof *st->stack);
+    return st->g && st->q && st->ink && st->kept && st->rowk && st->lab && st->stack
+               ? FL_OK : FL_ERR_NOMEM;
+}
+
+static void pp_free(pp_state *st) {
+    free(st->g); free(st->q); free(st->ink); free(st->lab); free(st->stack); free(st->comps);
+    free(st->keep); free(st->kept); free(st->rowk); free(st->pad); free(st->tmp); free(st->rows);
+}
+
+/* Reference step "gray": values in [0, 1] by the unit scale (block means when reduced),
+ * quantised to 256 levels, and their histogram. */
+static void gray_levels(pp_state *st, u8_tables *tab) {
+    const fl_image *im = st->im;
+    const int H = st->H, W = st->W, f = st->f, h = st->h, w = st->w;
+    const size_t n = st->n;
+    double *g = st->g;
+    unsigned char *q = st->q;
+    size_t *hist = st->hist, *hraw = st->hraw;
     const char *base = (const char *)im->data;
-    if (f == 1 && im->dtype == FL_PIX_U8) {
-        /* g is not needed: the tables below work from the pixel values */
-    } else
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            double sum = 0.0;
-            int cnt = 0;
-            for (int yy = y * f; yy < imin(H, y * f + f); yy++)
-                for (int xx = x * f; xx < imin(W, x * f + f); xx++, cnt++)
-                    sum += unit_pixel(base + yy * im->stride_h + xx * im->stride_w, im->dtype,
-                                      im->scale);
-            g[(size_t)y * w + x] = f == 1 ? sum : sum / cnt;
-        }
-    size_t hist[256] = {0}, hraw[256] = {0};
-    const double *graw = tab->graw;
-    const unsigned char *qlut = tab->qlut;
+    if (!st->u8) /* uint8 without reduction needs no g: the tables work from the values */
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double sum = 0.0;
+                int cnt = 0;
+                for (int yy = y * f; yy < imin(H, y * f + f); yy++)
+                    for (int xx = x * f; xx < imin(W, x * f + f); xx++, cnt++)
+                        sum += unit_pixel(base + yy * im->stride_h + xx * im->stride_w,
+                                          im->dtype, im->scale);
+                g[(size_t)y * w + x] = f == 1 ? sum : sum / cnt;
+            }
     /* uint8 without reduction: 256 possible values, so the per-pixel arithmetic is done once
      * per value (a table; the same results, without a floor() per pixel) */
-    const int u8 = f == 1 && im->dtype == FL_PIX_U8;
-    if (u8) {
+    if (st->u8) {
         if (!tab->valid || tab->scale != im->scale) {
             for (int p = 0; p < 256; p++) {
                 double gp = p * im->scale;
@@ -177,6 +216,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             tab->scale = im->scale;
             tab->valid = 1;
         }
+        const unsigned char *qlut = tab->qlut;
         /* two histograms taken in turn: runs of equal pixels (the paper) would otherwise
          * wait on the previous increment of the same counter */
         size_t hodd[256] = {0};
@@ -206,8 +246,12 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             hist[q[i]]++;
         }
     }
+}
 
-    /* Otsu: maximise the between-class variance; ties to the lowest threshold */
+/* Reference step "otsu": the threshold that maximises the between-class variance; ties to the
+ * lowest. PP_BLANK when the histogram has one class only. */
+static int otsu_threshold(pp_state *st) {
+    const size_t *hist = st->hist;
     double w0[256], m0[256], acc_w = 0, acc_m = 0;
     for (int t = 0; t < 256; t++) {
         acc_w += (double)hist[t];
@@ -226,34 +270,47 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         const double between = a * b * d * d;
         if (between > best) { best = between; thr = t; }
     }
-    if (thr < 0) { blank(out, size, light_on_dark); rc = FL_OK; goto done; }
+    st->thr = thr;
+    return thr < 0 ? PP_BLANK : FL_OK;
+}
 
-    /* polarity */
-    int ink_is_light;
-    if (invert == FL_INVERT_AUTO) {
-        const int t = imax(1, imin(h, w) / 20);
-        size_t fl = 0, fn = 0, al = 0;
-        for (int v = thr + 1; v < 256; v++) al += hist[v];
-        for (int y = 0; y < h; y++) { /* the frame only */
-            const unsigned char *qr = q + (size_t)y * w;
-            const int full = y < t || y >= h - t;
-            for (int x = 0; x < w; x++) {
-                if (!full && x == t) x = imax(t, w - t); /* skip the inside of the row */
-                fn++;
-                fl += qr[x] > thr;
-            }
-        }
-        double frac = (double)fl / (double)fn;
-        if (frac >= 0.35 && frac <= 0.65) frac = (double)al / (double)n;
-        ink_is_light = !(frac > 0.5);
-    } else {
-        ink_is_light = light_on_dark != (invert == FL_INVERT_YES);
+/* Reference step "polarity": which class is ink. invert=auto: the frame's majority is paper
+ * (the whole image's when the frame is undecided). */
+static void polarity(pp_state *st, int invert, int light_on_dark) {
+    if (invert != FL_INVERT_AUTO) {
+        st->ink_is_light = light_on_dark != (invert == FL_INVERT_YES);
+        return;
     }
+    const int h = st->h, w = st->w, thr = st->thr;
+    const int t = imax(1, imin(h, w) / 20);
+    size_t fl = 0, fn = 0, al = 0;
+    for (int v = thr + 1; v < 256; v++) al += st->hist[v];
+    for (int y = 0; y < h; y++) { /* the frame only */
+        const unsigned char *qr = st->q + (size_t)y * w;
+        const int full = y < t || y >= h - t;
+        for (int x = 0; x < w; x++) {
+            if (!full && x == t) x = imax(t, w - t); /* skip the inside of the row */
+            fn++;
+            fl += qr[x] > thr;
+        }
+    }
+    double frac = (double)fl / (double)fn;
+    if (frac >= 0.35 && frac <= 0.65) frac = (double)al / (double)st->n;
+    st->ink_is_light = !(frac > 0.5);
+}
 
-    /* ink in [0, 1] */
+/* Reference step "ink": v in [0, 1] from the paper level to the ink level, below PP_INK_FLOOR
+ * cleared; into g's buffer. PP_BLANK below PP_MIN_CONTRAST. */
+static int ink_map(pp_state *st, const u8_tables *tab) {
+    const size_t n = st->n;
+    const int h = st->h, w = st->w, thr = st->thr, ink_is_light = st->ink_is_light;
+    const size_t *hraw = st->hraw;
+    const double *graw = tab->graw;
+    const unsigned char *qlut = tab->qlut;
+    double *g = st->g;
     double s_ink = 0, s_paper = 0;
     size_t c_ink = 0;
-    if (u8) { /* per value: the same sums up to rounding order */
+    if (st->u8) { /* per value: the same sums up to rounding order */
         for (int p = 0; p < 256; p++) {
             if (!hraw[p]) continue;
             const unsigned char qp = qlut[p];
@@ -262,19 +319,17 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         }
     } else {
         for (size_t i = 0; i < n; i++) {
-            if ((q[i] > thr) == ink_is_light) { s_ink += g[i]; c_ink++; }
+            if ((st->q[i] > thr) == ink_is_light) { s_ink += g[i]; c_ink++; }
             else s_paper += g[i];
         }
     }
     const double ink_level = s_ink / (double)c_ink, paper_level = s_paper / (double)(n - c_ink);
-    if (fabs(ink_level - paper_level) < PP_MIN_CONTRAST) {
-        blank(out, size, light_on_dark);
-        rc = FL_OK;
-        goto done;
-    }
-    v = g; /* reuse: g is not needed after this */
+    if (fabs(ink_level - paper_level) < PP_MIN_CONTRAST) return PP_BLANK;
+    double *v = g; /* reuse: g is not needed after this */
     const double inv = 1.0 / (ink_level - paper_level), inv_floor = 1.0 / (1 - PP_INK_FLOOR);
-    if (f == 1 && im->dtype == FL_PIX_U8) { /* 256 possible values: a table, same arithmetic */
+    if (st->u8) { /* 256 possible values: a table, same arithmetic */
+        const fl_image *im = st->im;
+        const char *base = (const char *)im->data;
         double lut[256];
         for (int p = 0; p < 256; p++) {
             if (!hraw[p]) continue; /* only the values the image has are looked up */
@@ -292,17 +347,26 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             v[i] = t < 0 ? 0 : t > 1 ? 1 : t;
         }
     }
+    return FL_OK;
+}
 
-    /* 8-connected components of the ink class, labelled in raster order; a component's
-     * pixels are visited in the same order as the reference's stack (its mass is their sum) */
+/* Reference step "components": 8-connected components of the ink class, labelled in raster
+ * order; a component's pixels are visited in the same order as the reference's stack (its mass
+ * is their sum). */
+static int label_components(pp_state *st) {
+    const int h = st->h, w = st->w, W2 = st->W2, thr = st->thr, ink_is_light = st->ink_is_light;
+    unsigned char *ink = st->ink;
+    int32_t *lab = st->lab, *stack = st->stack;
+    const double *v = st->g;
     for (int y = 0; y < h; y++) {
-        const unsigned char *qr = q + (size_t)y * w;
+        const unsigned char *qr = st->q + (size_t)y * w;
         unsigned char *ir = ink + (size_t)(y + 1) * W2 + 1;
         for (int x = 0; x < w; x++) ir[x] = (qr[x] > thr) == ink_is_light;
     }
     int ncomp = 0, cap = 64;
-    comps = malloc(cap * sizeof *comps);
-    if (!comps) goto done;
+    comp *comps = malloc(cap * sizeof *comps);
+    st->comps = comps;
+    if (!comps) return FL_ERR_NOMEM;
     /* neighbours as offsets in the mask and in a stack entry, which packs (y << 16) | x
      * (h, w <= PP_MAX_SIDE): no division per pixel to find its row and column */
     const ptrdiff_t nb[9] = {-W2 - 1, -W2, -W2 + 1, -1, 0, 1, W2 - 1, W2, W2 + 1};
@@ -313,8 +377,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             if (lab[i0] || !ink[i0]) continue;
             if (ncomp == cap) {
                 comp *bigger = realloc(comps, (size_t)cap * 2 * sizeof *comps);
-                if (!bigger) goto done;
-                comps = bigger;
+                if (!bigger) { st->ncomp = ncomp; return FL_ERR_NOMEM; }
+                st->comps = comps = bigger;
                 cap *= 2;
             }
             comp *c = &comps[ncomp++];
@@ -341,10 +405,19 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
                 }
             }
         }
-    /* Component masses are sums in a different order than the reference's: the same to
-     * within rounding. */
-    keep = calloc((size_t)ncomp + 1, sizeof *keep);
-    if (!keep) goto done;
+    st->ncomp = ncomp;
+    return FL_OK;
+}
+
+/* Reference step "keep": the heaviest component, and the others heavy and close enough (or
+ * touching its box) to belong to the digit; their box and area. Component masses are sums in
+ * a different order than the reference's: the same to within rounding. */
+static int keep_components(pp_state *st) {
+    const int h = st->h, w = st->w, W2 = st->W2, ncomp = st->ncomp;
+    comp *comps = st->comps;
+    int *keep = calloc((size_t)ncomp + 1, sizeof *keep);
+    st->keep = keep;
+    if (!keep) return FL_ERR_NOMEM;
     qsort(comps, ncomp, sizeof *comps, comp_order);
     const comp *mainc = &comps[0];
     int y0 = mainc->y0, y1 = mainc->y1, x0 = mainc->x0, x1 = mainc->x1;
@@ -364,12 +437,21 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     for (int y = 0; y < h; y++) {
         const size_t r = (size_t)(y + 1) * W2 + 1;
         for (int x = 0; x < w; x++) {
-            kept[r + x] = keep[lab[r + x]] != 0;
-            area += kept[r + x];
+            st->kept[r + x] = keep[st->lab[r + x]] != 0;
+            area += st->kept[r + x];
         }
     }
-    /* near: a kept pixel in the 3x3 neighbourhood (a row pass, then a column pass); ink far
-     * from the kept components is cleared. per: the kept region's perimeter in pixel edges. */
+    st->y0 = y0; st->y1 = y1; st->x0 = x0; st->x1 = x1;
+    st->area = area;
+    return FL_OK;
+}
+
+/* Reference step "clear": ink not next to a kept pixel (3x3: a row pass, then a column pass)
+ * is cleared; and the kept region's perimeter in pixel edges. */
+static void clear_far_ink(pp_state *st) {
+    const int h = st->h, w = st->w, W2 = st->W2;
+    const unsigned char *kept = st->kept;
+    unsigned char *rowk = st->rowk;
     for (int y = 0; y < h; y++) {
         const size_t r = (size_t)(y + 1) * W2 + 1;
         for (int x = 0; x < w; x++)
@@ -378,7 +460,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     size_t per = 0;
     for (int y = 0; y < h; y++) {
         const size_t r = (size_t)(y + 1) * W2 + 1;
-        double *vr = v + (size_t)y * w;
+        double *vr = st->g + (size_t)y * w;
         for (int x = 0; x < w; x++) {
             const size_t i = r + x;
             const int near = rowk[i] | rowk[i - W2] | rowk[i + W2];
@@ -387,10 +469,17 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
                                        kept[i + 1]));
         }
     }
+    st->per = per;
+}
 
-    /* stroke width; thicken thin strokes with a (2k+1)^2 max filter */
-    int side = imax(y1 - y0 + 1, x1 - x0 + 1);
-    const double width = 2.0 * (double)area / (double)per;
+/* Reference step "thicken": the stroke width 2 area / perimeter; strokes thinner than
+ * PP_THIN_WIDTH output pixels get a (2k+1)^2 max filter. Sets the scale into the box and the
+ * region where the (padded) ink can be nonzero. */
+static int thicken_strokes(pp_state *st) {
+    const int h = st->h, w = st->w;
+    const double *v = st->g;
+    int side = imax(st->y1 - st->y0 + 1, st->x1 - st->x0 + 1);
+    const double width = 2.0 * (double)st->area / (double)st->per;
     double s = (double)PP_BOX / side;
     int k = 0;
     if (s * width < PP_THIN_WIDTH) {
@@ -400,11 +489,11 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
         s = (double)PP_BOX / side;
     }
     const int ph = h + 2 * k, pw = w + 2 * k;
-    const double *src = v;
+    st->src = v;
     if (k) {
-        pad = calloc((size_t)ph * pw, sizeof *pad);
-        tmp = malloc((size_t)ph * pw * sizeof *tmp);
-        if (!pad || !tmp) goto done;
+        double *pad = st->pad = calloc((size_t)ph * pw, sizeof *pad);
+        double *tmp = st->tmp = malloc((size_t)ph * pw * sizeof *tmp);
+        if (!pad || !tmp) return FL_ERR_NOMEM;
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) tmp[(size_t)(y + k) * pw + x + k] = v[(size_t)y * w + x];
         for (int y = 0; y < ph; y++)
@@ -412,34 +501,47 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
                 if (y < k || y >= h + k || x < k || x >= w + k) tmp[(size_t)y * pw + x] = 0;
         max_filter_lines(tmp, pad, ph, pw, pw, 1, k); /* rows: tmp -> pad */
         max_filter_lines(pad, tmp, pw, ph, 1, pw, k); /* columns: pad -> tmp */
-        src = tmp;
+        st->src = tmp;
     }
-
+    st->k = k; st->ph = ph; st->pw = pw; st->s = s;
     /* Ink is zero outside the kept box grown by the near pass (1) and the max filter (k), in
      * the padded frame: the sums below skip those zeros (adding +0 changes no sum). */
-    const int ny0 = imax(0, y0 - 1), ny1 = imin(ph - 1, y1 + 1 + 2 * k);
-    const int nx0 = imax(0, x0 - 1), nx1 = imin(pw - 1, x1 + 1 + 2 * k);
+    st->ny0 = imax(0, st->y0 - 1); st->ny1 = imin(ph - 1, st->y1 + 1 + 2 * k);
+    st->nx0 = imax(0, st->x0 - 1); st->nx1 = imin(pw - 1, st->x1 + 1 + 2 * k);
+    return FL_OK;
+}
 
-    /* centre of mass (in the padded frame) */
+/* Reference step "centre": the ink's centre of mass (in the padded frame). PP_BLANK when no
+ * ink is left. */
+static int centre_of_mass(pp_state *st) {
+    const int pw = st->pw;
     double sm = 0, sy = 0, sx = 0;
-    for (int y = ny0; y <= ny1; y++)
-        for (int x = nx0; x <= nx1; x++) {
-            const double t = src[(size_t)y * pw + x];
+    for (int y = st->ny0; y <= st->ny1; y++)
+        for (int x = st->nx0; x <= st->nx1; x++) {
+            const double t = st->src[(size_t)y * pw + x];
             sm += t;
             sy += t * y;
             sx += t * x;
         }
-    if (!(sm > 0)) { blank(out, size, light_on_dark); rc = FL_OK; goto done; }
-    const double cy = sy / sm, cx = sx / sm, centre = size / 2.0;
+    if (!(sm > 0)) return PP_BLANK;
+    st->cy = sy / sm;
+    st->cx = sx / sm;
+    return FL_OK;
+}
 
-    /* resample: out = Ry . src . Rx^T, both sparse */
-    rows = malloc(2 * (size_t)size * sizeof *rows);
+/* Reference step "resample": out = Ry . src . Rx^T (both sparse), the box scaled by s and the
+ * centre of mass at the frame's centre, then normalised so the darkest ink is 1 (or 0 for
+ * dark-on-light). */
+static int resample(pp_state *st, int size, int light_on_dark, float *out) {
+    const int ph = st->ph, pw = st->pw, ny0 = st->ny0, ny1 = st->ny1;
+    const double *src = st->src, centre = size / 2.0;
+    wrow *rows = st->rows = malloc(2 * (size_t)size * sizeof *rows);
     double *line = calloc((size_t)pw, sizeof *line);
-    if (!rows || !line) { free(line); goto done; }
+    if (!rows || !line) { free(line); return FL_ERR_NOMEM; }
     wrow *ry = rows, *rx = rows + size;
     for (int r = 0; r < size; r++) {
-        weights_row(r, ph, cy, centre, s, &ry[r]);
-        weights_row(r, pw, cx, centre, s, &rx[r]);
+        weights_row(r, ph, st->cy, centre, st->s, &ry[r]);
+        weights_row(r, pw, st->cx, centre, st->s, &rx[r]);
     }
     /* the row pass fills only the columns some output column reads (same sums, same order) */
     int xa = pw, xb = -1;
@@ -448,8 +550,8 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
             xa = imin(xa, rx[c].lo);
             xb = imax(xb, rx[c].lo + rx[c].n - 1);
         }
-    xa = imax(xa, nx0);
-    xb = imin(xb, nx1);
+    xa = imax(xa, st->nx0);
+    xb = imin(xb, st->nx1);
     /* taps of each output column that fall inside the source row */
     for (int c = 0; c < size; c++) {
         int t0 = 0, t1 = rx[c].n;
@@ -496,11 +598,36 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     } else {
         for (int i = 0; i < nout; i++) o[i] = (float)(1.0 - (double)o[i] / top);
     }
-    rc = FL_OK;
-done:
-    free(g); free(q); free(ink); free(lab); free(stack); free(comps); free(keep); free(kept);
-    free(rowk);
-    free(pad); free(tmp); free(rows);
+    return FL_OK;
+}
+
+/* One image -> out (size x size), the reference's steps in order. FL_OK or FL_ERR_NOMEM. */
+static int preprocess_one(const fl_image *im, int size, int invert, int light_on_dark,
+                          float *out, u8_tables *tab) {
+    if (im->height < 1 || im->width < 1) { blank(out, size, light_on_dark); return FL_OK; }
+    pp_state st;
+    int rc = pp_alloc(&st, im);
+    if (rc == FL_OK) {
+        gray_levels(&st, tab);
+        rc = otsu_threshold(&st);
+    }
+    if (rc == FL_OK) {
+        polarity(&st, invert, light_on_dark);
+        rc = ink_map(&st, tab);
+    }
+    if (rc == FL_OK) rc = label_components(&st);
+    if (rc == FL_OK) rc = keep_components(&st);
+    if (rc == FL_OK) {
+        clear_far_ink(&st);
+        rc = thicken_strokes(&st);
+    }
+    if (rc == FL_OK) rc = centre_of_mass(&st);
+    if (rc == FL_OK) rc = resample(&st, size, light_on_dark, out);
+    if (rc == PP_BLANK) {
+        blank(out, size, light_on_dark);
+        rc = FL_OK;
+    }
+    pp_free(&st);
     return rc;
 }
 

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../kernels.h"
+#include "kernels.h"
 
 #ifdef FL_HAVE_X86_KERNELS
 #include <immintrin.h>

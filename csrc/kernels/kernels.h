@@ -12,7 +12,7 @@
 #ifndef FASTLENET_KERNELS_H
 #define FASTLENET_KERNELS_H
 
-#include "fastlenet.h"
+#include "../fastlenet.h"
 
 #define FL_ALIGN 64
 #if defined(_MSC_VER) && !defined(__clang__)
@@ -86,7 +86,10 @@ extern const fl_kernels fl_kernels__avx512;
 /* Aligned (FL_ALIGN) heap memory, on every platform; free only with fl_aligned_free. NULL when
  * out of memory. Defined in net.c; use these, never posix_memalign or _aligned_malloc directly. */
 void *fl_aligned_alloc(size_t size);
+void *fl_aligned_zalloc(size_t size); /* zero-filled */
 void fl_aligned_free(void *p);
+/* Dense weights as the kernels read them: wt[k*ld + o] = w[o*n_in + perm[k]] (net.c). */
+void fl_pack_dense(const float *w, int n_out, int n_in, const int *perm, float *wt, int ld);
 
 /* The table for `isa`, or NULL when it was not compiled in or this CPU cannot run it. */
 const fl_kernels *fl_kernels_for(int isa);

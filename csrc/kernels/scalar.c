@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../kernels.h"
+#include "kernels.h"
 
 float fl_act1(int act, float x) {
     switch (act) {

@@ -147,79 +147,6 @@ static void FL_FN(act_f32)(int act, const float *x, float *y, size_t n) {
  * of the last vector stay inside the row. */
 #define FL_SPLIT_STRIDE 24
 
-#ifdef FL_PRESPLAT
-/* C1 for FL_PRESPLAT ISAs (4 lanes, 2 output channels per pass): the ISA's FL_C1_CHANNEL runs
- * one input channel's 25 taps on splatted weights. Pooled columns 0..11 are 3 vectors per pooled
- * row; columns 12 and 13 of two pooled rows py, py+1 share one vector (the "tail"), so that no
- * lane computes the padding columns 14, 15 (an eighth of C1 at 4 lanes; measured on Zen 3 per
- * image, C1 11.8 -> 10.7 us). Tail rows: te[y][j*4 + l] = E[y][12 + j + l] for lanes l = 0, 1
- * and E[y+2][12 + j + l - 2] for l = 2, 3 (conv rows 2py+2.. of pooled row py+1 read input row
- * y+2), at input offsets j = 0, 1, 2; likewise `to` from the odd columns. */
-#define FL_TAIL_STRIDE 12
-FL_INLINE void c1_presplat(const fl_net *net, float (*ev)[32 * FL_SPLIT_STRIDE],
-                           float (*od)[32 * FL_SPLIT_STRIDE], float *s2, const int NC) {
-    const int act = net->act, pool = net->pool;
-    float wsplat[6 * FL_MAX_CHANNELS * 25 * FL_W] FL_ALIGNED;
-    for (int i = 0; i < 6 * NC * 25; i++) vstore(wsplat + i * FL_W, vset1(net->c1_w[i]));
-    float te[FL_MAX_CHANNELS][30 * FL_TAIL_STRIDE] FL_ALIGNED;
-    float to[FL_MAX_CHANNELS][30 * FL_TAIL_STRIDE] FL_ALIGNED;
-    for (int ci = 0; ci < NC; ci++)
-        for (int y = 0; y < 30; y++)
-            for (int j = 0; j < 3; j++) {
-                const float *e = ev[ci] + y * FL_SPLIT_STRIDE + 12 + j;
-                const float *o = od[ci] + y * FL_SPLIT_STRIDE + 12 + j;
-                float *de = te[ci] + y * FL_TAIL_STRIDE + j * 4;
-                float *dd = to[ci] + y * FL_TAIL_STRIDE + j * 4;
-                memcpy(de, e, 2 * sizeof(float));
-                memcpy(de + 2, e + 2 * FL_SPLIT_STRIDE, 2 * sizeof(float));
-                memcpy(dd, o, 2 * sizeof(float));
-                memcpy(dd + 2, o + 2 * FL_SPLIT_STRIDE, 2 * sizeof(float));
-            }
-    /* FL_C1_CHANNEL reads these in asm that does not declare them: the stores must happen. */
-    __asm__ volatile("" : : "r"(wsplat), "r"(ev), "r"(od), "r"(te), "r"(to) : "memory");
-    for (int c0 = 0; c0 < 6; c0 += 2) {
-        const float *wc0 = wsplat + c0 * NC * 25 * FL_W;
-        /* Blocks 0..41: pooled row b/3, columns 4(b%3)..+3; 42..48: the tail of rows 2(b-42),
-         * +1. All 49 blocks' sums first, then their activation and pooling in a loop of their
-         * own: tanh is a long dependency chain, and between the short asm blocks the
-         * out-of-order window could not overlap it (C1 10.7 -> 10.1 us per image, Zen 3). */
-        vf raw[49][2][4];
-        for (int b = 0; b < 49; b++) {
-            const int tail = b >= 42, py = tail ? 2 * (b - 42) : b / 3, v = b % 3;
-            /* acc[c][q]: q = 0, 1 even/odd columns of conv row 2py; 2, 3 of row 2py+1 */
-            vf acc[2][4];
-            FL_UNROLL for (int c = 0; c < 2; c++)
-                FL_UNROLL for (int q = 0; q < 4; q++) acc[c][q] = vset1(net->c1_b[c0 + c]);
-            for (int ci = 0; ci < NC; ci++) {
-                if (tail)
-                    FL_C1_CHANNEL(acc, te[ci] + 2 * py * FL_TAIL_STRIDE,
-                                  to[ci] + 2 * py * FL_TAIL_STRIDE, wc0 + ci * 25 * FL_W, NC,
-                                  FL_TAIL_STRIDE * 4, 16);
-                else
-                    FL_C1_CHANNEL(acc, ev[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
-                                  od[ci] + 2 * py * FL_SPLIT_STRIDE + v * FL_W,
-                                  wc0 + ci * 25 * FL_W, NC, FL_SPLIT_STRIDE * 4, 4);
-            }
-            memcpy(raw[b], acc, sizeof acc);
-        }
-        for (int b = 0; b < 49; b++) {
-            const int tail = b >= 42, py = tail ? 2 * (b - 42) : b / 3, v = b % 3;
-            float *d = s2 + c0 * 196 + py * 14 + (tail ? 12 : v * FL_W);
-            FL_UNROLL for (int c = 0; c < 2; c++) {
-                float r[FL_W];
-                vstore(r, vpool(pool, vact(act, raw[b][c][0]), vact(act, raw[b][c][1]),
-                                vact(act, raw[b][c][2]), vact(act, raw[b][c][3])));
-                if (!tail) {
-                    memcpy(d + c * 196, r, 4 * sizeof(float));
-                } else {
-                    memcpy(d + c * 196, r, 2 * sizeof(float));
-                    memcpy(d + c * 196 + 14, r + 2, 2 * sizeof(float));
-                }
-            }
-        }
-    }
-}
-#endif
 
 /* C1 over NC input channels (a compile-time constant after inlining, so the one-channel kernel
  * compiles exactly as it did before colour input). Each channel has its own even/odd split; the
@@ -241,8 +168,8 @@ FL_INLINE void c1_body(const fl_net *net, const float *img, float *s2, const int
             memset(e + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
             memset(o + 16, 0, (FL_SPLIT_STRIDE - 16) * sizeof(float));
         }
-#ifdef FL_PRESPLAT
-    c1_presplat(net, ev, od, s2, NC);
+#ifdef FL_C1_OWN /* the ISA's own C1 over the split rows (sse2.c) */
+    FL_C1_OWN(net, ev, od, s2, NC);
 #else
     const int act = net->act, pool = net->pool;
     for (int c0 = 0; c0 < 6; c0 += CB) {
@@ -303,23 +230,12 @@ static void FL_FN(c1_f32)(const fl_net *net, const float *img, float *s2) {
 #define FL_C3_NO (16 / FL_W)
 #endif
 
-/* FL_PRESPLAT (an ISA without a broadcast operand from memory: SSE2). A broadcast there is a
- * load and a shuffle, and the shuffle takes an FP pipe from the multiplies and adds. Instead C1
- * splats its 150 weights and C3 its 1176 inputs (s2) once per call into vectors of FL_W copies,
- * and the ISA's FL_C1_CHANNEL and FL_C3_ALL (assembly: GCC's register allocation of this loop
- * nest spilled) multiply them with plain vector loads. */
-#if defined(FL_PRESPLAT) && !(defined(FL_C1_CHANNEL) && defined(FL_C3_ALL) && FL_C1_CB == 2 && \
-                              FL_C3_NO == 2 && FL_C3_CC == 2 && FL_W == 4)
-#error "FL_PRESPLAT needs the ISA's FL_C1_CHANNEL and FL_C3_ALL, for 4 lanes, CB 2, NO 2, CC 2"
-#endif
 
 static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
     enum { NO = FL_C3_NO, CC = FL_C3_CC };
     const int act = net->act, pool = net->pool;
-#ifdef FL_PRESPLAT
-    float s2v[FL_S2_LEN * FL_W] FL_ALIGNED;
-    for (int i = 0; i < FL_S2_LEN; i++) vstore(s2v + i * FL_W, vset1(s2[i]));
-    __asm__ volatile("" : : "r"(s2v) : "memory"); /* as in C1: the stores must happen */
+#ifdef FL_C3_PREPARE /* an ISA's own C3 inputs and taps (sse2.c: splatted s2) */
+    FL_C3_PREPARE(s2);
 #endif
 #if FL_C3_NO * FL_W < 16
     for (int o0 = 0; o0 < 16; o0 += NO * FL_W)
@@ -332,8 +248,8 @@ static void FL_FN(c3_f32)(const fl_net *net, const float *s2, float *s4) {
             FL_UNROLL for (int r = 0; r < 2; r++)
                 FL_UNROLL for (int c = 0; c < CC; c++)
                     FL_UNROLL for (int o = 0; o < NO; o++) acc[r][c][o] = vload(net->c3_b + o0 + o * FL_W);
-#ifdef FL_PRESPLAT /* the ISA's own code for all 150 taps */
-            FL_C3_ALL(acc, s2v + (2 * py * 14 + x0) * FL_W, net->c3_wt + o0);
+#ifdef FL_C3_TAPS /* the ISA's own code for all 150 taps */
+            FL_C3_TAPS(acc, py, x0, net->c3_wt + o0);
 #else
             for (int ci = 0; ci < 6; ci++) {
                 for (int ky = 0; ky < 5; ky++) {

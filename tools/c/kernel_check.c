@@ -32,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "fastlenet.h"
+#include "testing.h"
 
 static const char *const ACT_NAMES[] = {"tanh", "relu", "sigmoid", "scaled_tanh"};
 static const char *const POOL_NAMES[] = {"avg", "max"};

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 static unsigned long long st = 12345;
 static double urand(void) {
