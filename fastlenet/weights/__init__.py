@@ -11,10 +11,10 @@ from fastlenet.weights.checks import (ACTIVATIONS, MAX_ARRAY_ELEMENTS, MAX_FILE_
                                       check_meta, override_meta, parse_meta)
 from fastlenet.weights.layout import (CANONICAL_SHAPES, LAYOUTS, Conversion, canonical_shapes,
                                       geometry)
-from fastlenet.weights.loader import convert, inspect, load, read_weights
+from fastlenet.weights.loader import Canonical, convert, inspect, load, read_weights
 from fastlenet.weights.npz import read_npz, save
 
-__all__ = ["ACTIVATIONS", "CANONICAL_SHAPES", "LAYOUTS", "META_KEY", "POOLS", "Budget",
+__all__ = ["Canonical", "ACTIVATIONS", "CANONICAL_SHAPES", "LAYOUTS", "META_KEY", "POOLS", "Budget",
            "Conversion", "FormatError", "WeightsError", "canonical_shapes", "check_declared_size",
            "check_meta", "convert", "geometry", "inspect", "load", "override_meta", "parse_meta",
            "read_npz", "read_weights", "save", "MAX_ARRAY_ELEMENTS", "MAX_FILE_BYTES",

@@ -69,6 +69,11 @@ def inspect(source, layout: str = "auto", strict: bool = True) -> _layout.Conver
                         name)
 
 
+class Canonical(dict):
+    """What convert returns: canonical float32 weights, checked and read-only, so that a Net
+    built from them takes them as they are instead of converting and copying them again."""
+
+
 def convert(arrays: Mapping[str, Any], layout: str = "auto", strict: bool = True,
             source: str = "weights") -> tuple[dict[str, np.ndarray], dict]:
     """Any supported layout -> (canonical float32 read-only weights, checked metadata)."""
@@ -80,7 +85,7 @@ def convert(arrays: Mapping[str, Any], layout: str = "auto", strict: bool = True
                         source)
     for arr in conv.weights.values():
         arr.flags.writeable = False
-    return conv.weights, check_meta(conv.meta, f"{source}: key {META_KEY!r}",
+    return Canonical(conv.weights), check_meta(conv.meta, f"{source}: key {META_KEY!r}",
                                     num_classes=conv.num_classes, in_channels=conv.in_channels)
 
 
