@@ -2,7 +2,7 @@
 # aarch64, built and run: cross-compiles the C engine with Debian's gcc-aarch64-linux-gnu
 # (-Wall -Wextra -Werror, as a shared library, so the portable code keeps building there) and
 # tools/c/kernel_check.c, then runs the checker under qemu-user. On aarch64 the `generic` level is
-# simd_body.h on NEON; kernel_check compares every kernel of it (and of scalar) with a float64
+# simd_body.h on NEON (csrc/kernels/neon.c); kernel_check compares every kernel of it (and of scalar) with a float64
 # reference and with the scalar specification, and exits non-zero on any mismatch, which fails
 # this script and CI. Installs the tools with apt when running as root; skips with a note only
 # when they cannot be had.
@@ -32,10 +32,10 @@ wait
 "$CC" -shared -fopenmp "$out"/*.o -o "$out/libfastlenet.so" -lm
 echo "check_aarch64: csrc/ builds for aarch64 ($CC $($CC -dumpversion))"
 "$CC" "${CFLAGS[@]}" tools/c/kernel_check.c "$out"/*.o -o "$out/kernel_check" -lm
-# The NEON code must really be there: FMLA in the generic kernels.
-aarch64-linux-gnu-objdump -d "$out/generic.o" >"$out/generic.s"
-if ! grep -q fmla "$out/generic.s"; then
-    echo "check_aarch64: no NEON FMLA in generic.o: the generic level did not compile to NEON"
+# The NEON code must really be there: FMLA in neon.c, the generic level on aarch64.
+aarch64-linux-gnu-objdump -d "$out/neon.o" >"$out/neon.s"
+if ! grep -q fmla "$out/neon.s"; then
+    echo "check_aarch64: no NEON FMLA in neon.o: the generic level did not compile to NEON"
     exit 1
 fi
 echo "check_aarch64: running tools/c/kernel_check under $("$QEMU" --version | head -1)"
