@@ -65,6 +65,9 @@ def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         where = weights or "the pretrained weights"
         raise UserError(msg if where in msg else f"cannot load weights {where}: {msg}") from None
+    except Exception as e:  # a weights file is untrusted: whatever else it provokes is one line
+        raise UserError(f"cannot load weights {weights or 'the pretrained weights'}: "
+                        f"{type(e).__name__}: {e}") from None
     if threads is not None:
         net.num_threads = threads
     return net

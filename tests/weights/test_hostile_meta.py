@@ -81,3 +81,14 @@ def test_inspect_never_prints_a_traceback(tmp_path):
             if r.returncode:
                 assert r.returncode == 1 and r.stderr.startswith("fastlenet: "), (case, r.stderr)
                 assert len(r.stderr.strip().splitlines()) == 1, (case, r.stderr)
+
+
+def test_predict_with_hostile_weights_prints_one_line(tmp_path):
+    files = _hostile_files(tmp_path)
+    digit = tmp_path / "digit.npy"
+    np.save(digit, np.zeros((28, 28), np.uint8))
+    for case in ("above U+10FFFF in a value", "bool c1.bias", "void_bomb.npz", "text"):
+        r = subprocess.run([sys.executable, "-m", "fastlenet", "predict", str(digit), "--weights",
+                            str(files[case])], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (case, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and str(files[case]) in r.stderr, case

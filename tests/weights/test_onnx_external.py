@@ -4,6 +4,7 @@ beside the model only, every offset and length checked, a clear FormatError othe
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -123,3 +124,29 @@ def test_a_tensor_declared_beyond_the_budget_is_refused_before_reading(tmp_path)
     path.write_bytes(model.SerializeToString())
     with pytest.raises(fastlenet.FormatError, match="far larger than any LeNet-5 weight"):
         fastlenet.load(path)
+
+
+def test_a_real_torch_export_with_external_data(tmp_path):
+    """torch 2.13 torch.onnx.export(dynamo=True, external_data=True) (tools/fixtures/
+    make_onnx_external_fixture.py): weights in model.onnx.data, small biases inline; loads to
+    torch's own logits, also from a copy elsewhere and another working directory (the location
+    is relative to the model)."""
+    export = DATA / "onnx_external"
+    with np.load(export / "expect.npz", allow_pickle=False) as f:
+        x, logits = f["x"], f["logits"]
+    model = onnx.load(str(export / "model.onnx"), load_external_data=False)
+    assert any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer)
+    copy = shutil.copytree(export, tmp_path / "copy")
+    for folder in (export, copy):
+        net = fastlenet.load(folder / "model.onnx")
+        assert (net.meta["activation"], net.meta["pool"]) == ("tanh", "avg")
+        np.testing.assert_allclose(net.logits(x), logits, rtol=0, atol=1e-4)
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        fastlenet.load(os.path.join("copy", "model.onnx"))
+    finally:
+        os.chdir(cwd)
+    (copy / "model.onnx.data").unlink()
+    with pytest.raises(fastlenet.FormatError, match="model.onnx.data"):
+        fastlenet.load(copy / "model.onnx")
