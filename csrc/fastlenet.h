@@ -109,6 +109,55 @@ typedef struct {
 int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int light_on_dark,
                   float *out, int num_threads);
 
+/* ---- Fields (csrc/fields.c): an image holding a row of digits -> its reading ---- */
+/* Over-segmentation into pieces, every run of 1 .. FL_FIELD_SPAN consecutive pieces a candidate
+ * digit: the bounds that make the work per field linear in its pieces. */
+#define FL_FIELD_MAX_PIECES 48
+#define FL_FIELD_SPAN 4
+#define FL_FIELD_MAX_SEGMENTS (FL_FIELD_MAX_PIECES * FL_FIELD_SPAN)
+
+/* A candidate digit: pieces p0 .. p1 - 1; its box in the field image's pixels (x1, y1
+ * exclusive); `shape` >= 0 the cost of its shape as a digit (too wide, too short). */
+typedef struct {
+    int p0, p1;
+    int x0, y0, x1, y1;
+    float shape;
+} fl_segment;
+
+/* What the segmentation found in one field. piece_ink: each piece's ink, in typical digits. */
+typedef struct {
+    int pieces, segments;
+    float height;          /* the digits' estimated height, field pixels */
+    int ink_is_light;
+    float piece_ink[FL_FIELD_MAX_PIECES];
+} fl_field;
+
+/* n fields -> for field i, info[i] and its info[i].segments candidates: segs[i *
+ * FL_FIELD_MAX_SEGMENTS + k] and their model inputs (uint8, size x size, the net's polarity) at
+ * inputs + (i * FL_FIELD_MAX_SEGMENTS + k) * size * size. invert: FL_INVERT_AUTO (ink is the
+ * minority class), _YES (ink is light), _NO (ink is dark). Threads take whole fields. FL_OK,
+ * FL_ERR_ARG or FL_ERR_NOMEM. */
+int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, int light_on_dark,
+                      unsigned char *inputs, fl_segment *segs, fl_field *info, int num_threads);
+
+/* How fl_field_search scores a path (log-probabilities; a path's score is the sum of its arcs). */
+typedef struct {
+    float digit_cost;  /* per digit read */
+    float shape_cost;  /* per unit of a segment's shape cost */
+    float skip_cost;   /* per typical digit's ink left unread (noise, specks) */
+    int min_len, max_len; /* digits in the reading */
+} fl_search_params;
+
+/* The best path through each field's segments, scored by proba (K classes; classes 0..9 are
+ * the digits, any others "not a digit"): field i's segments are proba rows first[i] ..
+ * first[i] + info[i].segments - 1. Writes the digits' segment indices to path + i *
+ * FL_FIELD_MAX_PIECES, their count to ndigits[i] and the sum of their digits' log-probability
+ * to logp[i]; met[i] = 0 when no path has min_len .. max_len digits (then the best of any
+ * length is given). FL_OK or FL_ERR_ARG. */
+int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
+                    const int64_t *first, int classes, const fl_search_params *params,
+                    int *path, int *ndigits, float *logp, int *met);
+
 #ifdef __cplusplus
 }
 #endif

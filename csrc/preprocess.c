@@ -24,6 +24,7 @@
 
 #include "fastlenet.h"
 #include "pool.h"
+#include "preprocess.h"
 
 #define PP_BOX 20
 #define PP_INK_FLOOR 0.15
@@ -35,19 +36,6 @@
 #define PP_TARGET_WIDTH 2.0
 #define PP_MAX_DILATE 8
 #define PP_MAX_SIDE 512
-
-static double unit_pixel(const char *p, int dtype, double scale) {
-    double v;
-    switch (dtype) {
-    case FL_PIX_U8: v = (double)*(const unsigned char *)p; break;
-    case FL_PIX_U16: { uint16_t u; memcpy(&u, p, sizeof u); v = (double)u; break; }
-    case FL_PIX_F32: { float f; memcpy(&f, p, sizeof f); v = (double)f; break; }
-    default: { memcpy(&v, p, sizeof v); break; }
-    }
-    v *= scale;
-    if (!(v > 0.0)) return 0.0; /* also NaN */
-    return v > 1.0 ? 1.0 : v;
-}
 
 typedef struct {
     double mass;
@@ -199,7 +187,7 @@ static void gray_levels(pp_state *st, u8_tables *tab) {
                 int cnt = 0;
                 for (int yy = y * f; yy < imin(H, y * f + f); yy++)
                     for (int xx = x * f; xx < imin(W, x * f + f); xx++, cnt++)
-                        sum += unit_pixel(base + yy * im->stride_h + xx * im->stride_w,
+                        sum += fl_unit_pixel(base + yy * im->stride_h + xx * im->stride_w,
                                           im->dtype, im->scale);
                 g[(size_t)y * w + x] = f == 1 ? sum : sum / cnt;
             }
@@ -248,10 +236,7 @@ static void gray_levels(pp_state *st, u8_tables *tab) {
     }
 }
 
-/* Reference step "otsu": the threshold that maximises the between-class variance; ties to the
- * lowest. PP_BLANK when the histogram has one class only. */
-static int otsu_threshold(pp_state *st) {
-    const size_t *hist = st->hist;
+int fl_otsu(const size_t hist[256]) {
     double w0[256], m0[256], acc_w = 0, acc_m = 0;
     for (int t = 0; t < 256; t++) {
         acc_w += (double)hist[t];
@@ -270,8 +255,14 @@ static int otsu_threshold(pp_state *st) {
         const double between = a * b * d * d;
         if (between > best) { best = between; thr = t; }
     }
-    st->thr = thr;
-    return thr < 0 ? PP_BLANK : FL_OK;
+    return thr;
+}
+
+/* Reference step "otsu": the threshold that maximises the between-class variance; ties to the
+ * lowest. PP_BLANK when the histogram has one class only. */
+static int otsu_threshold(pp_state *st) {
+    st->thr = fl_otsu(st->hist);
+    return st->thr < 0 ? PP_BLANK : FL_OK;
 }
 
 /* Reference step "polarity": which class is ink. invert=auto: the frame's majority is paper
@@ -664,4 +655,57 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
     if ((size_t)nt > n / 4) nt = (int)(n / 4);
     if (nt < 2 || !fl_pool_run(nt, n, 4, pp_run, &b)) pp_run(&b, 0, n);
     return b.rc;
+}
+
+/* One image, on the calling thread: the fields search (fields.c) preprocesses each candidate
+ * segment it cuts from a field exactly as a picture of one digit. */
+int fl_preprocess_one(const fl_image *im, int size, int invert, int light_on_dark, float *out) {
+    u8_tables tab;
+    tab.valid = 0;
+    return preprocess_one(im, size, invert, light_on_dark, out, &tab);
+}
+
+/* An ink map (h x w values in [0, 1], the pixels of one digit and nothing else, as the fields
+ * search cuts them) -> out, through the last steps of the reference (clear, thicken, centre,
+ * resample): the earlier ones (threshold, polarity, components) are already decided. Larger
+ * maps than PP_MAX_SIDE take the whole way. FL_OK or FL_ERR_NOMEM. */
+int fl_preprocess_ink(const float *ink, int h, int w, int size, int light_on_dark, float *out) {
+    const fl_image im = {ink, FL_PIX_F32, h, w, (ptrdiff_t)w * (ptrdiff_t)sizeof *ink,
+                         (ptrdiff_t)sizeof *ink, 1.0};
+    if (h < 1 || w < 1) { blank(out, size, light_on_dark); return FL_OK; }
+    if (h > PP_MAX_SIDE || w > PP_MAX_SIDE)
+        return fl_preprocess_one(&im, size, light_on_dark ? FL_INVERT_NO : FL_INVERT_YES,
+                                 light_on_dark, out);
+    pp_state st;
+    int rc = pp_alloc(&st, &im);
+    if (rc == FL_OK) {
+        int y0 = h, y1 = -1, x0 = w, x1 = -1;
+        size_t area = 0;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                const double v = ink[(size_t)y * w + x];
+                const int on = v > 0;
+                st.g[(size_t)y * w + x] = v > 1 ? 1 : on ? v : 0;
+                st.kept[(size_t)(y + 1) * st.W2 + 1 + x] = (unsigned char)on;
+                if (!on) continue;
+                area++;
+                y0 = imin(y0, y); y1 = imax(y1, y);
+                x0 = imin(x0, x); x1 = imax(x1, x);
+            }
+        st.y0 = y0; st.y1 = y1; st.x0 = x0; st.x1 = x1;
+        st.area = area;
+        if (!area) rc = PP_BLANK;
+    }
+    if (rc == FL_OK) {
+        clear_far_ink(&st);
+        rc = thicken_strokes(&st);
+    }
+    if (rc == FL_OK) rc = centre_of_mass(&st);
+    if (rc == FL_OK) rc = resample(&st, size, light_on_dark, out);
+    if (rc == PP_BLANK) {
+        blank(out, size, light_on_dark);
+        rc = FL_OK;
+    }
+    pp_free(&st);
+    return rc;
 }

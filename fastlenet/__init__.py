@@ -26,13 +26,17 @@ from fastlenet.weights.checks import FormatError
 
 __all__ = ["Net", "load", "pretrained", "reference", "show_config", "available_isas",
            "FormatError", "InputRangeWarning", "predict_files", "preprocess", "Prediction",
-           "__version__"]
+           "read_field", "read_fields", "Field", "Digit", "__version__"]
 
 # Loaded on first use, so that `import fastlenet` stays light: the file pipeline, and the
 # module paths of 0.1.0 (deprecated shims, kept for one release).
 _LAZY = {"predict_files": ("fastlenet.pipeline", "predict_files"),
          "Prediction": ("fastlenet.pipeline", "Prediction"),
-         "preprocess": ("fastlenet.prepare", "preprocess")}
+         "preprocess": ("fastlenet.prepare", "preprocess"),
+         "read_field": ("fastlenet.fields", "read_field"),
+         "Field": ("fastlenet.fields", "Field"),
+         "Digit": ("fastlenet.fields", "Digit"),
+         "read_fields": ("fastlenet.pipeline.fields", "read_fields")}
 _OLD_MODULES = ("loader", "formats", "sources", "images", "reference_preprocess")
 
 

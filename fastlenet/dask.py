@@ -39,7 +39,7 @@ from fastlenet.io.kinds import is_container
 from fastlenet.io.sources import expand
 from fastlenet.names import safe_name
 
-__all__ = ["predict_array", "predict_files", "partition_sources", "engine_threads",
+__all__ = ["predict_array", "predict_files", "read_fields", "partition_sources", "engine_threads",
            "worker_info", "METHODS"]
 
 METHODS = ("predict", "predict_proba", "logits", "features")
@@ -316,17 +316,24 @@ def _files_partition(files, shared, options, threads, isa):
     """One task: predict_files over this partition's files, in the worker, as a DataFrame."""
     from fastlenet.pipeline.run import predict_files as run
 
+    top_k = options.get("top_k", 1)
+    rows = _run_partition(run, files, shared, options, threads, isa,
+                          lambda f, msg: (f, None, None, -1, float("nan"), (), msg))
+    return _frame(rows, top_k)
+
+
+def _run_partition(run, files, shared, options, threads, isa, error_row):
+    """rows of `run` (predict_files or read_fields) over a partition, in the worker."""
     net = _worker_net(shared, threads, isa)
     opts = dict(options)
     # Decoding threads follow the thread policy too: with one engine thread, the Dask thread
     # decodes itself (workers=0, no pool); Dask's threads and processes are the parallelism.
     n = engine_threads(threads)
     opts.setdefault("workers", 0 if n == 1 else n)
-    top_k = opts.get("top_k", 1)
     try:
         rows = list(run(files, net, **opts))
     except Exception:
-        # predict_files reports unreadable inputs as rows; anything it raises is unexpected.
+        # the pipeline reports unreadable inputs as rows; anything it raises is unexpected.
         # Redo the partition file by file, so that one such file costs one error row and the
         # rest of the partition (and the job) still stands.
         rows = []
@@ -334,10 +341,82 @@ def _files_partition(files, shared, options, threads, isa):
             try:
                 rows.extend(run([f], net, **opts))
             except Exception as e:
-                msg = f"{type(e).__name__}: {e}".splitlines()[0]
-                rows.append((f, None, None, -1, float("nan"), (), msg))
+                rows.append(error_row(f, f"{type(e).__name__}: {e}".splitlines()[0]))
     _count(len(rows))
-    return _frame(rows, top_k)
+    return rows
+
+
+FIELD_COLUMNS = ["source", "member", "index", "text", "confidence", "digits", "error"]
+
+
+def _field_frame(rows):
+    """Fields -> the partition's pandas DataFrame; `digits` as JSON text (label, confidence,
+    box and alternatives per digit), so that Parquet and CSV hold it alike."""
+    import json
+
+    import pandas as pd
+
+    text = pd.StringDtype("pyarrow")
+    cols = {
+        "source": pd.array([_utf8(r.source) for r in rows], dtype=text),
+        "member": pd.array([_utf8(r.member) for r in rows], dtype=text),
+        "index": pd.array([r.index for r in rows], dtype="Int64"),
+        "text": pd.array([r.text for r in rows], dtype=text),
+        "confidence": np.array([r.confidence for r in rows], dtype=np.float64),
+        "digits": pd.array([json.dumps([[d.label, round(d.confidence, 6), list(d.box),
+                                         [list(a) for a in d.alternatives]] for d in r.digits])
+                            for r in rows], dtype=text),
+        "error": pd.array([_utf8(r.error) for r in rows], dtype=text),
+    }
+    return pd.DataFrame(cols, columns=FIELD_COLUMNS)
+
+
+def _fields_partition(files, shared, options, threads, isa):
+    """One task: read_fields over this partition's files, in the worker, as a DataFrame."""
+    from fastlenet.fields import Field
+    from fastlenet.pipeline.fields import read_fields as run
+
+    rows = _run_partition(run, files, shared, options, threads, isa,
+                          lambda f, msg: Field(f, None, None, "", float("nan"), (), msg))
+    return _field_frame(rows)
+
+
+def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTITION,
+                length=None, invert: str = "auto", threads: Optional[int] = None,
+                isa: Optional[str] = None, workers: Optional[int] = None, **options):
+    """fastlenet.read_fields on a Dask cluster: a lazy dask DataFrame, one row per field.
+
+    sources, partitions, the Net's travel and the thread policy: as predict_files here.
+    Columns: source, member, index, text, confidence, digits (JSON: [label, confidence,
+    [x0, y0, x1, y1], [[label, p], ...]] per digit), error; an input that cannot be read is a
+    row with its error, never a failed job. length, invert and any other keyword (e.g.
+    max_pixels) go to fastlenet.read_fields.
+    """
+    _require_dask()
+    import dask
+    import dask.dataframe as dd
+
+    from fastlenet.fields import check_net, length_range
+
+    net = check_net(net)
+    length_range(length)  # refused here, on the client, rather than in every task
+    if threads is not None:
+        engine_threads(threads)
+    _check_isa(isa)
+    parts = partition_sources(sources, files_per_partition)
+    _, shared, key = _net_key(net)
+    options = dict(options, length=length, invert=invert)
+    if workers is not None:
+        options["workers"] = workers
+    meta = _field_frame([])
+    if not parts:
+        return dd.from_pandas(meta, npartitions=1)
+    task = dask.delayed(_fields_partition, pure=True)
+    base = _tokenize(shared.token, repr(options), threads, isa)
+    delayed = [task(files, key, options, threads, isa,
+                    dask_key_name=f"fastlenet-fields-{base}-{i}")
+               for i, files in enumerate(parts)]
+    return dd.from_delayed(delayed, meta=meta, verify_meta=False)
 
 
 def predict_files(sources, net=None, *, files_per_partition: int = FILES_PER_PARTITION,

@@ -43,11 +43,12 @@ def load(path: str | os.PathLike[str], **kwargs: Any) -> Net:
     return Net.from_npz(path, **kwargs)
 
 
-def open_net(weights: Optional[str] = None, layout: str = "auto") -> Net:
-    """What a --weights value names: None the default bundled model, a bundled model's name
+def open_net(weights: Optional[str] = None, layout: str = "auto", default: str = "digits"
+             ) -> Net:
+    """What a --weights value names: None the bundled model `default`, a bundled model's name
     (unless a file of that name exists), else a weights file."""
     if weights is None:
-        return pretrained()
+        return pretrained(default)
     if weights in PRETRAINED and not os.path.exists(weights):
         return pretrained(weights)
     return load(weights, layout=layout)

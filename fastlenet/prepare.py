@@ -51,6 +51,7 @@ class Settings(NamedTuple):
     max_bytes: int
     threads: int         # threads of the C preprocessing inside one task
     channels: int = 1    # 3: a colour model (whole pictures resized, no digit preprocessing)
+    fields: Optional[tuple] = None  # (min, max) digits: each image is a field (fastlenet.fields)
 
 
 # ---- fastlenet.preprocess ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The `fastlenet` command line (also `python -m fastlenet`).
 
     fastlenet predict PATH...     classify images, folders, globs, shards, .npy and IDX files
+    fastlenet read PATH...        read fields of digits (ZIP codes, amounts, comb boxes)
     fastlenet demo                the pretrained model on the bundled MNIST sample
     fastlenet eval FOLDER|CSV     accuracy on labelled images (or --images IDX --labels IDX)
     fastlenet bench               images/s and batch-1 latency here, beside NumPy and peers
@@ -15,6 +16,7 @@ the only clients of the package's face.
 
     common.py    errors, options, --weights -> Net (once, for every command and for Dask)
     predict.py   predict (in-process and --scheduler)   eval.py   eval
+    read.py      read (fields of digits)
     bench.py     demo and bench                          inspect.py   inspect and config
 """
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import List, Optional
 from fastlenet._version import __version__
 from fastlenet.cli.bench import cmd_bench, cmd_demo
 from fastlenet.cli.common import (PROG, UsageError, UserError, _add_dask_options,
-                                  _add_file_options, _add_model_options, _err, _positive_float,
-                                  _positive_int)
+                                  _add_file_options, _add_model_options, _err,
+                                  _non_negative_int, _positive_float, _positive_int)
 from fastlenet.cli.eval import cmd_eval
 from fastlenet.cli.inspect import cmd_config, cmd_inspect
 from fastlenet.cli.predict import cmd_predict
+from fastlenet.cli.read import cmd_read
 
 __all__ = ["main", "build_parser", "UserError", "UsageError", "PROG"]
 
@@ -62,6 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_options(p)
     _add_dask_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("read", help="read fields of digits: ZIP codes, amounts, IDs, comb boxes",
+                       description="Read each image (files, folders, globs, shards, .npy and IDX "
+                                   "files, as predict takes them) as one field: a row of digits, "
+                                   "spaced or touching, handwritten or printed, in comb boxes or "
+                                   "on a rule line. One row per field: path, member, index, "
+                                   "text (the digits read), confidence (of the whole string), "
+                                   "error. Unreadable inputs: a row with the error, one line on "
+                                   "stderr, exit status 1 at the end.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--format", choices=("csv", "json", "jsonl", "text"), default="csv",
+                   help="output format (default csv; json and jsonl add each digit's box, "
+                        "confidence and alternatives)")
+    p.add_argument("--length", metavar="N|N-M",
+                   help="the number of digits each field has (e.g. 5, or 5-9)")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="draw the first fields with their digit boxes and the digits read")
+    p.add_argument("--weights", metavar="FILE",
+                   help="weights file or bundled model name (default: the bundled model for "
+                        "fields)")
+    p.add_argument("--layout", default="auto", help="weights layout (default auto)")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="engine threads (default: the CPUs this process may use)")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="auto (default): the ink is the field's minority class; yes: light ink "
+                        "on dark; no: dark ink on light")
+    p.add_argument("--jobs", "-j", type=_non_negative_int, metavar="N",
+                   help="processes that read, decode and read fields (default: the CPUs this "
+                        "process may use; 0: none, all in this process)")
+    p.add_argument("--max-pixels", type=_positive_int, metavar="N", default=None,
+                   help="refuse images with more pixels than this, from their header "
+                        "(default 40,000,000)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (one is shown on a terminal when tqdm is installed)")
+    _add_dask_options(p)
+    p.set_defaults(func=cmd_read)
 
     p = sub.add_parser("demo", help="the pretrained model on the bundled MNIST sample",
                        description="Accuracy, a few predictions and the throughput of the "

@@ -58,9 +58,10 @@ def _positive_float(text: str) -> float:
 
 
 # ---- the model -----------------------------------------------------------------------------
-def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int] = None):
+def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int] = None,
+             default: str = "digits"):
     try:
-        net = models.open_net(weights, layout)
+        net = models.open_net(weights, layout, default)
     except (OSError, ValueError, ImportError, KeyError) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         where = weights or "the pretrained weights"

@@ -129,28 +129,12 @@ def _connect(scheduler: Optional[str]):
 
 
 def _predict_on_dask(args) -> int:
-    """`fastlenet predict --scheduler ADDRESS|local --output FILE ...`: writes .parquet (a
-    directory of part files, plain Dask) or .csv (one file), reports unreadable inputs on
-    stderr one line each, named as in-process, and returns the exit status."""
-    try:
-        from fastlenet import dask as fldask
-
-        fldask._require_dask()
-    except ImportError as e:
-        raise UserError(str(e)) from None
-    output = getattr(args, "output", None)
-    if not output:
-        raise UserError("--scheduler needs --output FILE.parquet or FILE.csv (the results are "
-                        "written by the workers' partitions, not printed)")
-    kind = next((k for k in OUTPUT_KINDS if output.lower().endswith(k)), None)
-    if kind is None:
-        raise UserError(f"--output {output}: expected a name ending in .parquet or .csv")
+    """`fastlenet predict --scheduler ADDRESS|local --output FILE ...`."""
+    _require_dask()
     net = load_net(args.weights, getattr(args, "layout", "auto"))  # as in-process, once
     # What the in-process `predict` takes goes to every task alike (getattr: options the
     # command may or may not have).
     options = {"top_k": args.top_k, "invert": args.invert,
-               "files_per_partition": getattr(args, "files_per_partition", None)
-               or fldask.FILES_PER_PARTITION,
                "batch_size": getattr(args, "batch_size", None),
                "threads": getattr(args, "threads", None),
                "workers": getattr(args, "jobs", None),
@@ -158,12 +142,44 @@ def _predict_on_dask(args) -> int:
                else getattr(args, "preprocess", "auto")}
     if getattr(args, "max_pixels", None) is not None:
         options["max_pixels"] = args.max_pixels
+    return dask_job(args, "predict_files", net, options, "prediction(s)")
+
+
+def _require_dask():
+    try:
+        from fastlenet import dask as fldask
+
+        fldask._require_dask()
+    except ImportError as e:
+        raise UserError(str(e)) from None
+
+
+def dask_job(args, method: str, net, options: dict, noun: str) -> int:
+    """A job of fastlenet.dask.`method` (predict_files or read_fields) for --scheduler
+    ADDRESS|local --output FILE: writes .parquet (a directory of part files, plain Dask) or
+    .csv (one file), reports unreadable inputs on stderr one line each, named as in-process,
+    and returns the exit status."""
+    _require_dask()
+    from fastlenet import dask as fldask
+
+    output = getattr(args, "output", None)
+    if not output:
+        raise UserError("--scheduler needs --output FILE.parquet or FILE.csv (the results are "
+                        "written by the workers' partitions, not printed)")
+    kind = next((k for k in OUTPUT_KINDS if output.lower().endswith(k)), None)
+    if kind is None:
+        raise UserError(f"--output {output}: expected a name ending in .parquet or .csv")
+    options = dict(options, files_per_partition=getattr(args, "files_per_partition", None)
+                   or fldask.FILES_PER_PARTITION)
     try:
         client, cluster = _connect(args.scheduler)
     except (OSError, TimeoutError, ValueError) as e:
         raise UserError(f"--scheduler {args.scheduler}: cannot connect ({e})") from None
     try:
-        return _run_job(args.paths, net, output, kind, options)
+        return _run_job(args.paths, getattr(fldask, method)(args.paths, net, **options),
+                        output, kind, options, noun)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
     finally:
         if client is not None:
             client.close()
@@ -171,16 +187,14 @@ def _predict_on_dask(args) -> int:
             cluster.close()
 
 
-def _run_job(paths, net, output, kind, options) -> int:
-    from fastlenet import dask as fldask
+def _run_job(paths, df, output, kind, options, noun) -> int:
     import dask
     import pandas as pd
 
-    df = fldask.predict_files(paths, net, **options)
     print(f"fastlenet: {df.npartitions} task(s) of up to {options['files_per_partition']} "
           f"file(s) each", file=sys.stderr, flush=True)
     failed = df[df["error"].notnull()][["source", "member", "index", "error"]]
-    count = df["label"].count()
+    count = df["source"].count()
     if kind == ".parquet":
         write = df.to_parquet(output, write_index=False, compute=False)
     else:
@@ -203,7 +217,7 @@ def _run_job(paths, net, output, kind, options) -> int:
     if total == 0:
         print(f"fastlenet: no inputs found in {', '.join(map(str, paths))}", file=sys.stderr)
         return 1
-    print(f"fastlenet: wrote {total - len(failed)} prediction(s) to {output}"
+    print(f"fastlenet: wrote {total - len(failed)} {noun} to {output}"
           + (f"; {len(failed)} input(s) failed" if len(failed) else ""), file=sys.stderr)
     return 1 if len(failed) else 0
 

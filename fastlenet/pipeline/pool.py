@@ -83,6 +83,8 @@ class _Pool:
             if x is not None and len(x):
                 parts.append(x)
         if parts:
+            if isinstance(parts[0], list):  # decoded images or fields
+                return [v for part in parts for v in part], errors, scored
             return np.concatenate(parts), errors, scored
         return None, errors, False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastlenet import prepare
+from fastlenet import fields, prepare
 from fastlenet.io import containers, decode, kinds, sources
 from fastlenet.pipeline.rows import error_text
 
@@ -14,6 +14,8 @@ DEFAULT_BATCH = 1024
 # result array, a queue round trip: ~0.1 ms) is small beside ~100 us per file, small enough to
 # keep both workers and the engine fed.
 TASK_FILES = 128
+# A field costs ~5x a digit (segmentation and ~20 candidates through the engine).
+TASK_FIELDS = 32
 # The engine of a worker process (_worker_init): a one-thread copy of the caller's Net.
 _WORKER_NET = None
 
@@ -33,7 +35,8 @@ def _decode_task(kind: str, items: list, cfg: prepare.Settings):
     pairs) each item, decode the lot with Pillow and preprocess it in one C call; in a worker
     process with an engine (_worker_init), classify it there too.
     -> (out, [error or None per item], scored): out holds the k good items' float32 (k, size,
-    size) model inputs or, when scored, their (k, classes) probabilities."""
+    size) model inputs or, when scored, their (k, classes) probabilities. For fields
+    (cfg.fields): the k decoded images, or when scored their k fastlenet.fields.Field."""
     blobs, errors = [], []
     for it in items:
         try:
@@ -64,7 +67,8 @@ def _decode_task(kind: str, items: list, cfg: prepare.Settings):
             continue
         a = decoded[j]
         j += 1
-        if not isinstance(a, Exception) and cfg.mode == "none" and cfg.channels == 1 and \
+        if not isinstance(a, Exception) and cfg.fields is None and cfg.mode == "none" and \
+                cfg.channels == 1 and \
                 (a.shape[0] != a.shape[1] or a.shape[0] not in (28, 32)):
             a = ValueError(f"preprocess='none' (--raw) takes 28x28 or 32x32 images; found "
                            f"{a.shape[0]}x{a.shape[1]}")
@@ -72,12 +76,29 @@ def _decode_task(kind: str, items: list, cfg: prepare.Settings):
             errors[k] = error_text(a)
         else:
             arrays.append(a)
+    if cfg.fields is not None:
+        if _WORKER_NET is not None:
+            return read_fields_of(arrays, _WORKER_NET, cfg), errors, True
+        return arrays, errors, False
     x = prepare.prepare_list(arrays, cfg)
     if _WORKER_NET is not None:
         # probabilities (40 bytes an image) travel back instead of pixels (3 KB), and the
         # engine's work is spread over the workers rather than queued in the main process
         return _WORKER_NET.predict_proba(x), errors, True
     return x, errors, False
+
+
+def read_fields_of(images, net, cfg: prepare.Settings) -> list:
+    """Decoded images (or a chunk of an IDX/.npy file) read as fields, as cfg says."""
+    lo, hi = cfg.fields
+    return fields.read_arrays(images, net, length=range(lo, hi + 1), invert=cfg.invert,
+                              threads=cfg.threads)
+
+
+def _prepared(x, cfg: prepare.Settings):
+    """A chunk of pixels from an IDX/.npy file as its units carry it: model inputs, or the
+    pixels themselves for fields (read where the engine is)."""
+    return x if cfg.fields is not None else prepare.prepare_arrays(x, cfg, False)
 
 
 class _Done:
@@ -148,7 +169,7 @@ def _idx_units(path: str, cfg: prepare.Settings, chunk: int):
         for start, x in containers.iter_idx(path, chunk):
             names = [(path, None, start + i) for i in range(len(x))]
             try:
-                yield ("done", names, prepare.prepare_arrays(x, cfg, False), [None] * len(x))
+                yield ("done", names, _prepared(x, cfg), [None] * len(x))
             except ValueError as e:
                 yield ("done", names, None, [str(e)] * len(x))
     except OSError as e:
@@ -172,8 +193,7 @@ def _npy_units(path: str, cfg: prepare.Settings, chunk: int):
         part = np.asarray(a[start:start + chunk])
         names = [(path, None, None if single else start + i) for i in range(len(part))]
         try:
-            x = prepare.prepare_arrays(part, cfg, False)
-            yield ("done", names, x, [None] * len(part))
+            yield ("done", names, _prepared(part, cfg), [None] * len(part))
         except (ValueError, TypeError) as e:
             yield ("done", names, None, [str(e)] * len(part))
 

@@ -17,6 +17,7 @@ FLOORS = [
     ("fastlenet.weights", "fastlenet.io"),
     ("fastlenet._engine",),
     ("fastlenet.reference", "fastlenet.models", "fastlenet.config", "fastlenet.prepare"),
+    ("fastlenet.fields",),
     ("fastlenet.pipeline", "fastlenet.bench"),
     ("fastlenet.dask",),
     ("fastlenet.cli",),

@@ -1,0 +1,861 @@
+/* Fields of digits: an image holding a row of digits (a ZIP code, an amount, a comb of boxes)
+ * -> candidate digit segments (fl_field_segments) -> the engine scores every segment (the
+ * caller runs it) -> the best path of segments (fl_field_search). The method of LeNet-5's
+ * paper (LeCun, Bottou, Bengio, Haffner 1998, sections V-VII): over-segment on purpose so that
+ * the true cuts are among the candidates, and let the recognizer choose.
+ *
+ * Per field: gray levels -> Otsu threshold -> ink is the minority class -> long straight
+ * strokes (rule lines, underlines, the lines of comb boxes) removed, keeping the pixels where a
+ * digit's stroke crosses them -> 8-connected components -> the digits' height (the median of
+ * the large components), specks and line remnants dropped -> components stacked over each
+ * other merged into blobs (broken digits) -> straight cuts through wide blobs at minima of
+ * their column profile -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
+ * narrow enough to be one digit, preprocessed exactly as a picture of one digit
+ * (preprocess.c), so the recognizer sees what it was trained on.
+ *
+ * Bounds: at most FL_FIELD_MAX_PIECES pieces (the largest blobs kept first, then the best
+ * cuts), so a field of noise costs no more preprocessing and recognition than a long field.
+ * Fields with a side above FD_MAX_SIDE are block-mean reduced first (scratch ~10 bytes per
+ * reduced pixel). Each field is computed by one thread: results do not depend on threads.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastlenet.h"
+#include "pool.h"
+#include "preprocess.h"
+
+#define FD_MAX_SIDE 1600
+/* Ink contrast below this (of the unit range): a blank field. */
+#define FD_MIN_CONTRAST 0.08
+/* A horizontal run this many stroke widths long, and FD_LINE_BAND text heights, is a line. */
+#define FD_LINE_SW 12.0
+#define FD_LINE_BAND 2.0
+/* Components kept at most (by ink) before blobs are formed. */
+#define FD_MAX_KEEP 128
+
+static int imax(int a, int b) { return a > b ? a : b; }
+static int imin(int a, int b) { return a < b ? a : b; }
+
+typedef struct {
+    int x0, y0, x1, y1; /* inclusive */
+    int count;
+    double mass;
+    int blob;
+} fd_comp;
+
+typedef struct {
+    int blob, left, right; /* the blob's pixels right of cut `left`, left of cut `right` (-1: none) */
+    int x0, y0, x1, y1; /* their box, inclusive */
+    double mass;
+    float cx;
+} fd_piece;
+
+typedef struct {
+    const fl_image *im;
+    int H, W, f, h, w;
+    size_t n;
+    unsigned char *q;    /* gray, 256 levels */
+    unsigned char *m;    /* 1 ink, 2 a removed line, 0 paper; at the end each pixel's piece */
+    uint16_t *run;       /* horizontal run length through each ink pixel */
+    int32_t *lab, *stack;
+    float ink[256];      /* ink strength of each gray level */
+    int thr, light;
+    double sw, band;     /* stroke width, text band height */
+    fd_comp *comps;
+    int ncomp;
+    int *keep, nkeep;    /* indices into comps */
+    int nblob;
+    fd_comp blobs[FD_MAX_KEEP];
+    fd_piece pieces[FL_FIELD_MAX_PIECES];
+    int npieces;
+    struct fd_cut_s *cuts; /* accepted first (ncuts) */
+    int ncuts;
+    int *cutcols;
+    double height, typical;
+} fd_state;
+
+static void fd_free(fd_state *st) {
+    free(st->q); free(st->m); free(st->run); free(st->lab); free(st->stack); free(st->comps);
+    free(st->keep); free(st->cuts); free(st->cutcols);
+}
+
+/* Gray levels (block means when reduced), their histogram, the Otsu threshold and the ink
+ * strength of each level. Returns 0 for a blank field. */
+static int fd_gray(fd_state *st, int invert) {
+    const fl_image *im = st->im;
+    const int H = st->H, W = st->W, f = st->f, h = st->h, w = st->w;
+    const char *base = (const char *)im->data;
+    size_t hist[256] = {0};
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double sum = 0.0;
+            int cnt = 0;
+            for (int yy = y * f; yy < imin(H, y * f + f); yy++)
+                for (int xx = x * f; xx < imin(W, x * f + f); xx++) {
+                    sum += fl_unit_pixel(base + yy * im->stride_h + xx * im->stride_w,
+                                         im->dtype, im->scale);
+                    cnt++;
+                }
+            const int qv = (int)floor(sum / cnt * 255.0 + 0.5);
+            st->q[(size_t)y * w + x] = (unsigned char)qv;
+            hist[qv]++;
+        }
+    const int thr = fl_otsu(hist);
+    if (thr < 0) return 0;
+    size_t above = 0;
+    double s_hi = 0, s_lo = 0;
+    for (int v = 0; v < 256; v++) {
+        if (v > thr) { above += hist[v]; s_hi += (double)hist[v] * v; }
+        else s_lo += (double)hist[v] * v;
+    }
+    const size_t below = st->n - above;
+    const double hi = s_hi / (double)above, lo = s_lo / (double)below;
+    if ((hi - lo) / 255.0 < FD_MIN_CONTRAST) return 0;
+    /* ink is what there is less of: a field is mostly paper */
+    st->light = invert == FL_INVERT_AUTO ? above < below : invert == FL_INVERT_YES;
+    st->thr = thr;
+    const double ink_level = st->light ? hi : lo, paper = st->light ? lo : hi;
+    for (int v = 0; v < 256; v++) {
+        double t = (v - paper) / (ink_level - paper);
+        st->ink[v] = (float)(t < 0 ? 0 : t > 1 ? 1 : t);
+    }
+    for (size_t i = 0; i < st->n; i++) st->m[i] = (st->q[i] > thr) == st->light;
+    return 1;
+}
+
+static double median_hist(const size_t *hist, int len, size_t total) {
+    size_t acc = 0;
+    for (int i = 0; i < len; i++) {
+        acc += hist[i];
+        if (2 * acc >= total) return i;
+    }
+    return len - 1;
+}
+
+/* Stroke width (the median ink run, across and along rows and columns) and the height of the
+ * text band (rows holding short runs: lines excluded). */
+static void fd_measure(fd_state *st) {
+    const int h = st->h, w = st->w;
+    size_t hist[256] = {0}, total = 0;
+    for (int y = 0; y < h; y++) {
+        const unsigned char *mr = st->m + (size_t)y * w;
+        uint16_t *rr = st->run + (size_t)y * w;
+        for (int x = 0; x < w;) {
+            if (!mr[x]) { x++; continue; }
+            int e = x;
+            while (e < w && mr[e]) e++;
+            const int len = e - x;
+            for (int k = x; k < e; k++) rr[k] = (uint16_t)imin(len, 65535);
+            hist[imin(len, 255)]++;
+            total++;
+            x = e;
+        }
+    }
+    for (int x = 0; x < w; x++)
+        for (int y = 0; y < h;) {
+            if (!st->m[(size_t)y * w + x]) { y++; continue; }
+            int e = y;
+            while (e < h && st->m[(size_t)e * w + x]) e++;
+            hist[imin(e - y, 255)]++;
+            total++;
+            y = e;
+        }
+    st->sw = total ? median_hist(hist, 256, total) : 1.0;
+    if (st->sw < 1) st->sw = 1;
+    /* rows by their count of short-run ink; the band: rows above a fifth of the busiest */
+    int *cnt = (int *)st->stack, top = 0; /* stack is free until the components */
+    const int short_run = (int)(6 * st->sw) + 1;
+    for (int y = 0; y < h; y++) {
+        int c = 0;
+        for (int x = 0; x < w; x++) {
+            const size_t i = (size_t)y * w + x;
+            c += st->m[i] && st->run[i] <= short_run;
+        }
+        cnt[y] = c;
+        top = imax(top, c);
+    }
+    int band = 0;
+    for (int y = 0; y < h; y++) band += top > 0 && 5 * cnt[y] >= top;
+    st->band = band;
+}
+
+/* Long horizontal strokes, then (if there were any) the vertical strokes that join them (the
+ * walls of comb boxes): removed, except where a digit's stroke crosses them. */
+static int fd_lines(fd_state *st) {
+    const int h = st->h, w = st->w;
+    unsigned char *m = st->m;
+    const double min_len = fmax(FD_LINE_SW * st->sw, FD_LINE_BAND * st->band);
+    const int own = (int)(2 * st->sw) + 1;
+    int found = 0;
+    /* runs over three rows (a line may slope by a pixel every few dozen) */
+    for (int y = 0; y < h; y++) {
+        const unsigned char *up = m + (size_t)imax(0, y - 1) * w, *mid = m + (size_t)y * w;
+        const unsigned char *dn = m + (size_t)imin(h - 1, y + 1) * w;
+        for (int x = 0; x < w;) {
+            if (!(up[x] | mid[x] | dn[x])) { x++; continue; }
+            int e = x;
+            while (e < w && (up[e] | mid[e] | dn[e])) e++;
+            if (e - x >= min_len)
+                for (int k = x; k < e; k++) {
+                    const size_t i = (size_t)y * w + k;
+                    if (m[i] == 1 && st->run[i] >= own) m[i] = 3; /* a line candidate */
+                }
+            x = e;
+        }
+    }
+    /* in each column, a band of candidates with ink just above and below is a crossing */
+    for (int x = 0; x < w; x++)
+        for (int y = 0; y < h;) {
+            if (m[(size_t)y * w + x] != 3) { y++; continue; }
+            int e = y;
+            while (e < h && m[(size_t)e * w + x] == 3) e++;
+            const int cross = y > 0 && e < h && m[(size_t)(y - 1) * w + x] == 1 &&
+                              m[(size_t)e * w + x] == 1;
+            for (int k = y; k < e; k++) m[(size_t)k * w + x] = cross ? 1 : 2;
+            found += !cross;
+            y = e;
+        }
+    if (!found) return 0;
+    /* walls: vertical runs from a removed line (or the edge) to a removed line (or the edge) */
+    const int thin = (int)(3 * st->sw) + 2;
+    const int min_wall = (int)(0.5 * st->band);
+    for (int x = 0; x < w; x++)
+        for (int y = 0; y < h;) {
+            if (m[(size_t)y * w + x] != 1) { y++; continue; }
+            int e = y;
+            while (e < h && m[(size_t)e * w + x] == 1) e++;
+            int top = y == 0, bot = e == h;
+            for (int dy = 1; dy <= 3 && !(top && bot); dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    const int xx = x + dx;
+                    if (xx < 0 || xx >= w) continue;
+                    if (y - dy >= 0 && m[(size_t)(y - dy) * w + xx] == 2) top = 1;
+                    if (e - 1 + dy < h && m[(size_t)(e - 1 + dy) * w + xx] == 2) bot = 1;
+                }
+            if (top && bot && e - y >= min_wall)
+                for (int k = y; k < e; k++)
+                    if (st->run[(size_t)k * w + x] <= thin) m[(size_t)k * w + x] = 4;
+            y = e;
+        }
+    for (size_t i = 0; i < st->n; i++) m[i] = m[i] == 1;
+    return 1;
+}
+
+/* 8-connected components of the ink, with their boxes, pixel counts and ink. */
+static int fd_components(fd_state *st) {
+    const int h = st->h, w = st->w;
+    int cap = 64, nc = 0;
+    st->comps = malloc(cap * sizeof *st->comps);
+    if (!st->comps) return FL_ERR_NOMEM;
+    memset(st->lab, 0, st->n * sizeof *st->lab);
+    for (size_t s = 0; s < st->n; s++) {
+        if (!st->m[s] || st->lab[s]) continue;
+        if (nc == cap) {
+            fd_comp *c = realloc(st->comps, 2 * cap * sizeof *c);
+            if (!c) return FL_ERR_NOMEM;
+            st->comps = c;
+            cap *= 2;
+        }
+        fd_comp *c = &st->comps[nc++];
+        c->x0 = w; c->y0 = h; c->x1 = -1; c->y1 = -1;
+        c->count = 0; c->mass = 0; c->blob = -1;
+        size_t sp = 0;
+        st->stack[sp++] = (int32_t)s;
+        st->lab[s] = nc;
+        while (sp) {
+            const int32_t p = st->stack[--sp];
+            const int y = p / w, x = p % w;
+            c->x0 = imin(c->x0, x); c->x1 = imax(c->x1, x);
+            c->y0 = imin(c->y0, y); c->y1 = imax(c->y1, y);
+            c->count++;
+            c->mass += st->ink[st->q[p]];
+            for (int dy = -1; dy <= 1; dy++) {
+                const int yy = y + dy;
+                if (yy < 0 || yy >= h) continue;
+                for (int dx = -1; dx <= 1; dx++) {
+                    const int xx = x + dx;
+                    if (xx < 0 || xx >= w) continue;
+                    const size_t r = (size_t)yy * w + xx;
+                    if (st->m[r] && !st->lab[r]) {
+                        st->lab[r] = nc;
+                        st->stack[sp++] = (int32_t)r;
+                    }
+                }
+            }
+        }
+    }
+    st->ncomp = nc;
+    return FL_OK;
+}
+
+static int cmp_int(const void *a, const void *b) {
+    const int p = *(const int *)a, q = *(const int *)b;
+    return (p > q) - (p < q);
+}
+
+static int cmp_mass_desc(const void *a, const void *b, const fd_comp *c) {
+    const fd_comp *p = &c[*(const int *)a], *q = &c[*(const int *)b];
+    if (p->mass != q->mass) return p->mass > q->mass ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Components by ink, most first (an insertion sort: qsort has no context argument in C99). */
+static void sort_by_mass(int *idx, int n, const fd_comp *c) {
+    for (int i = 1; i < n; i++) {
+        const int v = idx[i];
+        int j = i - 1;
+        while (j >= 0 && cmp_mass_desc(&idx[j], &v, c) > 0) { idx[j + 1] = idx[j]; j--; }
+        idx[j + 1] = v;
+    }
+}
+
+/* The digits' height; specks, dots and line remnants dropped; the largest FD_MAX_KEEP kept. */
+static int fd_keep(fd_state *st) {
+    const int nc = st->ncomp;
+    if (!nc) return 0;
+    int *hs = malloc(nc * sizeof *hs);
+    st->keep = malloc(nc * sizeof *st->keep);
+    if (!hs || !st->keep) { free(hs); return -1; }
+    int big = 0, nh = 0;
+    for (int i = 0; i < nc; i++) big = imax(big, st->comps[i].count);
+    for (int i = 0; i < nc; i++)
+        if (10 * st->comps[i].count >= big)
+            hs[nh++] = st->comps[i].y1 - st->comps[i].y0 + 1;
+    qsort(hs, nh, sizeof *hs, cmp_int);
+    const double height = hs[nh / 2];
+    free(hs);
+    st->height = height;
+    int nk = 0;
+    for (int i = 0; i < nc; i++) {
+        const fd_comp *c = &st->comps[i];
+        const int cw = c->x1 - c->x0 + 1, ch = c->y1 - c->y0 + 1;
+        if (cw < 0.3 * height && ch < 0.3 * height) continue; /* a speck or a dot */
+        if (cw > 2.5 * height && ch < 0.25 * height) continue; /* what is left of a line */
+        if (c->count < 0.02 * big) continue;
+        st->keep[nk++] = i;
+    }
+    if (nk > FD_MAX_KEEP) {
+        sort_by_mass(st->keep, nk, st->comps);
+        nk = FD_MAX_KEEP;
+    }
+    qsort(st->keep, nk, sizeof *st->keep, cmp_int);
+    st->nkeep = nk;
+    return nk;
+}
+
+/* Components stacked over each other (a 5's flag, a broken 4) become one blob. */
+static void fd_blobs(fd_state *st) {
+    const int nk = st->nkeep;
+    int parent[FD_MAX_KEEP];
+    for (int i = 0; i < nk; i++) parent[i] = i;
+    for (int i = 0; i < nk; i++)
+        for (int j = i + 1; j < nk; j++) {
+            const fd_comp *a = &st->comps[st->keep[i]], *b = &st->comps[st->keep[j]];
+            const int ov = imin(a->x1, b->x1) - imax(a->x0, b->x0) + 1;
+            const int narrow = imin(a->x1 - a->x0, b->x1 - b->x0) + 1;
+            const int span = imax(a->x1, b->x1) - imin(a->x0, b->x0) + 1;
+            /* stacked: side by side in x, apart in y (a digit's neighbour is beside it) */
+            const int vov = imin(a->y1, b->y1) - imax(a->y0, b->y0) + 1;
+            const int low = imin(a->y1 - a->y0, b->y1 - b->y0) + 1;
+            if (2 * ov < narrow || span > 1.1 * st->height || 10 * vov > 3 * low) continue;
+            int ra = i, rb = j;
+            while (parent[ra] != ra) ra = parent[ra];
+            while (parent[rb] != rb) rb = parent[rb];
+            if (ra != rb) parent[imax(ra, rb)] = imin(ra, rb);
+        }
+    int nb = 0, id[FD_MAX_KEEP];
+    for (int i = 0; i < nk; i++) {
+        int r = i;
+        while (parent[r] != r) r = parent[r];
+        if (r == i) {
+            id[i] = nb;
+            fd_comp *b = &st->blobs[nb++];
+            *b = st->comps[st->keep[i]];
+        } else {
+            id[i] = id[r];
+            fd_comp *b = &st->blobs[id[r]];
+            const fd_comp *c = &st->comps[st->keep[i]];
+            b->x0 = imin(b->x0, c->x0); b->x1 = imax(b->x1, c->x1);
+            b->y0 = imin(b->y0, c->y0); b->y1 = imax(b->y1, c->y1);
+            b->count += c->count;
+            b->mass += c->mass;
+        }
+        st->comps[st->keep[i]].blob = id[i];
+    }
+    st->nblob = nb;
+}
+
+static int blob_of(const fd_state *st, size_t i) {
+    const int l = st->lab[i];
+    return l ? st->comps[l - 1].blob : -1;
+}
+
+/* A cut: per row y of its blob, the column where the right side begins (x >= col[y]). */
+typedef struct fd_cut_s {
+    int blob;
+    double score; /* strokes crossed */
+    double mx;    /* mean column */
+    int *col;     /* st->h entries (rows outside the blob unused) */
+} fd_cut;
+
+static int cmp_cut(const void *a, const void *b) {
+    const fd_cut *p = a, *q = b;
+    if (p->score != q->score) return p->score < q->score ? -1 : 1;
+    if (p->blob != q->blob) return p->blob - q->blob;
+    return (p->mx > q->mx) - (p->mx < q->mx);
+}
+
+static int in_piece(const fd_state *st, const fd_piece *p, int y, int x) {
+    if (blob_of(st, (size_t)y * st->w + x) != p->blob) return 0;
+    if (p->left >= 0 && x < st->cuts[p->left].col[y]) return 0;
+    if (p->right >= 0 && x >= st->cuts[p->right].col[y]) return 0;
+    return 1;
+}
+
+/* The path from the blob's top to its bottom near column xc that crosses the least ink
+ * (moving at most one column per row): touching digits overlap in x, so a straight cut would
+ * slice one of them. -> the strokes it crosses (ink / stroke width); col[] filled. */
+static double cut_path(const fd_state *st, const fd_comp *bl, int b, int xc, int R, float *dp,
+                       signed char *mv, int *col) {
+    const int w = st->w, xa = imax(bl->x0, xc - R), xb = imin(bl->x1 + 1, xc + R);
+    const int ww = xb - xa + 1, rows = bl->y1 - bl->y0 + 1;
+    for (int r = 0; r < rows; r++) {
+        const int y = bl->y0 + r;
+        for (int k = 0; k < ww; k++) {
+            const int x = xa + k;
+            const float ink = x <= bl->x1 && blob_of(st, (size_t)y * w + x) == b
+                                  ? 0.5f + st->ink[st->q[(size_t)y * w + x]] : 0.0f;
+            const float here = ink + 0.01f * (float)abs(x - xc);
+            if (r == 0) { dp[k] = here; mv[k] = 0; continue; }
+            const float *prev = dp + (size_t)(r - 1) * ww;
+            float best = prev[k];
+            signed char m = 0;
+            if (k > 0 && prev[k - 1] + 0.05f < best) { best = prev[k - 1] + 0.05f; m = -1; }
+            if (k + 1 < ww && prev[k + 1] + 0.05f < best) { best = prev[k + 1] + 0.05f; m = 1; }
+            dp[(size_t)r * ww + k] = best + here;
+            mv[(size_t)r * ww + k] = m;
+        }
+    }
+    int k = 0;
+    const float *last = dp + (size_t)(rows - 1) * ww;
+    for (int j = 1; j < ww; j++) if (last[j] < last[k]) k = j;
+    double ink = 0;
+    for (int r = rows - 1; r >= 0; r--) {
+        const int y = bl->y0 + r, x = xa + k;
+        col[y] = x;
+        if (x <= bl->x1 && blob_of(st, (size_t)y * w + x) == b)
+            ink += st->ink[st->q[(size_t)y * w + x]];
+        k += mv[(size_t)r * ww + k];
+    }
+    return ink / st->sw;
+}
+
+typedef struct { int x, v; } fd_min;
+
+static int cmp_min(const void *a, const void *b) {
+    const fd_min *p = a, *q = b;
+    return p->v != q->v ? p->v - q->v : p->x - q->x;
+}
+
+/* Two cuts of one blob cross (or touch) on some row. */
+static int cuts_cross(const fd_comp *bl, const int *a, const int *c) {
+    int sign = 0;
+    for (int y = bl->y0; y <= bl->y1; y++) {
+        const int d = a[y] - c[y];
+        if (d == 0) return 1;
+        if (sign && (d > 0) != (sign > 0)) return 1;
+        sign = d;
+    }
+    return 0;
+}
+
+/* Candidate cuts through wide blobs (touching digits): from the minima of the column
+ * profile, the least-ink path near each; fewest strokes crossed first, a quarter of a digit
+ * apart, never crossing, within the budget of pieces. Then the pieces, in reading order. */
+static int fd_pieces(fd_state *st) {
+    const int w = st->w, h = st->h, nb = imin(st->nblob, FL_FIELD_MAX_PIECES);
+    const double hgt = st->height;
+    int order[FD_MAX_KEEP];
+    for (int i = 0; i < st->nblob; i++) order[i] = i;
+    if (st->nblob > FL_FIELD_MAX_PIECES) { /* the largest blobs; the rest are noise */
+        sort_by_mass(order, st->nblob, st->blobs);
+        for (int i = FL_FIELD_MAX_PIECES; i < st->nblob; i++) st->blobs[order[i]].blob = -2;
+    }
+    const int R = imax(2, (int)(0.3 * hgt));
+    /* candidates per blob: at most this many, the lowest profile minima */
+    enum { PER_BLOB = 2 * FL_FIELD_MAX_PIECES, MAX_CAND = 4 * FL_FIELD_MAX_PIECES };
+    int *prof = malloc((size_t)w * sizeof *prof), xs[PER_BLOB];
+    fd_min *mins = malloc((size_t)w * sizeof *mins);
+    int *cols = malloc((size_t)(MAX_CAND + 1) * h * sizeof *cols);
+    float *dp = malloc((size_t)h * (2 * R + 2) * sizeof *dp);
+    signed char *mv = malloc((size_t)h * (2 * R + 2));
+    st->cuts = calloc(MAX_CAND + 1, sizeof *st->cuts);
+    if (!prof || !mins || !cols || !dp || !mv || !st->cuts) {
+        free(prof); free(mins); free(cols); free(dp); free(mv);
+        return FL_ERR_NOMEM;
+    }
+    st->cutcols = cols;
+    int ncand = 0;
+    const int margin = imax(2, (int)(0.1 * hgt));
+    for (int b = 0; b < st->nblob && ncand < MAX_CAND; b++) {
+        const fd_comp *bl = &st->blobs[b];
+        if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 0.6 * hgt) continue; /* -2: dropped */
+        for (int x = bl->x0; x <= bl->x1; x++) {
+            int c = 0;
+            for (int y = bl->y0; y <= bl->y1; y++) c += blob_of(st, (size_t)y * w + x) == b;
+            prof[x] = c;
+        }
+        /* minima of the profile, lowest first, a fifth of a digit apart; then columns a
+         * third of a digit apart where no minimum is near, for runs of touching strokes
+         * without one (the least-ink path near them still finds the way) */
+        int nx = 0, nm = 0;
+        for (int x = bl->x0 + margin; x <= bl->x1 - margin; x++) {
+            if (prof[x] > prof[x - 1]) continue; /* a local minimum (the middle of a flat one) */
+            int e = x;
+            while (e < bl->x1 - margin && prof[e + 1] == prof[x]) e++;
+            if (prof[e + 1] < prof[x]) { x = e; continue; }
+            mins[nm].x = (x + e + 1) / 2;
+            mins[nm].v = prof[x];
+            nm++;
+            x = e;
+        }
+        qsort(mins, nm, sizeof *mins, cmp_min);
+        const double near = 0.12 * hgt;
+        for (int k = 0; k < nm && nx < PER_BLOB; k++) {
+            int ok = 1;
+            for (int j = 0; j < nx && ok; j++) ok = abs(xs[j] - mins[k].x) >= near;
+            if (ok) xs[nx++] = mins[k].x;
+        }
+        const double step = hgt / 5.0;
+        for (double xg = bl->x0 + step; xg <= bl->x1 - margin && nx < PER_BLOB; xg += step) {
+            int ok = 1;
+            for (int j = 0; j < nx && ok; j++) ok = fabs(xs[j] - xg) >= near;
+            if (ok) xs[nx++] = (int)xg;
+        }
+        for (int k = 0; k < nx && ncand < MAX_CAND; k++) {
+            fd_cut *c = &st->cuts[ncand];
+            c->blob = b;
+            c->col = cols + (size_t)ncand * h;
+            c->score = cut_path(st, bl, b, xs[k], R, dp, mv, c->col);
+            double sx = 0;
+            for (int y = bl->y0; y <= bl->y1; y++) sx += c->col[y];
+            c->mx = sx / (bl->y1 - bl->y0 + 1);
+            ncand++;
+        }
+    }
+    free(prof); free(mins); free(dp); free(mv);
+    qsort(st->cuts, ncand, sizeof *st->cuts, cmp_cut);
+    /* accepted cuts compacted to the front */
+    int budget = FL_FIELD_MAX_PIECES - nb, nacc = 0;
+    const double spacing = 0.15 * hgt;
+    for (int k = 0; k < ncand && budget > 0; k++) {
+        const fd_cut *c = &st->cuts[k];
+        const fd_comp *bl = &st->blobs[c->blob];
+        if (c->mx - bl->x0 < 0.1 * hgt || bl->x1 - c->mx < 0.1 * hgt) continue;
+        int ok = 1;
+        for (int a = 0; a < nacc && ok; a++) {
+            const fd_cut *o = &st->cuts[a];
+            ok = o->blob != c->blob ||
+                 (fabs(o->mx - c->mx) >= spacing && !cuts_cross(bl, o->col, c->col));
+        }
+        if (!ok) continue;
+        st->cuts[nacc++] = *c;
+        budget--;
+    }
+    st->ncuts = nacc;
+    /* pieces: each blob between its cuts, which never cross, so they are ordered by mean x */
+    int np = 0;
+    for (int b = 0; b < st->nblob; b++) {
+        const fd_comp *bl = &st->blobs[b];
+        if (bl->blob == -2) continue;
+        int ids[FL_FIELD_MAX_PIECES + 1], nx = 0;
+        for (int a = 0; a < nacc; a++)
+            if (st->cuts[a].blob == b) {
+                int j = nx++;
+                while (j > 0 && st->cuts[ids[j - 1]].mx > st->cuts[a].mx) { ids[j] = ids[j - 1]; j--; }
+                ids[j] = a;
+            }
+        for (int k = 0; k <= nx && np < FL_FIELD_MAX_PIECES; k++) {
+            fd_piece *p = &st->pieces[np];
+            p->blob = b;
+            p->left = k > 0 ? ids[k - 1] : -1;
+            p->right = k < nx ? ids[k] : -1;
+            p->x0 = w; p->x1 = -1; p->y0 = h; p->y1 = -1; p->mass = 0;
+            for (int y = bl->y0; y <= bl->y1; y++)
+                for (int x = bl->x0; x <= bl->x1; x++) {
+                    if (!in_piece(st, p, y, x)) continue;
+                    p->x0 = imin(p->x0, x); p->x1 = imax(p->x1, x);
+                    p->y0 = imin(p->y0, y); p->y1 = imax(p->y1, y);
+                    p->mass += st->ink[st->q[(size_t)y * w + x]];
+                }
+            if (p->x1 >= 0) {
+                p->cx = 0.5f * (p->x0 + p->x1);
+                np++;
+            }
+        }
+    }
+    /* reading order: by centre */
+    for (int i = 1; i < np; i++) {
+        const fd_piece v = st->pieces[i];
+        int j = i - 1;
+        while (j >= 0 && st->pieces[j].cx > v.cx) { st->pieces[j + 1] = st->pieces[j]; j--; }
+        st->pieces[j + 1] = v;
+    }
+    st->npieces = np;
+    /* each pixel's piece, for the crops of the segments */
+    memset(st->m, 255, st->n);
+    for (int i = 0; i < np; i++) {
+        const fd_piece *p = &st->pieces[i];
+        for (int y = p->y0; y <= p->y1; y++)
+            for (int x = p->x0; x <= p->x1; x++)
+                if (in_piece(st, p, y, x)) st->m[(size_t)y * w + x] = (unsigned char)i;
+    }
+    /* a typical digit's ink: the median blob's, divided by the digits a wide blob holds */
+    double ms[FD_MAX_KEEP];
+    int nm = 0;
+    for (int b = 0; b < st->nblob; b++) {
+        const fd_comp *bl = &st->blobs[b];
+        if (bl->blob == -2) continue;
+        ms[nm++] = bl->mass / fmax(1.0, (bl->x1 - bl->x0 + 1) / (0.7 * hgt));
+    }
+    for (int i = 1; i < nm; i++) { /* few values */
+        const double v = ms[i];
+        int j = i - 1;
+        while (j >= 0 && ms[j] > v) { ms[j + 1] = ms[j]; j--; }
+        ms[j + 1] = v;
+    }
+    st->typical = nm && ms[nm / 2] > 0 ? ms[nm / 2] : 1.0;
+    return FL_OK;
+}
+
+/* Every run of 1..FL_FIELD_SPAN consecutive pieces that could be one digit -> a segment and its
+ * model input. */
+static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char *inputs,
+                       fl_segment *segs, fl_field *info) {
+    const int w = st->w, f = st->f, np = st->npieces;
+    const double hgt = st->height;
+    const size_t plane = (size_t)size * size;
+    float *out = malloc(plane * sizeof *out), *crop = NULL;
+    size_t crop_cap = 0;
+    if (!out) return FL_ERR_NOMEM;
+    int ns = 0, rc = FL_OK;
+    for (int i = 0; i < np && rc == FL_OK; i++) {
+        int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0;
+        for (int k = 1; k <= FL_FIELD_SPAN && i + k <= np; k++) {
+            const fd_piece *p = &st->pieces[i + k - 1];
+            /* paper between pieces: two digits (a broken digit's pieces overlap or nearly) */
+            const int gap = k > 1 ? p->x0 - x1 - 1 : 0;
+            if (gap > 0.25 * hgt) break;
+            gaps += gap > 0 ? gap : 0;
+            x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
+            y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
+            const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
+            if (k > 1 && segw > 1.5 * hgt) break;
+            /* the crop: these pieces' ink only, a margin of paper around it */
+            const int mg = 2, cw = (int)segw + 2 * mg, ch = (int)sh + 2 * mg;
+            if ((size_t)cw * ch > crop_cap) {
+                free(crop);
+                crop_cap = (size_t)cw * ch;
+                crop = malloc(crop_cap * sizeof *crop);
+                if (!crop) { rc = FL_ERR_NOMEM; break; }
+            }
+            memset(crop, 0, (size_t)cw * ch * sizeof *crop);
+            for (int y = y0; y <= y1; y++)
+                for (int x = x0; x <= x1; x++) {
+                    const size_t px = (size_t)y * w + x;
+                    const int pc = st->m[px];
+                    if (pc >= i && pc < i + k)
+                        crop[(size_t)(y - y0 + mg) * cw + (x - x0 + mg)] = st->ink[st->q[px]];
+                }
+            rc = fl_preprocess_ink(crop, ch, cw, size, light_on_dark, out);
+            if (rc != FL_OK) break;
+            unsigned char *dst = inputs + (size_t)ns * plane;
+            for (size_t t = 0; t < plane; t++) dst[t] = (unsigned char)(out[t] * 255.0f + 0.5f);
+            fl_segment *s = &segs[ns++];
+            s->p0 = i;
+            s->p1 = i + k;
+            s->x0 = x0 * f;
+            s->y0 = y0 * f;
+            s->x1 = imin(st->W, (x1 + 1) * f);
+            s->y1 = imin(st->H, (y1 + 1) * f);
+            const double r = segw / hgt, t = sh / hgt;
+            s->shape = (float)(fmax(0.0, r - 1.0) + 2.0 * fmax(0.0, 0.5 - t) + 4.0 * gaps / hgt);
+        }
+    }
+    free(out);
+    free(crop);
+    info->segments = ns;
+    return rc;
+}
+
+static int field_one(const fl_image *im, int size, int invert, int light_on_dark,
+                     unsigned char *inputs, fl_segment *segs, fl_field *info) {
+    memset(info, 0, sizeof *info);
+    if (im->height < 1 || im->width < 1) return FL_OK;
+    fd_state *st = calloc(1, sizeof *st);
+    if (!st) return FL_ERR_NOMEM;
+    st->im = im;
+    st->H = im->height;
+    st->W = im->width;
+    st->f = (imax(st->H, st->W) + FD_MAX_SIDE - 1) / FD_MAX_SIDE;
+    st->h = (st->H + st->f - 1) / st->f;
+    st->w = (st->W + st->f - 1) / st->f;
+    st->n = (size_t)st->h * st->w;
+    st->q = malloc(st->n);
+    st->m = malloc(st->n);
+    st->run = calloc(st->n, sizeof *st->run);
+    st->lab = malloc(st->n * sizeof *st->lab);
+    st->stack = malloc((st->n + 8) * sizeof *st->stack);
+    int rc = st->q && st->m && st->run && st->lab && st->stack ? FL_OK : FL_ERR_NOMEM;
+    if (rc == FL_OK && fd_gray(st, invert)) {
+        info->ink_is_light = st->light;
+        fd_measure(st);
+        fd_lines(st);
+        rc = fd_components(st);
+        if (rc == FL_OK) {
+            const int nk = fd_keep(st);
+            if (nk < 0) rc = FL_ERR_NOMEM;
+            else if (nk > 0) {
+                fd_blobs(st);
+                rc = fd_pieces(st);
+                if (rc == FL_OK) {
+                    info->pieces = st->npieces;
+                    info->height = (float)(st->height * st->f);
+                    for (int p = 0; p < st->npieces; p++)
+                        info->piece_ink[p] = (float)(st->pieces[p].mass / st->typical);
+                    rc = fd_segments(st, size, light_on_dark, inputs, segs, info);
+                }
+            }
+        }
+    }
+    fd_free(st);
+    free(st);
+    return rc;
+}
+
+typedef struct {
+    const fl_image *fields;
+    int size, invert, light_on_dark;
+    unsigned char *inputs;
+    fl_segment *segs;
+    fl_field *info;
+    int rc;
+} fd_batch;
+
+static void fd_run(void *ctx, size_t begin, size_t end) {
+    fd_batch *b = ctx;
+    const size_t plane = (size_t)b->size * b->size;
+    for (size_t i = begin; i < end; i++) {
+        int r = field_one(&b->fields[i], b->size, b->invert, b->light_on_dark,
+                          b->inputs + i * FL_FIELD_MAX_SEGMENTS * plane,
+                          b->segs + i * FL_FIELD_MAX_SEGMENTS, &b->info[i]);
+        if (r != FL_OK) __atomic_store_n(&b->rc, r, __ATOMIC_RELAXED);
+    }
+}
+
+int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, int light_on_dark,
+                      unsigned char *inputs, fl_segment *segs, fl_field *info, int num_threads) {
+    if (n && (!fields || !inputs || !segs || !info)) return FL_ERR_ARG;
+    if (size < 20 || size > 64 || invert < FL_INVERT_AUTO || invert > FL_INVERT_NO)
+        return FL_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (fields[i].dtype < FL_PIX_U8 || fields[i].dtype > FL_PIX_F64 || !fields[i].data)
+            return FL_ERR_ARG;
+    fd_batch b = {fields, size, invert, light_on_dark, inputs, segs, info, FL_OK};
+    int nt = num_threads < 1 ? 1 : num_threads;
+    if ((size_t)nt > n) nt = (int)n;
+    if (nt < 2 || !fl_pool_run(nt, n, 1, fd_run, &b)) fd_run(&b, 0, n);
+    return b.rc;
+}
+
+/* ---- the search ---------------------------------------------------------------------- */
+
+static float digit_logp(const float *row, int classes) {
+    float best = 0;
+    for (int c = 0; c < imin(10, classes); c++) best = row[c] > best ? row[c] : best;
+    return logf(best > 1e-6f ? best : 1e-6f);
+}
+
+/* Viterbi over piece boundaries 0..P with the digit count as a second coordinate: an arc is a
+ * segment (pieces p0..p1-1 read as its best digit) or a skipped piece (noise). */
+static void search_one(const fl_field *fi, const fl_segment *sg, const float *proba, int classes,
+                       const fl_search_params *p, int *path, int *ndigits, float *logp,
+                       int *met) {
+    const int P = fi->pieces, L = P; /* at most one digit per piece */
+    enum { N = FL_FIELD_MAX_PIECES + 1 };
+    static const float NEG = -1e30f;
+    float best[N][N];
+    short from[N][N], via[N][N]; /* previous node's count, and the arc: segment or -1 (skip) */
+    int start[N]; /* segments come in order of p0: those from piece i are start[i] .. start[i+1]-1 */
+    for (int i = 0, s = 0; i <= P; i++) {
+        while (s < fi->segments && sg[s].p0 < i) s++;
+        start[i] = s;
+    }
+    for (int i = 0; i <= P; i++)
+        for (int c = 0; c <= L; c++) best[i][c] = NEG;
+    best[0][0] = 0;
+    for (int i = 0; i < P; i++)
+        for (int c = 0; c <= L; c++) {
+            if (best[i][c] == NEG) continue;
+            const float skip = best[i][c] - p->skip_cost * fminf(3.0f, fi->piece_ink[i]);
+            if (skip > best[i + 1][c]) {
+                best[i + 1][c] = skip; from[i + 1][c] = (short)c; via[i + 1][c] = -1;
+            }
+            if (c == L) continue;
+            for (int s = start[i]; s < start[i + 1]; s++) {
+                const int j = sg[s].p1;
+                const float v = best[i][c] + digit_logp(proba + (size_t)s * classes, classes) -
+                                p->digit_cost - p->shape_cost * sg[s].shape;
+                if (v > best[j][c + 1]) {
+                    best[j][c + 1] = v; from[j][c + 1] = (short)c; via[j][c + 1] = (short)s;
+                }
+            }
+        }
+    int bc = -1;
+    *met = 1;
+    for (int c = imax(0, p->min_len); c <= imin(L, p->max_len); c++)
+        if (best[P][c] > NEG && (bc < 0 || best[P][c] > best[P][bc])) bc = c;
+    if (bc < 0) {
+        *met = 0;
+        for (int c = 0; c <= L; c++)
+            if (best[P][c] > NEG && (bc < 0 || best[P][c] > best[P][bc])) bc = c;
+    }
+    int tmp[FL_FIELD_MAX_PIECES], nd = 0, node = P, c = bc < 0 ? 0 : bc;
+    float lp = 0;
+    while (node > 0 && bc >= 0) {
+        const int s = via[node][c], pc = from[node][c];
+        if (s >= 0) {
+            tmp[nd++] = s;
+            lp += digit_logp(proba + (size_t)s * classes, classes);
+            node = sg[s].p0;
+        } else {
+            node--;
+        }
+        c = pc;
+    }
+    for (int k = 0; k < nd; k++) path[k] = tmp[nd - 1 - k];
+    *ndigits = nd;
+    *logp = lp;
+}
+
+int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
+                    const int64_t *first, int classes, const fl_search_params *params,
+                    int *path, int *ndigits, float *logp, int *met) {
+    if (n && (!info || !segs || !proba || !first || !params || !path || !ndigits || !logp ||
+              !met))
+        return FL_ERR_ARG;
+    if (classes < 1) return FL_ERR_ARG;
+    for (size_t i = 0; i < n; i++) {
+        if (info[i].pieces < 0 || info[i].pieces > FL_FIELD_MAX_PIECES ||
+            info[i].segments < 0 || info[i].segments > FL_FIELD_MAX_SEGMENTS)
+            return FL_ERR_ARG;
+        search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
+                   proba + (size_t)first[i] * classes, classes, params,
+                   path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i], &met[i]);
+    }
+    return FL_OK;
+}

@@ -1,0 +1,131 @@
+# The fields search (csrc/fields.c): fields of digits -> candidate segments -> the best path.
+# Included by _engine.pyx after _engine_preprocess.pxi (fl_image, _describe, INVERT_CODES).
+from libc.stdint cimport int64_t
+
+cdef extern from "fastlenet.h" nogil:
+    enum:
+        FL_FIELD_MAX_PIECES, FL_FIELD_SPAN, FL_FIELD_MAX_SEGMENTS
+    ctypedef struct fl_segment:
+        int p0, p1
+        int x0, y0, x1, y1
+        float shape
+    ctypedef struct fl_field:
+        int pieces, segments
+        float height
+        int ink_is_light
+        float piece_ink[48]
+    ctypedef struct fl_search_params:
+        float digit_cost, shape_cost, skip_cost
+        int min_len, max_len
+    int fl_field_segments(const fl_image *fields, size_t n, int size, int invert,
+                          int light_on_dark, unsigned char *inputs, fl_segment *segs,
+                          fl_field *info, int num_threads)
+    int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n,
+                        const float *proba, const int64_t *first, int classes,
+                        const fl_search_params *params, int *path, int *ndigits, float *logp,
+                        int *met)
+
+FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
+FIELD_MAX_SEGMENTS = FL_FIELD_MAX_SEGMENTS
+# fl_segment as numpy sees it (the C struct: 6 ints and a float, no padding)
+SEGMENT_DTYPE = np.dtype([("p0", np.int32), ("p1", np.int32), ("x0", np.int32),
+                          ("y0", np.int32), ("x1", np.int32), ("y1", np.int32),
+                          ("shape", np.float32)])
+assert SEGMENT_DTYPE.itemsize == sizeof(fl_segment)
+
+
+def _field_segments(list images, list scales, int size, str invert, bint light_on_dark,
+                    int num_threads):
+    """Candidate digit segments of each field (2-D native-endian uint8/uint16/float32/float64
+    arrays, checked by the caller) -> (inputs, segs, counts, heights): inputs uint8 (M, size,
+    size) the segments' model inputs, field after field; segs their SEGMENT_DTYPE records;
+    counts (n, 2) int32 pieces and segments per field; heights float32 (n,); ink (n, pieces)
+    float32 each piece's ink in typical digits."""
+    cdef Py_ssize_t n = len(images), i, k, total = 0
+    cdef int inv = INVERT_CODES[invert], rc
+    cdef cnp.ndarray a
+    cdef fl_image *desc = <fl_image *>malloc(max(n, 1) * sizeof(fl_image))
+    cdef size_t plane = <size_t>size * size
+    if desc == NULL:
+        raise MemoryError("fields: cannot allocate the batch descriptors")
+    buf = np.empty((max(n, 1) * FL_FIELD_MAX_SEGMENTS, size, size), np.uint8)
+    segs = np.empty(max(n, 1) * FL_FIELD_MAX_SEGMENTS, SEGMENT_DTYPE)
+    info = np.zeros(max(n, 1) * sizeof(fl_field), np.uint8)
+    cdef unsigned char *bp = <unsigned char *>cnp.PyArray_DATA(buf)
+    cdef fl_segment *sp = <fl_segment *>cnp.PyArray_DATA(segs)
+    cdef fl_field *ip = <fl_field *>cnp.PyArray_DATA(info)
+    try:
+        for i in range(n):
+            a = <cnp.ndarray?>images[i]
+            if cnp.PyArray_NDIM(a) != 2:
+                raise ValueError(f"images[{i}]: expected a 2-D array; got shape {np.shape(a)}")
+            _describe(&desc[i], a, 0, f"images[{i}]", <const char *>cnp.PyArray_DATA(a),
+                      scales[i])
+        with nogil:
+            rc = fl_field_segments(desc, <size_t>n, size, inv, light_on_dark, bp, sp, ip,
+                                   num_threads)
+    finally:
+        free(desc)
+    if rc == FL_ERR_NOMEM:
+        raise MemoryError("fields: out of memory")
+    if rc != FL_OK:
+        raise ValueError(f"fields: invalid arguments (engine error {rc})")
+    counts = np.empty((n, 2), np.int32)
+    heights = np.empty(n, np.float32)
+    ink = np.zeros((n, FL_FIELD_MAX_PIECES), np.float32)
+    keep = []
+    for i in range(n):
+        counts[i, 0] = ip[i].pieces
+        counts[i, 1] = ip[i].segments
+        heights[i] = ip[i].height
+        for k in range(ip[i].pieces):
+            ink[i, k] = ip[i].piece_ink[k]
+        if ip[i].segments:
+            keep.append(np.arange(i * FL_FIELD_MAX_SEGMENTS,
+                                  i * FL_FIELD_MAX_SEGMENTS + ip[i].segments))
+    rows = np.concatenate(keep) if keep else np.zeros(0, np.intp)
+    return buf[rows], segs[rows], counts, heights, ink
+
+
+def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
+                  float skip_cost, int min_len, int max_len):
+    """The best path through each field's segments (as _field_segments gave them, scored by
+    proba: float32 (M, K)) -> (path (n, FIELD_MAX_PIECES) int32 indices into segs, ndigits,
+    logp, met)."""
+    cdef Py_ssize_t n = len(counts), i, k, off = 0
+    cdef fl_search_params prm
+    prm.digit_cost = digit_cost
+    prm.shape_cost = shape_cost
+    prm.skip_cost = skip_cost
+    prm.min_len = min_len
+    prm.max_len = max_len
+    proba = np.ascontiguousarray(proba, np.float32)
+    if proba.ndim != 2 or len(proba) != len(segs):
+        raise ValueError("fields: one row of probabilities per segment expected")
+    info = np.zeros(max(n, 1) * sizeof(fl_field), np.uint8)
+    full = np.zeros(max(n, 1) * FL_FIELD_MAX_SEGMENTS, SEGMENT_DTYPE)
+    first = np.zeros(max(n, 1), np.int64)
+    cdef fl_field *ip = <fl_field *>cnp.PyArray_DATA(info)
+    for i in range(n):
+        ip[i].pieces = counts[i, 0]
+        ip[i].segments = counts[i, 1]
+        for k in range(counts[i, 0]):
+            ip[i].piece_ink[k] = ink[i, k]
+        full[i * FL_FIELD_MAX_SEGMENTS:i * FL_FIELD_MAX_SEGMENTS + counts[i, 1]] = \
+            segs[off:off + counts[i, 1]]
+        first[i] = off
+        off += counts[i, 1]
+    path = np.zeros((max(n, 1), FL_FIELD_MAX_PIECES), np.int32)
+    nd = np.zeros(max(n, 1), np.int32)
+    lp = np.zeros(max(n, 1), np.float32)
+    met = np.zeros(max(n, 1), np.int32)
+    cdef int rc
+    cdef int classes = proba.shape[1] if proba.ndim == 2 else 1
+    rc = fl_field_search(ip, <fl_segment *>cnp.PyArray_DATA(full), <size_t>n,
+                         <float *>cnp.PyArray_DATA(proba) if len(proba) else <float *>cnp.PyArray_DATA(lp),
+                         <int64_t *>cnp.PyArray_DATA(first), classes, &prm,
+                         <int *>cnp.PyArray_DATA(path), <int *>cnp.PyArray_DATA(nd),
+                         <float *>cnp.PyArray_DATA(lp), <int *>cnp.PyArray_DATA(met))
+    if rc != FL_OK:
+        raise ValueError(f"fields: invalid search arguments (engine error {rc})")
+    return path[:n], nd[:n], lp[:n], met[:n]

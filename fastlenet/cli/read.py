@@ -1,0 +1,210 @@
+"""fastlenet read: fields of digits (ZIP codes, amounts, IDs, comb boxes) -> one row per field
+(csv, json, jsonl or text on stdout), in-process or as a Dask job (--scheduler/--output);
+--plot draws the first fields with their digit boxes for a person to check."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+from fastlenet import fields
+from fastlenet.cli.common import UsageError, UserError, _err, _progress_for, load_net
+from fastlenet.names import safe_name
+
+# Fields drawn by --plot.
+PLOT_FIELDS = 12
+
+
+def parse_length(text: Optional[str]):
+    """--length N or N-M -> None, an int or a range."""
+    if text is None:
+        return None
+    lo, sep, hi = text.partition("-")
+    try:
+        if not sep:
+            return int(lo)
+        return range(int(lo), int(hi) + 1)
+    except ValueError:
+        raise UsageError(f"--length: expected N or N-M digits; got {text!r}") from None
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class _Writer:
+    """Field rows -> csv, json, jsonl or text on `out`, a batch at a time."""
+
+    def __init__(self, fmt: str, out):
+        self.fmt, self.out, self.count = fmt, out, 0
+        if fmt == "csv":
+            out.write("path,member,index,text,confidence,error\n")
+        elif fmt == "json":
+            out.write("[")
+
+    def rows(self, rows) -> None:
+        lines = []
+        for f in rows:
+            conf = "" if f.error is not None else f"{f.confidence:.6f}"
+            if self.fmt == "csv":
+                lines.append(",".join([
+                    _csv_field(safe_name(f.source)),
+                    "" if f.member is None else _csv_field(safe_name(f.member)),
+                    "" if f.index is None else str(f.index),
+                    f.text, conf, "" if f.error is None else _csv_field(f.error)]) + "\n")
+            elif self.fmt == "text":
+                lines.append(f"{safe_name(f.name)}  " + (
+                    f"{f.text or '-'}  {conf}" if f.error is None else f"error: {f.error}")
+                             + "\n")
+            else:
+                rec = {"path": safe_name(f.source),
+                       "member": None if f.member is None else safe_name(f.member),
+                       "index": f.index, "text": f.text,
+                       "confidence": None if f.error is not None else round(f.confidence, 6),
+                       "digits": [{"label": d.label, "confidence": round(d.confidence, 6),
+                                   "box": list(d.box),
+                                   "alternatives": [[c, round(p, 6)] for c, p in d.alternatives]}
+                                  for d in f.digits],
+                       "error": f.error}
+                if self.fmt == "jsonl":
+                    lines.append(json.dumps(rec) + "\n")
+                else:
+                    lines.append((",\n" if self.count else "\n") + json.dumps(rec))
+            self.count += 1
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "]\n")
+        self.out.flush()
+
+
+def cmd_read(args) -> int:
+    length = parse_length(args.length)
+    if args.scheduler is not None or args.output is not None:
+        return _read_on_dask(args, length)
+    from fastlenet.io.decode import quiet_pillow
+    from fastlenet.pipeline.fields import read_field_batches
+
+    quiet_pillow()
+    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL)
+    writer = _Writer(args.format, sys.stdout)
+    progress = _progress_for(args, "read", args.paths)
+    done = failed = 0
+    shown: list = []
+    try:
+        batches = read_field_batches(args.paths, net, workers=args.jobs, length=length,
+                                     invert=args.invert, max_pixels=args.max_pixels)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    try:
+        for rows in batches:
+            for f in rows:
+                if f.error is not None:
+                    failed += 1
+                    progress.error(f"{safe_name(f.name)}: {f.error}")
+                elif args.plot and len(shown) < PLOT_FIELDS:
+                    shown.append(f)
+            done += len(rows)
+            writer.rows(rows)
+            progress.update(len(rows))
+        writer.close()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    finally:
+        batches.close()
+        progress.close()
+    if args.plot:
+        _plot(shown, args.plot, args.max_pixels)
+    if done == 0:
+        _err("no images found in " + ", ".join(safe_name(p) for p in args.paths))
+        return 1
+    if failed:
+        _err(f"{failed} input(s) failed; {done - failed} field(s) read")
+        return 1
+    return 0
+
+
+def _read_on_dask(args, length) -> int:
+    from fastlenet.cli.predict import dask_job
+
+    net = load_net(args.weights, args.layout, default=fields.MODEL)
+    options = {"length": length, "invert": args.invert, "threads": args.threads,
+               "workers": args.jobs}
+    if args.max_pixels is not None:
+        options["max_pixels"] = args.max_pixels
+    return dask_job(args, "read_fields", net, options, "field(s) read")
+
+
+def _field_image(f, max_pixels):
+    """The image a Field was read from, decoded again for the plot."""
+    from fastlenet.io import containers, decode
+
+    if f.member is not None:
+        for member, data, err in containers.iter_shard(f.source):
+            if member == f.member and err is None:
+                return decode.decode(data, max_pixels)
+        raise ValueError("member not found")
+    if f.index is not None:
+        if str(f.source).lower().endswith(".npy"):
+            return containers.open_npy(f.source)[0][f.index]
+        for start, x in containers.iter_idx(f.source, 1024):
+            if start <= f.index < start + len(x):
+                return x[f.index - start]
+    return decode.decode(decode.read_file_bytes(f.source, 1 << 30), max_pixels)
+
+
+def _plot(rows, out: str, max_pixels) -> None:
+    """A PNG of the fields in `rows`, one under another: each digit's box in red with the
+    digit read above it, and the field's text and confidence at the left."""
+    import numpy as np
+
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:
+        raise UserError("--plot needs Pillow: pip install pillow") from None
+    from fastlenet.pixels import to_gray
+
+    panels = []
+    for f in rows:
+        try:
+            a = np.asarray(_field_image(f, max_pixels))
+        except Exception as e:  # the run already read it; a plot is a nicety
+            _err(f"--plot: {safe_name(f.name)}: {e}")
+            continue
+        if a.ndim == 3:
+            a = to_gray(a)
+        a = a.astype(np.float64)
+        top = a.max() if a.size else 1
+        g = (255 * a / (top if top > 0 else 1)).clip(0, 255).astype(np.uint8)
+        scale = max(1, int(64 // max(1, min(g.shape[0], 64))))
+        im = Image.fromarray(g).convert("RGB")
+        if scale > 1:
+            im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+        canvas = Image.new("RGB", (im.width + 220, im.height + 16), "white")
+        canvas.paste(im, (220, 16))
+        d = ImageDraw.Draw(canvas)
+        for dg in f.digits:
+            x0, y0, x1, y1 = (v * scale for v in dg.box)
+            d.rectangle([220 + x0, 16 + y0, 220 + x1 - 1, 16 + y1 - 1], outline=(220, 0, 0))
+            d.text((220 + x0, 16 + max(0, y0 - 12)), str(dg.label), fill=(220, 0, 0))
+        d.text((4, 16), f"{f.text or '-'}  ({f.confidence:.3f})", fill=(0, 0, 160))
+        d.text((4, 2), safe_name(f.name)[-34:], fill=(90, 90, 90))
+        panels.append(canvas)
+    if not panels:
+        _err("--plot: no field to draw")
+        return
+    width = max(p.width for p in panels)
+    sheet = Image.new("RGB", (width, sum(p.height + 4 for p in panels)), "white")
+    y = 0
+    for p in panels:
+        sheet.paste(p, (0, y))
+        y += p.height + 4
+    try:
+        sheet.save(out)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--plot {out}: {e}") from None

@@ -1,0 +1,170 @@
+"""Fields of digits: one image holding a row of digits (a ZIP code, an amount, an ID, a row of
+comb boxes) -> the string it reads.
+
+    read_field(image, net)     one 2-D array -> Field
+    read_arrays(images, net)   many -> [Field], in batches (what read_fields' workers run)
+
+How (csrc/fields.c has the details): the field is over-segmented on purpose (components,
+long lines and box walls removed, straight cuts through touching digits at minima of the
+column profile), every run of 1-4 consecutive pieces that could be one digit is preprocessed
+as a picture of one digit and scored by the engine in one large batch, and the best path of
+segments (dynamic programming over the cuts, LeNet-5's own method for bank-check amounts) is
+the reading. The work per field is bounded: at most FIELD_MAX_PIECES pieces and 4 pieces per
+candidate, so a field of noise costs no more than a long field.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from fastlenet import _engine, models, prepare
+from fastlenet.names import row_name
+from fastlenet.pixels import invert_choice, unit_scale
+
+# Path scores are sums of log-probabilities; these weigh the other evidence (chosen on
+# synthesized validation fields, tests/_fields.py; see benchmarks/fields.py).
+DIGIT_COST = 0.2     # per digit read: a wrong cut must buy its extra digit with confidence
+SHAPE_COST = 1.5     # per unit of a segment's shape cost (wider than a digit is high, short)
+SKIP_COST = 3.0      # per typical digit's ink left unread (specks, noise, stray marks)
+# Fields per C call: the segments of a batch (up to FIELD_MAX_SEGMENTS each) go through the
+# engine in one call; 64 fields hold at most 12,288 candidate inputs (9.6 MB).
+FIELD_BATCH = 64
+FIELD_MAX_PIECES = _engine.FIELD_MAX_PIECES
+ALTERNATIVES = 3
+# The bundled model fields are read with: "fields" knows "not one digit" (an 11th class) for
+# the search's bad cuts; "digits" where it is absent.
+MODEL = "fields" if "fields" in models.PRETRAINED else "digits"
+
+
+class Digit(NamedTuple):
+    """One digit read: its label (0-9), the recognizer's probability for it, its box (x0, y0,
+    x1, y1) in the field image's pixels (x1, y1 exclusive) and the next most likely labels
+    as ((label, probability), ...)."""
+    label: int
+    confidence: float
+    box: tuple
+    alternatives: tuple
+
+
+class Field(NamedTuple):
+    """One field's reading. `text` holds the digits read, left to right (layout spaces are not
+    content); `confidence` is the probability of the whole string (the product of its digits',
+    0 when `length` could not be met); `digits` one Digit each. A field with no digits has
+    text "" and no error; an input that could not be read has `error` set and text "".
+    source/member/index name the input as in fastlenet.Prediction."""
+    source: Optional[str]
+    member: Optional[str]
+    index: Optional[int]
+    text: str
+    confidence: float
+    digits: tuple
+    error: Optional[str]
+
+    @property
+    def name(self) -> str:
+        """source, source:member or source[index]: how the CLI names an input."""
+        return row_name(self.source, self.member, self.index)
+
+
+def length_range(length) -> tuple:
+    """length= (None, an int, or a range of ints) -> (min, max) digits."""
+    if length is None:
+        return 0, FIELD_MAX_PIECES
+    if isinstance(length, range):
+        if length.step != 1 or len(length) == 0:
+            raise ValueError(f"length: expected a non-empty range with step 1; got {length!r}")
+        lo, hi = length.start, length.stop - 1
+    elif isinstance(length, (int, np.integer)) and not isinstance(length, bool):
+        lo = hi = int(length)
+    else:
+        raise TypeError(f"length: expected None, an int or a range; got {length!r}")
+    if lo < 0 or hi > FIELD_MAX_PIECES:
+        raise ValueError(f"length: expected digit counts in 0..{FIELD_MAX_PIECES}; got "
+                         f"{length!r}")
+    return lo, hi
+
+
+def check_net(net):
+    """The Net a field is read with (default: the bundled model): it must have the 10 digit
+    classes first."""
+    if net is None:
+        net = models.pretrained(MODEL)
+    if not isinstance(net, _engine.Net):
+        raise TypeError(f"net: expected a fastlenet.Net; got {type(net).__name__}")
+    if net.in_channels != 1 or net.num_classes < 10:
+        raise ValueError(f"net: fields are read with a grayscale model of 10 or more classes "
+                         f"(0-9 first); this one has {net.in_channels} channels and "
+                         f"{net.num_classes} classes")
+    return net
+
+
+def read_field(image, net=None, *, length=None, invert: str = "auto") -> Field:
+    """Read one field: a 2-D array of any size (uint8, uint16, bool or float; colour HxWx3/4
+    becomes luma), dark ink on light paper or light on dark (invert="auto" takes the minority
+    class as ink; "yes"/"no" force light/dark ink). length: the number of digits the form
+    says the field has (an int or a range), or None."""
+    net = check_net(net)
+    return read_arrays([image], net, length=length, invert=invert)[0]
+
+
+def read_arrays(images: Sequence, net, *, length=None, invert: str = "auto",
+                names: Optional[Sequence] = None, threads: Optional[int] = None) -> list:
+    """Fields for a sequence of 2-D images (or an (N, H, W) array), in order; names:
+    (source, member, index) per image. An image that is not one (wrong shape, NaN) becomes a
+    Field with its error."""
+    lo, hi = length_range(length)
+    invert = invert_choice(invert)
+    size, light = prepare.model_geometry(net)
+    if threads is None:
+        threads = net.num_threads
+    out: list = []
+    n = len(images)
+    for start in range(0, n, FIELD_BATCH):
+        part = [images[i] for i in range(start, min(n, start + FIELD_BATCH))]
+        nm = [names[i] if names is not None else (None, None, None)
+              for i in range(start, start + len(part))]
+        out.extend(_read_batch(part, nm, net, size, light, invert, lo, hi, threads))
+    return out
+
+
+def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
+    arrays, errors = [], []
+    for k, im in enumerate(part):
+        try:
+            a = prepare._as_gray(im, "image")
+            if a.ndim != 2:
+                raise ValueError(f"image: expected a 2-D array; got shape {a.shape}")
+            arrays.append(a)
+            errors.append(None)
+        except (ValueError, TypeError) as e:
+            errors.append(str(e))
+    scales = [unit_scale(a) for a in arrays]
+    inputs, segs, counts, heights, ink = _engine._field_segments(
+        arrays, scales, size, invert, light, threads)
+    proba = net.predict_proba(inputs) if len(inputs) else np.zeros((0, net.num_classes),
+                                                                    np.float32)
+    path, nd, logp, met = _engine._field_search(segs, counts, ink, proba, DIGIT_COST,
+                                                SHAPE_COST, SKIP_COST, lo, hi)
+    first = np.concatenate([[0], np.cumsum(counts[:, 1])]) if len(counts) else [0]
+    rows, j = [], 0
+    for k, err in enumerate(errors):
+        src, member, index = names[k]
+        if err is not None:
+            rows.append(Field(src, member, index, "", math.nan, (), err))
+            continue
+        digits = []
+        base = int(first[j])
+        for s in path[j, :nd[j]].tolist():
+            p = proba[base + s]
+            order = np.argsort(-p[:10], kind="stable")
+            seg = segs[base + s]
+            digits.append(Digit(int(order[0]), float(p[order[0]]),
+                                (int(seg["x0"]), int(seg["y0"]), int(seg["x1"]), int(seg["y1"])),
+                                tuple((int(c), float(p[c])) for c in order[1:1 + ALTERNATIVES])))
+        text = "".join(str(d.label) for d in digits)
+        conf = float(math.exp(float(logp[j]))) if met[j] else 0.0
+        rows.append(Field(src, member, index, text, conf, tuple(digits), None))
+        j += 1
+    return rows
