@@ -10,6 +10,7 @@ hand, so that each split holds sans, serif and monospaced designs; it never depe
 machine happens to have installed beyond these packages.
 
     python tools/train/digit_fonts.py            # list the faces per split (installs missing packages)
+    python tools/train/digit_fonts.py --install test   # only install one split's packages (CI)
 """
 from __future__ import annotations
 
@@ -230,6 +231,9 @@ def licence_table() -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--install" and sys.argv[2] in SPLITS:
+        ensure_packages(sys.argv[2], quiet=True)  # CI: the fonts tests/_fields.py renders
+        sys.exit(0)
     ensure_packages()
     allf = faces()
     for s in SPLITS:
