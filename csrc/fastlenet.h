@@ -113,7 +113,7 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
 /* Over-segmentation into pieces, every run of 1 .. FL_FIELD_SPAN consecutive pieces a candidate
  * digit: the bounds that make the work per field linear in its pieces. */
 #define FL_FIELD_MAX_PIECES 48
-#define FL_FIELD_SPAN 4
+#define FL_FIELD_SPAN 5
 #define FL_FIELD_MAX_SEGMENTS (FL_FIELD_MAX_PIECES * FL_FIELD_SPAN)
 
 /* A candidate digit: pieces p0 .. p1 - 1; its box in the field image's pixels (x1, y1

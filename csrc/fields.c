@@ -34,6 +34,8 @@
 /* A horizontal run this many stroke widths long, and FD_LINE_BAND text heights, is a line. */
 #define FD_LINE_SW 12.0
 #define FD_LINE_BAND 2.0
+/* Box walls remembered (a comb of boxes: no digit spans two boxes). */
+#define FD_MAX_WALLS 256
 /* Components kept at most (by ink) before blobs are formed. */
 #define FD_MAX_KEEP 128
 
@@ -54,8 +56,23 @@ typedef struct {
     float cx;
 } fd_piece;
 
+/* Scratch kept from field to field of a thread's run, so that a field's pages are not cleared
+ * by the kernel again for the next one: per pixel, and for the cut paths. */
+typedef struct {
+    unsigned char *q, *m;
+    uint16_t *run;
+    int32_t *lab, *stack;
+    size_t cap;
+    int *cols;
+    size_t cols_cap;
+    float *dp;
+    signed char *mv;
+    size_t dp_cap;
+} fd_buffers;
+
 typedef struct {
     const fl_image *im;
+    fd_buffers *buf;
     int H, W, f, h, w;
     size_t n;
     unsigned char *q;    /* gray, 256 levels */
@@ -65,6 +82,7 @@ typedef struct {
     float ink[256];      /* ink strength of each gray level */
     int thr, light;
     double sw, band;     /* stroke width, text band height */
+    int walls[FD_MAX_WALLS], nwalls; /* columns of removed box walls, ascending */
     fd_comp *comps;
     int ncomp;
     int *keep, nkeep;    /* indices into comps */
@@ -72,15 +90,13 @@ typedef struct {
     fd_comp blobs[FD_MAX_KEEP];
     fd_piece pieces[FL_FIELD_MAX_PIECES];
     int npieces;
-    struct fd_cut_s *cuts; /* accepted first (ncuts) */
+    struct fd_cut_s *cuts; /* accepted first (ncuts); their columns in buf->cols */
     int ncuts;
-    int *cutcols;
     double height, typical;
 } fd_state;
 
-static void fd_free(fd_state *st) {
-    free(st->q); free(st->m); free(st->run); free(st->lab); free(st->stack); free(st->comps);
-    free(st->keep); free(st->cuts); free(st->cutcols);
+static void fd_free(fd_state *st) { /* what one field allocated (not the fd_buffers) */
+    free(st->comps); free(st->keep); free(st->cuts);
 }
 
 /* Gray levels (block means when reduced), their histogram, the Otsu threshold and the ink
@@ -90,6 +106,22 @@ static int fd_gray(fd_state *st, int invert) {
     const int H = st->H, W = st->W, f = st->f, h = st->h, w = st->w;
     const char *base = (const char *)im->data;
     size_t hist[256] = {0};
+    if (f == 1 && im->dtype == FL_PIX_U8) { /* 256 values: a table, the same arithmetic */
+        unsigned char lut[256];
+        for (int v = 0; v < 256; v++) {
+            const unsigned char b = (unsigned char)v;
+            lut[v] = (unsigned char)(int)floor(fl_unit_pixel((const char *)&b, FL_PIX_U8,
+                                                            im->scale) * 255.0 + 0.5);
+        }
+        for (int y = 0; y < h; y++) {
+            const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
+            unsigned char *qr = st->q + (size_t)y * w;
+            for (int x = 0; x < w; x++) {
+                qr[x] = lut[row[x * im->stride_w]];
+                hist[qr[x]]++;
+            }
+        }
+    } else
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             double sum = 0.0;
@@ -236,9 +268,13 @@ static int fd_lines(fd_state *st) {
                     if (y - dy >= 0 && m[(size_t)(y - dy) * w + xx] == 2) top = 1;
                     if (e - 1 + dy < h && m[(size_t)(e - 1 + dy) * w + xx] == 2) bot = 1;
                 }
-            if (top && bot && e - y >= min_wall)
+            if (top && bot && e - y >= min_wall) {
                 for (int k = y; k < e; k++)
                     if (st->run[(size_t)k * w + x] <= thin) m[(size_t)k * w + x] = 4;
+                if (st->nwalls < FD_MAX_WALLS &&
+                    (!st->nwalls || st->walls[st->nwalls - 1] < x - 1))
+                    st->walls[st->nwalls++] = x;
+            }
             y = e;
         }
     for (size_t i = 0; i < st->n; i++) m[i] = m[i] == 1;
@@ -429,7 +465,7 @@ static double cut_path(const fd_state *st, const fd_comp *bl, int b, int xc, int
             const int x = xa + k;
             const float ink = x <= bl->x1 && blob_of(st, (size_t)y * w + x) == b
                                   ? 0.5f + st->ink[st->q[(size_t)y * w + x]] : 0.0f;
-            const float here = ink + 0.01f * (float)abs(x - xc);
+            const float here = ink + 0.2f * (float)abs(x - xc);
             if (r == 0) { dp[k] = here; mv[k] = 0; continue; }
             const float *prev = dp + (size_t)(r - 1) * ww;
             float best = prev[k];
@@ -461,16 +497,17 @@ static int cmp_min(const void *a, const void *b) {
     return p->v != q->v ? p->v - q->v : p->x - q->x;
 }
 
-/* Two cuts of one blob cross (or touch) on some row. */
+/* Two cuts of one blob cross: one is left of the other on some row and right of it on
+ * another (sharing a stretch is fine: the piece between them is empty there). */
 static int cuts_cross(const fd_comp *bl, const int *a, const int *c) {
     int sign = 0;
     for (int y = bl->y0; y <= bl->y1; y++) {
         const int d = a[y] - c[y];
-        if (d == 0) return 1;
+        if (d == 0) continue;
         if (sign && (d > 0) != (sign > 0)) return 1;
         sign = d;
     }
-    return 0;
+    return sign == 0; /* the same path */
 }
 
 /* Candidate cuts through wide blobs (touching digits): from the minima of the column
@@ -485,25 +522,37 @@ static int fd_pieces(fd_state *st) {
         sort_by_mass(order, st->nblob, st->blobs);
         for (int i = FL_FIELD_MAX_PIECES; i < st->nblob; i++) st->blobs[order[i]].blob = -2;
     }
-    const int R = imax(2, (int)(0.3 * hgt));
+    const int R = imax(2, (int)(0.2 * hgt));
     /* candidates per blob: at most this many, the lowest profile minima */
     enum { PER_BLOB = 2 * FL_FIELD_MAX_PIECES, MAX_CAND = 4 * FL_FIELD_MAX_PIECES };
     int *prof = malloc((size_t)w * sizeof *prof), xs[PER_BLOB];
     fd_min *mins = malloc((size_t)w * sizeof *mins);
-    int *cols = malloc((size_t)(MAX_CAND + 1) * h * sizeof *cols);
-    float *dp = malloc((size_t)h * (2 * R + 2) * sizeof *dp);
-    signed char *mv = malloc((size_t)h * (2 * R + 2));
+    fd_buffers *bf = st->buf;
+    const size_t ncols = (size_t)(MAX_CAND + 1) * h, ndp = (size_t)h * (2 * R + 2);
+    if (ncols > bf->cols_cap) {
+        free(bf->cols);
+        bf->cols = malloc(ncols * sizeof *bf->cols);
+        bf->cols_cap = bf->cols ? ncols : 0;
+    }
+    if (ndp > bf->dp_cap) {
+        free(bf->dp); free(bf->mv);
+        bf->dp = malloc(ndp * sizeof *bf->dp);
+        bf->mv = malloc(ndp);
+        bf->dp_cap = bf->dp && bf->mv ? ndp : 0;
+    }
+    int *cols = bf->cols;
+    float *dp = bf->dp;
+    signed char *mv = bf->mv;
     st->cuts = calloc(MAX_CAND + 1, sizeof *st->cuts);
-    if (!prof || !mins || !cols || !dp || !mv || !st->cuts) {
-        free(prof); free(mins); free(cols); free(dp); free(mv);
+    if (!prof || !mins || !bf->cols_cap || !bf->dp_cap || !st->cuts) {
+        free(prof); free(mins);
         return FL_ERR_NOMEM;
     }
-    st->cutcols = cols;
     int ncand = 0;
     const int margin = imax(2, (int)(0.1 * hgt));
     for (int b = 0; b < st->nblob && ncand < MAX_CAND; b++) {
         const fd_comp *bl = &st->blobs[b];
-        if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 0.6 * hgt) continue; /* -2: dropped */
+        if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 0.8 * hgt) continue; /* -2: dropped */
         for (int x = bl->x0; x <= bl->x1; x++) {
             int c = 0;
             for (int y = bl->y0; y <= bl->y1; y++) c += blob_of(st, (size_t)y * w + x) == b;
@@ -524,13 +573,13 @@ static int fd_pieces(fd_state *st) {
             x = e;
         }
         qsort(mins, nm, sizeof *mins, cmp_min);
-        const double near = 0.12 * hgt;
+        const double near = 0.1 * hgt;
         for (int k = 0; k < nm && nx < PER_BLOB; k++) {
             int ok = 1;
             for (int j = 0; j < nx && ok; j++) ok = abs(xs[j] - mins[k].x) >= near;
             if (ok) xs[nx++] = mins[k].x;
         }
-        const double step = hgt / 5.0;
+        const double step = hgt / 6.0;
         for (double xg = bl->x0 + step; xg <= bl->x1 - margin && nx < PER_BLOB; xg += step) {
             int ok = 1;
             for (int j = 0; j < nx && ok; j++) ok = fabs(xs[j] - xg) >= near;
@@ -547,11 +596,11 @@ static int fd_pieces(fd_state *st) {
             ncand++;
         }
     }
-    free(prof); free(mins); free(dp); free(mv);
+    free(prof); free(mins);
     qsort(st->cuts, ncand, sizeof *st->cuts, cmp_cut);
     /* accepted cuts compacted to the front */
     int budget = FL_FIELD_MAX_PIECES - nb, nacc = 0;
-    const double spacing = 0.15 * hgt;
+    const double spacing = 0.12 * hgt;
     for (int k = 0; k < ncand && budget > 0; k++) {
         const fd_cut *c = &st->cuts[k];
         const fd_comp *bl = &st->blobs[c->blob];
@@ -645,16 +694,25 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
     int ns = 0, rc = FL_OK;
     for (int i = 0; i < np && rc == FL_OK; i++) {
         int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0;
+        double mass = 0;
         for (int k = 1; k <= FL_FIELD_SPAN && i + k <= np; k++) {
             const fd_piece *p = &st->pieces[i + k - 1];
             /* paper between pieces: two digits (a broken digit's pieces overlap or nearly) */
             const int gap = k > 1 ? p->x0 - x1 - 1 : 0;
             if (gap > 0.25 * hgt) break;
+            /* a box wall between the run and this piece, with a digit's worth of ink on each
+             * side: two boxes (a digit that crosses a wall leaves little beyond it) */
+            int walled = 0;
+            if (k > 1 && mass >= 0.3 * st->typical && p->mass >= 0.3 * st->typical)
+                for (int v = 0; v < st->nwalls && !walled; v++)
+                    walled = st->walls[v] >= x1 && st->walls[v] <= p->x0;
+            if (walled) break;
+            mass += p->mass;
             gaps += gap > 0 ? gap : 0;
             x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
             y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
             const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
-            if (k > 1 && segw > 1.5 * hgt) break;
+            if (k > 1 && segw > 1.2 * hgt) break;
             /* the crop: these pieces' ink only, a margin of paper around it */
             const int mg = 2, cw = (int)segw + 2 * mg, ch = (int)sh + 2 * mg;
             if ((size_t)cw * ch > crop_cap) {
@@ -692,8 +750,26 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
     return rc;
 }
 
+static int fd_reserve(fd_buffers *b, size_t n) {
+    if (n <= b->cap) return FL_OK;
+    free(b->q); free(b->m); free(b->run); free(b->lab); free(b->stack);
+    b->q = malloc(n);
+    b->m = malloc(n);
+    b->run = malloc(n * sizeof *b->run);
+    b->lab = malloc(n * sizeof *b->lab);
+    b->stack = malloc((n + 8) * sizeof *b->stack);
+    b->cap = b->q && b->m && b->run && b->lab && b->stack ? n : 0;
+    return b->cap ? FL_OK : FL_ERR_NOMEM;
+}
+
+static void fd_release(fd_buffers *b) {
+    free(b->q); free(b->m); free(b->run); free(b->lab); free(b->stack); free(b->cols);
+    free(b->dp); free(b->mv);
+    memset(b, 0, sizeof *b);
+}
+
 static int field_one(const fl_image *im, int size, int invert, int light_on_dark,
-                     unsigned char *inputs, fl_segment *segs, fl_field *info) {
+                     unsigned char *inputs, fl_segment *segs, fl_field *info, fd_buffers *buf) {
     memset(info, 0, sizeof *info);
     if (im->height < 1 || im->width < 1) return FL_OK;
     fd_state *st = calloc(1, sizeof *st);
@@ -705,13 +781,12 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
     st->h = (st->H + st->f - 1) / st->f;
     st->w = (st->W + st->f - 1) / st->f;
     st->n = (size_t)st->h * st->w;
-    st->q = malloc(st->n);
-    st->m = malloc(st->n);
-    st->run = calloc(st->n, sizeof *st->run);
-    st->lab = malloc(st->n * sizeof *st->lab);
-    st->stack = malloc((st->n + 8) * sizeof *st->stack);
-    int rc = st->q && st->m && st->run && st->lab && st->stack ? FL_OK : FL_ERR_NOMEM;
-    if (rc == FL_OK && fd_gray(st, invert)) {
+    int rc = fd_reserve(buf, st->n);
+    if (rc != FL_OK) { free(st); return rc; }
+    st->buf = buf;
+    st->q = buf->q; st->m = buf->m; st->run = buf->run; st->lab = buf->lab;
+    st->stack = buf->stack;
+    if (fd_gray(st, invert)) {
         info->ink_is_light = st->light;
         fd_measure(st);
         fd_lines(st);
@@ -749,12 +824,14 @@ typedef struct {
 static void fd_run(void *ctx, size_t begin, size_t end) {
     fd_batch *b = ctx;
     const size_t plane = (size_t)b->size * b->size;
+    fd_buffers buf = {0};
     for (size_t i = begin; i < end; i++) {
         int r = field_one(&b->fields[i], b->size, b->invert, b->light_on_dark,
                           b->inputs + i * FL_FIELD_MAX_SEGMENTS * plane,
-                          b->segs + i * FL_FIELD_MAX_SEGMENTS, &b->info[i]);
+                          b->segs + i * FL_FIELD_MAX_SEGMENTS, &b->info[i], &buf);
         if (r != FL_OK) __atomic_store_n(&b->rc, r, __ATOMIC_RELAXED);
     }
+    fd_release(&buf);
 }
 
 int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, int light_on_dark,
@@ -768,7 +845,7 @@ int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, in
     fd_batch b = {fields, size, invert, light_on_dark, inputs, segs, info, FL_OK};
     int nt = num_threads < 1 ? 1 : num_threads;
     if ((size_t)nt > n) nt = (int)n;
-    if (nt < 2 || !fl_pool_run(nt, n, 1, fd_run, &b)) fd_run(&b, 0, n);
+    if (nt < 2 || !fl_pool_run(nt, n, 4, fd_run, &b)) fd_run(&b, 0, n);
     return b.rc;
 }
 

@@ -676,8 +676,18 @@ int fl_preprocess_ink(const float *ink, int h, int w, int size, int light_on_dar
     if (h > PP_MAX_SIDE || w > PP_MAX_SIDE)
         return fl_preprocess_one(&im, size, light_on_dark ? FL_INVERT_NO : FL_INVERT_YES,
                                  light_on_dark, out);
-    pp_state st;
-    int rc = pp_alloc(&st, &im);
+    pp_state st; /* only what the last steps use: g, kept, rowk */
+    memset(&st, 0, sizeof st);
+    st.im = &im;
+    st.H = st.h = h;
+    st.W = st.w = w;
+    st.f = 1;
+    st.n = (size_t)h * w;
+    st.W2 = w + 2;
+    st.g = malloc(st.n * sizeof *st.g);
+    st.kept = calloc((size_t)(h + 2) * st.W2, 1);
+    st.rowk = calloc((size_t)(h + 2) * st.W2, 1);
+    int rc = st.g && st.kept && st.rowk ? FL_OK : FL_ERR_NOMEM;
     if (rc == FL_OK) {
         int y0 = h, y1 = -1, x0 = w, x1 = -1;
         size_t area = 0;

@@ -3,7 +3,8 @@
     fastlenet predict PATH...     classify images, folders, globs, shards, .npy and IDX files
     fastlenet read PATH...        read fields of digits (ZIP codes, amounts, comb boxes)
     fastlenet demo                the pretrained model on the bundled MNIST sample
-    fastlenet eval FOLDER|CSV     accuracy on labelled images (or --images IDX --labels IDX)
+    fastlenet eval FOLDER|CSV     accuracy on labelled images (or --images IDX --labels IDX,
+                                  or --fields CSV for fields of digits)
     fastlenet bench               images/s and batch-1 latency here, beside NumPy and peers
     fastlenet inspect WEIGHTS     how a weights file maps to LeNet-5's canonical layout
     fastlenet config              ISA, OpenMP and threads of this build and machine
@@ -16,7 +17,7 @@ the only clients of the package's face.
 
     common.py    errors, options, --weights -> Net (once, for every command and for Dask)
     predict.py   predict (in-process and --scheduler)   eval.py   eval
-    read.py      read (fields of digits)
+    read.py      read (fields of digits)                eval_fields.py   eval --fields
     bench.py     demo and bench                          inspect.py   inspect and config
 """
 from __future__ import annotations
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "t10k-labels-idx1-ubyte.gz).")
     p.add_argument("source", nargs="?", metavar="FOLDER|CSV",
                    help="a folder of class subfolders, or a path,label CSV")
+    p.add_argument("--fields", metavar="CSV",
+                   help="labelled fields of digits: a path,text CSV (paths relative to it); "
+                        "prints exact-string and per-digit accuracy and the worst fields")
     p.add_argument("--images", metavar="IDX", help="IDX images (N x rows x cols)")
     p.add_argument("--labels", metavar="IDX", help="IDX labels (N)")
     p.add_argument("--plot", metavar="OUT.png",

@@ -77,6 +77,12 @@ def _labelled_csv(path: str, classes: List[str]):
 
 
 def cmd_eval(args) -> int:
+    if args.fields:
+        if args.source or args.images or args.labels or args.plot:
+            raise UsageError("--fields LABELS.csv takes no other source and no --plot")
+        from fastlenet.cli.eval_fields import cmd_eval_fields
+
+        return cmd_eval_fields(args)
     _check_plot_possible(args)
     net = load_net(args.weights, args.layout, args.threads)
     classes = net.classes
