@@ -356,6 +356,27 @@ def score(data, preds):
     return out
 
 
+def code_version() -> str:
+    """Where the measured fastlenet lives and its git commit (+dirty): the venv's editable
+    install may be someone's working tree, which can change while a long run goes on."""
+    import importlib.util
+
+    where = os.path.dirname(os.path.dirname(importlib.util.find_spec("fastlenet").origin))
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "-C", where, "diff", "HEAD"], capture_output=True,
+                              timeout=30).stdout if dirty else b""
+    except (OSError, subprocess.SubprocessError):
+        return where
+    import hashlib
+
+    tag = f"+dirty:{hashlib.sha1(diff).hexdigest()[:8]}" if dirty else ""
+    return f"{where} @ {head}{tag}" if head else where
+
+
 def spread(values, scale=1.0):
     v = [scale / x for x in values]
     return statistics.median(v), min(v), max(v)
@@ -451,8 +472,12 @@ def main(argv=None) -> int:
         if not systems:
             print("no system to measure")
             return 1
-        print(f"{cores()} cores; {args.rounds} interleaved rounds")
+        version = code_version()
+        print(f"{cores()} cores; {args.rounds} interleaved rounds; fastlenet from {version}")
         times, preds, n_fields, n_digits = measure(data, systems, args.rounds)
+        if code_version() != version:
+            print(f"WARNING: fastlenet changed during the run (now {code_version()}): the "
+                  f"CLI rows ran the new code in later rounds, the in-process rows the old")
         text, scores = table(data, systems, times, preds, n_fields, n_digits)
         print()
         print(text)
@@ -463,7 +488,7 @@ def main(argv=None) -> int:
                 print(f"`fastlenet read` / Tesseract binary: {by['tesseract'] / by['cli']:.1f}x "
                       f"(target >= 10x)")
         with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump({"fields": n_fields, "digits": n_digits, "cores": cores(),
+            json.dump({"fastlenet": version, "fields": n_fields, "digits": n_digits, "cores": cores(),
                        "per_style": {k: len(v) for k, v in data.items()},
                        "seconds": times, "scores": scores}, f, indent=1)
     finally:

@@ -5,6 +5,8 @@ ground truth. One owner: the tests, benchmarks/fields.py and the training tools 
     samples = make_fields("touching", 500, mnist_train_digits(), np.random.default_rng(0))
     write_fields(samples, "out/touching")        # PNG files + labels.csv (path,text)
 
+    python tests/_fields.py OUT [--per-style 100] [--digits subset|test|train]   # folders
+
 Every sample is a FieldSample(image, text, boxes, style): a 2-D uint8 image with dark ink on
 light paper (as a scan), the digits as a string (leading zeros kept), and one ink box
 (x0, y0, x1, y1) per digit in image pixels, exclusive ends, in reading order. Boxes are where each
@@ -82,16 +84,30 @@ def mnist_train_digits() -> DigitSource:
         return DigitSource(z["images"], z["labels"], "mnist-train-subset")
 
 
-def mnist_test_digits(data_dir=None) -> DigitSource:
-    """All 10,000 MNIST test digits from the gzipped IDX files (the benchmarks' source: the
-    bundled model never saw them). FileNotFoundError when the shared copy is absent."""
+def mnist_digits(split: str, data_dir=None, indices=None) -> DigitSource:
+    """MNIST digits of `split` ("t10k" or "train") from the gzipped IDX files, optionally only
+    `indices` of them. FileNotFoundError when the shared copy is absent."""
     from fastlenet.io.containers import read_idx
 
     d = pathlib.Path(data_dir) if data_dir else MNIST_DIR
-    images = read_idx(str(d / "t10k-images-idx3-ubyte.gz"))
-    labels = read_idx(str(d / "t10k-labels-idx1-ubyte.gz"))
+    images = read_idx(str(d / f"{split}-images-idx3-ubyte.gz"))
+    labels = read_idx(str(d / f"{split}-labels-idx1-ubyte.gz"))
+    if indices is not None:
+        images, labels = images[indices], labels[indices]
     return DigitSource(np.ascontiguousarray(images, np.uint8), labels.astype(np.uint8),
-                       "mnist-test")
+                       f"mnist-{split}")
+
+
+def mnist_test_digits(data_dir=None) -> DigitSource:
+    """All 10,000 MNIST test digits: the benchmarks' source (the bundled model never saw them)."""
+    return mnist_digits("t10k", data_dir)
+
+
+def mnist_training_digits(data_dir=None) -> DigitSource:
+    """MNIST training digits 0-54,999 for training tools: all but the tail the committed test
+    subset (mnist_train_digits) is drawn from, so a model trained on fields never saw the
+    tests' digits."""
+    return mnist_digits("train", data_dir, np.arange(55_000))
 
 
 @functools.lru_cache(maxsize=None)
@@ -338,7 +354,8 @@ def _field_comb(text, src, rng):
     for i, g in enumerate(inks):
         if rng.random() < 0.25:      # written too big for its box: crosses the lines
             f = (cell_h - 2 * line) * rng.uniform(1.05, 1.3) / max(g.shape[0], 1)
-            f = min(f, H / g.shape[0], W / g.shape[1])
+            # ...but not wider than a little more than its cell, nor than the canvas
+            f = min(f, 1.1 * cell_w / g.shape[1], H / g.shape[0], W / g.shape[1])
             g = _crop(_resize(g, round(g.shape[0] * f), round(g.shape[1] * f)))
         h, w = g.shape
         cx = ml + i * cell_w + cell_w / 2 + rng.uniform(-0.15, 0.15) * cell_w
@@ -513,3 +530,32 @@ def read_labels(csv_path) -> List[Tuple[str, str]]:
     with open(csv_path, newline="") as f:
         r = csv.DictReader(f)
         return [(str(csv_path.parent / row["path"]), str(row["text"])) for row in r]
+
+
+def main(argv=None) -> int:
+    """Write fields for a person or a tuning script: one folder per style with labels.csv."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write synthetic fields of digits (issue 18).")
+    ap.add_argument("out")
+    ap.add_argument("--per-style", type=int, default=100)
+    ap.add_argument("--styles", default=",".join(STYLES))
+    ap.add_argument("--digits", choices=("subset", "test", "train"), default="subset",
+                    help="MNIST digits: the committed training subset (tests), the test set "
+                         "(benchmarks) or training digits 0-54,999 (training)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    src = {"subset": mnist_train_digits, "test": mnist_test_digits,
+           "train": mnist_training_digits}[args.digits]()
+    for i, style in enumerate(s.strip() for s in args.styles.split(",")):
+        try:
+            samples = make_fields(style, args.per_style, src, np.random.default_rng([args.seed, i]))
+        except NoTestFonts as e:
+            print(f"{style}: skipped: {e}")
+            continue
+        print(write_fields(samples, pathlib.Path(args.out) / style))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
