@@ -112,7 +112,7 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
 /* ---- Fields (csrc/fields.c): an image holding a row of digits -> its reading ---- */
 /* Over-segmentation into pieces, every run of 1 .. FL_FIELD_SPAN consecutive pieces a candidate
  * digit: the bounds that make the work per field linear in its pieces. */
-#define FL_FIELD_MAX_PIECES 48
+#define FL_FIELD_MAX_PIECES 96
 #define FL_FIELD_SPAN 5
 #define FL_FIELD_MAX_SEGMENTS (FL_FIELD_MAX_PIECES * FL_FIELD_SPAN)
 
@@ -129,6 +129,7 @@ typedef struct {
     int pieces, segments;
     float height;          /* the digits' estimated height, field pixels */
     int ink_is_light;
+    int truncated;         /* more blobs than FL_FIELD_MAX_PIECES: the smallest were dropped */
     float piece_ink[FL_FIELD_MAX_PIECES];
 } fl_field;
 
@@ -151,12 +152,13 @@ typedef struct {
 /* The best path through each field's segments, scored by proba (K classes; classes 0..9 are
  * the digits, any others "not a digit"): field i's segments are proba rows first[i] ..
  * first[i] + info[i].segments - 1. Writes the digits' segment indices to path + i *
- * FL_FIELD_MAX_PIECES, their count to ndigits[i] and the sum of their digits' log-probability
- * to logp[i]; met[i] = 0 when no path has min_len .. max_len digits (then the best of any
- * length is given). FL_OK or FL_ERR_ARG. */
+ * FL_FIELD_MAX_PIECES, their count to ndigits[i], the sum of their digits' log-probability
+ * to logp[i] and the ink of the pieces left unread (in typical digits) to skipped[i]; met[i] =
+ * 0 when no path has min_len .. max_len digits (then the best of any length is given). FL_OK
+ * or FL_ERR_ARG. */
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
                     const int64_t *first, int classes, const fl_search_params *params,
-                    int *path, int *ndigits, float *logp, int *met);
+                    int *path, int *ndigits, float *logp, float *skipped, int *met);
 
 #ifdef __cplusplus
 }

@@ -86,12 +86,14 @@ typedef struct {
     fd_comp *comps;
     int ncomp;
     int *keep, nkeep;    /* indices into comps */
+    int nkeep_dropped;   /* more than FD_MAX_KEEP components were large enough to keep */
     int nblob;
     fd_comp blobs[FD_MAX_KEEP];
     fd_piece pieces[FL_FIELD_MAX_PIECES];
     int npieces;
     struct fd_cut_s *cuts; /* accepted first (ncuts); their columns in buf->cols */
     int ncuts;
+    int truncated;
     double height, typical;
 } fd_state;
 
@@ -187,14 +189,13 @@ static void fd_measure(fd_state *st) {
             x = e;
         }
     }
-    for (int x = 0; x < w; x++)
-        for (int y = 0; y < h;) {
-            if (!st->m[(size_t)y * w + x]) { y++; continue; }
-            int e = y;
-            while (e < h && st->m[(size_t)e * w + x]) e++;
-            hist[imin(e - y, 255)]++;
-            total++;
-            y = e;
+    /* vertical runs, row by row (a run per column in progress): rows are contiguous */
+    int *vr = (int *)st->lab; /* free until the components */
+    memset(vr, 0, (size_t)w * sizeof *vr);
+    for (int y = 0; y <= h; y++)
+        for (int x = 0; x < w; x++) {
+            if (y < h && st->m[(size_t)y * w + x]) { vr[x]++; continue; }
+            if (vr[x]) { hist[imin(vr[x], 255)]++; total++; vr[x] = 0; }
         }
     st->sw = total ? median_hist(hist, 256, total) : 1.0;
     if (st->sw < 1) st->sw = 1;
@@ -377,6 +378,7 @@ static int fd_keep(fd_state *st) {
     if (nk > FD_MAX_KEEP) {
         sort_by_mass(st->keep, nk, st->comps);
         nk = FD_MAX_KEEP;
+        st->nkeep_dropped = 1;
     }
     qsort(st->keep, nk, sizeof *st->keep, cmp_int);
     st->nkeep = nk;
@@ -518,7 +520,8 @@ static int fd_pieces(fd_state *st) {
     const double hgt = st->height;
     int order[FD_MAX_KEEP];
     for (int i = 0; i < st->nblob; i++) order[i] = i;
-    if (st->nblob > FL_FIELD_MAX_PIECES) { /* the largest blobs; the rest are noise */
+    st->truncated = st->nblob > FL_FIELD_MAX_PIECES;
+    if (st->truncated) { /* the largest blobs; the rest are noise */
         sort_by_mass(order, st->nblob, st->blobs);
         for (int i = FL_FIELD_MAX_PIECES; i < st->nblob; i++) st->blobs[order[i]].blob = -2;
     }
@@ -553,11 +556,9 @@ static int fd_pieces(fd_state *st) {
     for (int b = 0; b < st->nblob && ncand < MAX_CAND; b++) {
         const fd_comp *bl = &st->blobs[b];
         if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 0.8 * hgt) continue; /* -2: dropped */
-        for (int x = bl->x0; x <= bl->x1; x++) {
-            int c = 0;
-            for (int y = bl->y0; y <= bl->y1; y++) c += blob_of(st, (size_t)y * w + x) == b;
-            prof[x] = c;
-        }
+        for (int x = bl->x0; x <= bl->x1; x++) prof[x] = 0;
+        for (int y = bl->y0; y <= bl->y1; y++)
+            for (int x = bl->x0; x <= bl->x1; x++) prof[x] += blob_of(st, (size_t)y * w + x) == b;
         /* minima of the profile, lowest first, a fifth of a digit apart; then columns a
          * third of a digit apart where no minimum is near, for runs of touching strokes
          * without one (the least-ink path near them still finds the way) */
@@ -799,6 +800,7 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
                 rc = fd_pieces(st);
                 if (rc == FL_OK) {
                     info->pieces = st->npieces;
+                    info->truncated = st->truncated || st->nkeep_dropped;
                     info->height = (float)(st->height * st->f);
                     for (int p = 0; p < st->npieces; p++)
                         info->piece_ink[p] = (float)(st->pieces[p].mass / st->typical);
@@ -861,7 +863,7 @@ static float digit_logp(const float *row, int classes) {
  * segment (pieces p0..p1-1 read as its best digit) or a skipped piece (noise). */
 static void search_one(const fl_field *fi, const fl_segment *sg, const float *proba, int classes,
                        const fl_search_params *p, int *path, int *ndigits, float *logp,
-                       int *met) {
+                       float *skipped, int *met) {
     const int P = fi->pieces, L = P; /* at most one digit per piece */
     enum { N = FL_FIELD_MAX_PIECES + 1 };
     static const float NEG = -1e30f;
@@ -902,7 +904,7 @@ static void search_one(const fl_field *fi, const fl_segment *sg, const float *pr
             if (best[P][c] > NEG && (bc < 0 || best[P][c] > best[P][bc])) bc = c;
     }
     int tmp[FL_FIELD_MAX_PIECES], nd = 0, node = P, c = bc < 0 ? 0 : bc;
-    float lp = 0;
+    float lp = 0, sk = 0;
     while (node > 0 && bc >= 0) {
         const int s = via[node][c], pc = from[node][c];
         if (s >= 0) {
@@ -911,9 +913,11 @@ static void search_one(const fl_field *fi, const fl_segment *sg, const float *pr
             node = sg[s].p0;
         } else {
             node--;
+            sk += fi->piece_ink[node];
         }
         c = pc;
     }
+    *skipped = sk;
     for (int k = 0; k < nd; k++) path[k] = tmp[nd - 1 - k];
     *ndigits = nd;
     *logp = lp;
@@ -921,9 +925,9 @@ static void search_one(const fl_field *fi, const fl_segment *sg, const float *pr
 
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
                     const int64_t *first, int classes, const fl_search_params *params,
-                    int *path, int *ndigits, float *logp, int *met) {
+                    int *path, int *ndigits, float *logp, float *skipped, int *met) {
     if (n && (!info || !segs || !proba || !first || !params || !path || !ndigits || !logp ||
-              !met))
+              !skipped || !met))
         return FL_ERR_ARG;
     if (classes < 1) return FL_ERR_ARG;
     for (size_t i = 0; i < n; i++) {
@@ -932,7 +936,8 @@ int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, cons
             return FL_ERR_ARG;
         search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
                    proba + (size_t)first[i] * classes, classes, params,
-                   path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i], &met[i]);
+                   path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i], &skipped[i],
+                   &met[i]);
     }
     return FL_OK;
 }

@@ -13,7 +13,8 @@ cdef extern from "fastlenet.h" nogil:
         int pieces, segments
         float height
         int ink_is_light
-        float piece_ink[48]
+        int truncated
+        float piece_ink[96]
     ctypedef struct fl_search_params:
         float digit_cost, shape_cost, skip_cost
         int min_len, max_len
@@ -23,7 +24,7 @@ cdef extern from "fastlenet.h" nogil:
     int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n,
                         const float *proba, const int64_t *first, int classes,
                         const fl_search_params *params, int *path, int *ndigits, float *logp,
-                        int *met)
+                        float *skipped, int *met)
 
 FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
 FIELD_MAX_SEGMENTS = FL_FIELD_MAX_SEGMENTS
@@ -39,7 +40,7 @@ def _field_segments(list images, list scales, int size, str invert, bint light_o
     """Candidate digit segments of each field (2-D native-endian uint8/uint16/float32/float64
     arrays, checked by the caller) -> (inputs, segs, counts, heights): inputs uint8 (M, size,
     size) the segments' model inputs, field after field; segs their SEGMENT_DTYPE records;
-    counts (n, 2) int32 pieces and segments per field; heights float32 (n,); ink (n, pieces)
+    counts (n, 3) int32 pieces, segments and truncated (1: more blobs than the bound) per field; heights float32 (n,); ink (n, pieces)
     float32 each piece's ink in typical digits."""
     cdef Py_ssize_t n = len(images), i, k, total = 0
     cdef int inv = INVERT_CODES[invert], rc
@@ -70,13 +71,14 @@ def _field_segments(list images, list scales, int size, str invert, bint light_o
         raise MemoryError("fields: out of memory")
     if rc != FL_OK:
         raise ValueError(f"fields: invalid arguments (engine error {rc})")
-    counts = np.empty((n, 2), np.int32)
+    counts = np.empty((n, 3), np.int32)
     heights = np.empty(n, np.float32)
     ink = np.zeros((n, FL_FIELD_MAX_PIECES), np.float32)
     keep = []
     for i in range(n):
         counts[i, 0] = ip[i].pieces
         counts[i, 1] = ip[i].segments
+        counts[i, 2] = ip[i].truncated
         heights[i] = ip[i].height
         for k in range(ip[i].pieces):
             ink[i, k] = ip[i].piece_ink[k]
@@ -91,7 +93,7 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
                   float skip_cost, int min_len, int max_len):
     """The best path through each field's segments (as _field_segments gave them, scored by
     proba: float32 (M, K)) -> (path (n, FIELD_MAX_PIECES) int32 indices into segs, ndigits,
-    logp, met)."""
+    logp, skipped ink, met)."""
     cdef Py_ssize_t n = len(counts), i, k, off = 0
     cdef fl_search_params prm
     prm.digit_cost = digit_cost
@@ -118,6 +120,7 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
     path = np.zeros((max(n, 1), FL_FIELD_MAX_PIECES), np.int32)
     nd = np.zeros(max(n, 1), np.int32)
     lp = np.zeros(max(n, 1), np.float32)
+    sk = np.zeros(max(n, 1), np.float32)
     met = np.zeros(max(n, 1), np.int32)
     cdef int rc
     cdef int classes = proba.shape[1] if proba.ndim == 2 else 1
@@ -125,7 +128,8 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
                          <float *>cnp.PyArray_DATA(proba) if len(proba) else <float *>cnp.PyArray_DATA(lp),
                          <int64_t *>cnp.PyArray_DATA(first), classes, &prm,
                          <int *>cnp.PyArray_DATA(path), <int *>cnp.PyArray_DATA(nd),
-                         <float *>cnp.PyArray_DATA(lp), <int *>cnp.PyArray_DATA(met))
+                         <float *>cnp.PyArray_DATA(lp), <float *>cnp.PyArray_DATA(sk),
+                         <int *>cnp.PyArray_DATA(met))
     if rc != FL_OK:
         raise ValueError(f"fields: invalid search arguments (engine error {rc})")
-    return path[:n], nd[:n], lp[:n], met[:n]
+    return path[:n], nd[:n], lp[:n], sk[:n], met[:n]

@@ -364,7 +364,8 @@ def _field_frame(rows):
         "text": pd.array([r.text for r in rows], dtype=text),
         "confidence": np.array([r.confidence for r in rows], dtype=np.float64),
         "digits": pd.array([json.dumps([[d.label, round(d.confidence, 6), list(d.box),
-                                         [list(a) for a in d.alternatives]] for d in r.digits])
+                                         [[c, round(p, 6)] for c, p in d.alternatives]]
+                                        for d in r.digits])
                             for r in rows], dtype=text),
         "error": pd.array([_utf8(r.error) for r in rows], dtype=text),
     }

@@ -6,10 +6,10 @@ comb boxes) -> the string it reads.
 
 How (csrc/fields.c has the details): the field is over-segmented on purpose (components,
 long lines and box walls removed, straight cuts through touching digits at minima of the
-column profile), every run of 1-4 consecutive pieces that could be one digit is preprocessed
+column profile), every run of 1-5 consecutive pieces that could be one digit is preprocessed
 as a picture of one digit and scored by the engine in one large batch, and the best path of
 segments (dynamic programming over the cuts, LeNet-5's own method for bank-check amounts) is
-the reading. The work per field is bounded: at most FIELD_MAX_PIECES pieces and 4 pieces per
+the reading. The work per field is bounded: at most FIELD_MAX_PIECES pieces and 5 pieces per
 candidate, so a field of noise costs no more than a long field.
 """
 from __future__ import annotations
@@ -29,13 +29,13 @@ DIGIT_COST = 0.2     # per digit read: a wrong cut must buy its extra digit with
 SHAPE_COST = 1.5     # per unit of a segment's shape cost (wider than a digit is high, short)
 SKIP_COST = 3.0      # per typical digit's ink left unread (specks, noise, stray marks)
 # Fields per C call: the segments of a batch (up to FIELD_MAX_SEGMENTS each) go through the
-# engine in one call; 64 fields hold at most 12,288 candidate inputs (9.6 MB).
-FIELD_BATCH = 64
+# engine in one call; 32 fields hold at most 15,360 candidate inputs (12 MB).
+FIELD_BATCH = 32
 FIELD_MAX_PIECES = _engine.FIELD_MAX_PIECES
 ALTERNATIVES = 3
 # The bundled model fields are read with: "fields" knows "not one digit" (an 11th class) for
-# the search's bad cuts; "digits" where it is absent.
-MODEL = "fields" if "fields" in models.PRETRAINED else "digits"
+# the search's bad cuts (tools/train/train_fields.py).
+MODEL = "fields"
 
 
 class Digit(NamedTuple):
@@ -51,7 +51,8 @@ class Digit(NamedTuple):
 class Field(NamedTuple):
     """One field's reading. `text` holds the digits read, left to right (layout spaces are not
     content); `confidence` is the probability of the whole string (the product of its digits',
-    0 when `length` could not be met); `digits` one Digit each. A field with no digits has
+    lowered by ink left unread; 0 when `length` could not be met or the field has more pieces
+    than FIELD_MAX_PIECES); `digits` one Digit each. A field with no digits has
     text "" and no error; an input that could not be read has `error` set and text "".
     source/member/index name the input as in fastlenet.Prediction."""
     source: Optional[str]
@@ -145,8 +146,8 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
         arrays, scales, size, invert, light, threads)
     proba = net.predict_proba(inputs) if len(inputs) else np.zeros((0, net.num_classes),
                                                                     np.float32)
-    path, nd, logp, met = _engine._field_search(segs, counts, ink, proba, DIGIT_COST,
-                                                SHAPE_COST, SKIP_COST, lo, hi)
+    path, nd, logp, skipped, met = _engine._field_search(segs, counts, ink, proba, DIGIT_COST,
+                                                         SHAPE_COST, SKIP_COST, lo, hi)
     first = np.concatenate([[0], np.cumsum(counts[:, 1])]) if len(counts) else [0]
     rows, j = [], 0
     for k, err in enumerate(errors):
@@ -164,7 +165,11 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
                                 (int(seg["x0"]), int(seg["y0"]), int(seg["x1"]), int(seg["y1"])),
                                 tuple((int(c), float(p[c])) for c in order[1:1 + ALTERNATIVES])))
         text = "".join(str(d.label) for d in digits)
-        conf = float(math.exp(float(logp[j]))) if met[j] else 0.0
+        # ink left unread (specks are far below a digit's) lowers the string's probability;
+        # a field cut short by the bound on pieces, or whose length could not be met, has none
+        ok = met[j] and not counts[j, 2]
+        conf = float(math.exp(float(logp[j]) - max(0.0, float(skipped[j]) - 0.25))) if ok \
+            else 0.0
         rows.append(Field(src, member, index, text, conf, tuple(digits), None))
         j += 1
     return rows

@@ -15,7 +15,9 @@ from fastlenet._engine import Net
 # The bundled models by name (fastlenet/pretrained/README.md is their card); the first is the
 # default. "digits": MNIST + printed digits from many fonts, augmented like scans; "mnist":
 # 0.1.0's model, MNIST alone.
-PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz"}
+PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz",
+              # "digits" with an 11th class, "not a digit", for the fields search's bad cuts
+              "fields": "lenet5_fields.npz"}
 PRETRAINED_PATH = pathlib.Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
 
 

@@ -71,7 +71,10 @@ def _as_gray(img, where: str) -> np.ndarray:
         if a.min() < 0 or a.max() > 65535:
             raise ValueError(f"{where}: integer pixels must be in 0..65535; found "
                              f"{a.min()}..{a.max()}")
-        a = a.astype(np.uint16 if a.max() > 255 else np.uint8)
+        top = a.max() if a.size else 0
+        # the full-scale rule of pixels.full_scale: 0/1 integers are a mask, like bool
+        a = (a.astype(np.uint8) * np.uint8(255) if top <= 1 else
+             a.astype(np.uint16 if top > 255 else np.uint8))
     elif a.dtype.kind == "f" and a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float32)
     elif a.dtype.kind not in "uif":

@@ -21,11 +21,15 @@ def parse_length(text: Optional[str]):
         return None
     lo, sep, hi = text.partition("-")
     try:
-        if not sep:
-            return int(lo)
-        return range(int(lo), int(hi) + 1)
+        length = int(lo) if not sep else range(int(lo), int(hi) + 1)
     except ValueError:
         raise UsageError(f"--length: expected N or N-M digits; got {text!r}") from None
+    try:
+        fields.length_range(length)
+    except (TypeError, ValueError):
+        raise UsageError(f"--length: expected N or N-M with 0 <= N <= M <= "
+                         f"{fields.FIELD_MAX_PIECES}; got {text!r}") from None
+    return length
 
 
 def _csv_field(text: str) -> str:
@@ -86,6 +90,9 @@ class _Writer:
 def cmd_read(args) -> int:
     length = parse_length(args.length)
     if args.scheduler is not None or args.output is not None:
+        if args.plot:
+            raise UsageError("--plot draws fields read in this process; it does not go with "
+                             "--scheduler/--output")
         return _read_on_dask(args, length)
     from fastlenet.io.decode import quiet_pillow
     from fastlenet.pipeline.fields import read_field_batches

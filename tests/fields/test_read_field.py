@@ -1,0 +1,541 @@
+"""fastlenet.read_field / fields.read_arrays (issue 18) on synthesized fields of the committed
+MNIST training digits (tests/_fields.py): accuracy, the Field/Digit contract, inputs of every
+dtype, polarity and shape, length=, the Net check, and determinism across batching, threads
+and ISAs."""
+from __future__ import annotations
+
+import math
+
+import _fields as F
+import numpy as np
+import pytest
+
+import fastlenet
+from fastlenet import fields as FL
+from fastlenet.weights import layout
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return F.mnist_train_digits()
+
+
+@pytest.fixture(scope="module")
+def fnet():
+    return FL.check_net(None)
+
+
+def _make(style, n, digits, seed=0):
+    try:
+        return F.make_fields(style, n, digits, np.random.default_rng(seed))
+    except F.NoTestFonts as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def spaced(digits):
+    return F.make_fields("handwritten_spaced", N, digits, np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def spaced_read(spaced, fnet):
+    return FL.read_arrays([s.image for s in spaced], fnet)
+
+
+def _same(a, b, tol=1e-5):
+    """Two Fields read the same: text, boxes and labels equal, confidences within tol."""
+    assert a.text == b.text and a.error == b.error
+    assert [d.box for d in a.digits] == [d.box for d in b.digits]
+    assert [d.label for d in a.digits] == [d.label for d in b.digits]
+    assert math.isclose(a.confidence, b.confidence, rel_tol=0, abs_tol=tol)
+    for x, y in zip(a.digits, b.digits):
+        assert abs(x.confidence - y.confidence) <= tol
+
+
+# ---- accuracy ---------------------------------------------------------------------------------
+# Measured (n=60, seeds 0-2, bundled "digits" model): handwritten_spaced 0.87-0.95,
+# printed_clean 1.00. Thresholds leave margin for other CPUs' last bits.
+def test_handwritten_spaced_fields_read_mostly_exactly(digits, fnet):
+    samples = _make("handwritten_spaced", 60, digits, seed=1)
+    rows = FL.read_arrays([s.image for s in samples], fnet)
+    acc = np.mean([r.text == s.text for r, s in zip(rows, samples)])
+    assert acc >= 0.75, acc
+    # per digit: most digits that are read are read in their place
+    right = sum(a == b for r, s in zip(rows, samples) for a, b in zip(r.text, s.text))
+    assert right / sum(len(s.text) for s in samples) >= 0.85
+
+
+def test_printed_clean_fields_read_exactly(digits, fnet):
+    samples = _make("printed_clean", 30, digits, seed=1)
+    rows = FL.read_arrays([s.image for s in samples], fnet)
+    acc = np.mean([r.text == s.text for r, s in zip(rows, samples)])
+    assert acc >= 0.9, acc
+
+
+def _digit_accuracy(rows, samples):
+    from fastlenet.cli.eval_fields import edit_distance
+
+    right = sum(max(0, len(s.text) - edit_distance(s.text, r.text))
+                for r, s in zip(rows, samples))
+    return right / sum(len(s.text) for s in samples)
+
+
+# style: (exact-string floor, digit floor). Measured on n=60, seeds 1 and 2 (exact / digit):
+# spaced .87-.90/.97-.98, touching .08-.15/.63-.67, scanned .85-.92/.96-.99, comb
+# .52-.55/.84, printed_clean 1.0/1.0, printed_scanned .95-.98/.96-.99, printed_tight
+# .08-.17/.67, page .82/.93-.94. Touching, comb and tight print are far below the issue's
+# targets (reported); these floors only catch regressions.
+FLOORS = {"handwritten_spaced": (0.7, 0.9), "touching": (0.0, 0.5), "scanned": (0.7, 0.9),
+          "comb": (0.35, 0.7), "printed_clean": (0.9, 0.95), "printed_scanned": (0.85, 0.9),
+          "printed_tight": (0.0, 0.5), "page": (0.65, 0.85)}
+
+
+@pytest.mark.parametrize("style", F.STYLES)
+def test_accuracy_floor_per_style(style, digits, fnet):
+    samples = _make(style, 40, digits, seed=3)
+    rows = FL.read_arrays([s.image for s in samples], fnet)
+    exact = np.mean([r.text == s.text for r, s in zip(rows, samples)])
+    lo_exact, lo_digit = FLOORS[style]
+    assert exact >= lo_exact, exact
+    assert _digit_accuracy(rows, samples) >= lo_digit
+
+
+def test_touching_digits_are_cut(digits, fnet):
+    """Touching handwritten digits are cut: with length= the true number of digits, a regression
+    floor under the 0.40 measured (the issue's target, 0.85 without length=, is not reached:
+    see the fields section of README.md)."""
+    samples = _make("touching", 40, digits, seed=1)
+    ok = sum(FL.read_field(s.image, fnet, length=len(s.text)).text == s.text for s in samples)
+    assert ok >= 0.3 * len(samples), ok / len(samples)
+
+
+def test_boxes_lie_near_the_true_digits(spaced, spaced_read):
+    """Where the right number of digits is read, each box overlaps its digit's true ink box."""
+    checked = 0
+    for r, s in zip(spaced_read, spaced):
+        if r.text != s.text:
+            continue
+        for d, (x0, y0, x1, y1) in zip(r.digits, s.boxes):
+            bx0, by0, bx1, by1 = d.box
+            ix = min(bx1, x1) - max(bx0, x0)
+            iy = min(by1, y1) - max(by0, y0)
+            assert ix > 0 and iy > 0, (d.box, (x0, y0, x1, y1))
+            inter = ix * iy
+            union = (bx1 - bx0) * (by1 - by0) + (x1 - x0) * (y1 - y0) - inter
+            assert inter / union >= 0.4, (d.box, (x0, y0, x1, y1))
+            checked += 1
+    assert checked >= 100
+
+
+# ---- the Field / Digit contract -----------------------------------------------------------------
+def test_field_and_digit_contract(spaced, spaced_read):
+    assert len(spaced_read) == len(spaced)
+    for r, s in zip(spaced_read, spaced):
+        assert isinstance(r, fastlenet.Field) and r.error is None
+        assert (r.source, r.member, r.index) == (None, None, None)
+        assert r.text == "".join(str(d.label) for d in r.digits)
+        assert len(r.digits) == len(r.text) and r.text.isdigit()
+        assert 0.0 <= r.confidence <= 1.0
+        # the whole string's probability: the product of its digits', lowered by ink left
+        # unread (length is not set)
+        assert r.confidence <= math.prod(d.confidence for d in r.digits) * (1 + 1e-4)
+        h, w = s.image.shape
+        for d in r.digits:
+            assert isinstance(d, fastlenet.Digit)
+            assert isinstance(d.label, int) and 0 <= d.label <= 9
+            assert 0.0 <= d.confidence <= 1.0
+            x0, y0, x1, y1 = d.box
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (d.box, s.image.shape)
+            alts = d.alternatives
+            assert len(alts) == FL.ALTERNATIVES
+            labels = [c for c, _ in alts]
+            probs = [p for _, p in alts]
+            assert d.label not in labels and len(set(labels)) == len(labels)
+            assert all(0 <= c <= 9 for c in labels)
+            assert probs == sorted(probs, reverse=True)
+            assert all(0.0 <= p <= d.confidence for p in probs)
+        cx = [(d.box[0] + d.box[2]) / 2 for d in r.digits]
+        assert cx == sorted(cx)
+
+
+def test_name_property():
+    f = fastlenet.Field("a/b.tar", "m.png", None, "1", 1.0, (), None)
+    assert f.name == "a/b.tar:m.png"
+    assert fastlenet.Field("x.npy", None, 3, "", 1.0, (), None).name == "x.npy[3]"
+
+
+@pytest.mark.parametrize("style", F.STYLES)
+def test_contract_in_every_style(style, digits, fnet):
+    """Boxes inside the image and left to right, confidence the product of the digits', in
+    every style, with and without length= (the truth's length: then met exactly)."""
+    samples = _make(style, 12, digits, seed=2)
+    for length in (None, "truth"):
+        for s in samples:
+            n = None if length is None else len(s.text)
+            f = FL.read_field(s.image, fnet, length=n)
+            assert f.error is None and f.text == "".join(str(d.label) for d in f.digits)
+            if n is not None:
+                assert len(f.text) == n
+            # the digits' product, lowered by ink left unread (never raised)
+            assert 0 <= f.confidence <= math.prod(d.confidence for d in f.digits) * (1 + 1e-4)
+            h, w = s.image.shape
+            for d in f.digits:
+                x0, y0, x1, y1 = d.box
+                assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+            cx = [(d.box[0] + d.box[2]) / 2 for d in f.digits]
+            assert cx == sorted(cx)
+
+
+@pytest.mark.parametrize("style", F.STYLES)
+def test_inverted_fields_read_the_same_in_every_style(style, digits, fnet):
+    samples = _make(style, 8, digits, seed=4)
+    for s in samples:
+        a = FL.read_field(s.image, fnet)
+        b = FL.read_field(255 - s.image, fnet)
+        assert a.text == b.text and [d.box for d in a.digits] == [d.box for d in b.digits]
+
+
+@pytest.mark.parametrize("factor", [0.5, 3])
+def test_scale_changes_little(spaced, spaced_read, factor):
+    """The same fields resized (digits 10-30 px or 60-180 px tall): most read the same."""
+    from PIL import Image
+
+    same = 0
+    for s, base in zip(spaced[:20], spaced_read):
+        h, w = s.image.shape
+        im = np.asarray(Image.fromarray(s.image).resize(
+            (max(1, round(w * factor)), max(1, round(h * factor))), Image.BILINEAR))
+        f = FL.read_field(im)
+        assert f.error is None
+        same += f.text == base.text
+    # Measured 19/20 at 0.4, 0.6, 2, 4 and 8.
+    assert same >= 16
+
+
+@pytest.mark.parametrize("pad", [((3000, 3000), (0, 0)), ((0, 0), (3000, 3000)),
+                                 ((1000, 1000), (1000, 1000))], ids=["tall", "wide", "page"])
+def test_large_canvases_are_reduced_and_boxes_are_in_source_pixels(pad, spaced, spaced_read):
+    """A field on a canvas with a side above the C code's reduction limit (1600 px): the same
+    digits, the boxes moved by the padding (within the reduction factor)."""
+    for s, base in zip(spaced[:3], spaced_read):
+        im = np.pad(s.image, pad, constant_values=int(np.median(s.image)))
+        f = FL.read_field(im)
+        assert f.text == base.text
+        dy, dx = pad[0][0], pad[1][0]
+        factor = -(-max(im.shape) // 1600)
+        for d, b in zip(f.digits, base.digits):
+            moved = (b.box[0] + dx, b.box[1] + dy, b.box[2] + dx, b.box[3] + dy)
+            assert all(abs(u - v) <= 2 * factor for u, v in zip(d.box, moved)), (d.box, moved)
+
+
+# ---- blank, noise, tiny ------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [255, 0, 128])
+def test_a_blank_image_reads_nothing(value):
+    f = FL.read_field(np.full((40, 200), value, np.uint8))
+    assert f.error is None and f.text == "" and f.digits == ()
+    assert 0.0 <= f.confidence <= 1.0
+
+
+def test_noise_returns_within_the_bound():
+    rng = np.random.default_rng(0)
+    for shape in ((60, 400), (28, 28), (40, 2000)):
+        f = FL.read_field(rng.integers(0, 256, shape).astype(np.uint8))
+        assert f.error is None
+        assert len(f.text) <= FL.FIELD_MAX_PIECES and len(f.digits) == len(f.text)
+        assert 0.0 <= f.confidence <= 1.0
+        # noise is not read with confidence
+        if f.text:
+            assert f.confidence < 0.5
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 500), (500, 1), (3, 3), (2, 2)])
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_tiny_images(shape, value):
+    f = FL.read_field(np.full(shape, value, np.uint8))
+    assert f.error is None and f.text == ""
+
+
+def test_tiny_image_with_ink():
+    a = np.full((3, 3), 255, np.uint8)
+    a[:, 1] = 0
+    f = FL.read_field(a)
+    assert f.error is None and len(f.text) <= 1
+    for d in f.digits:
+        x0, y0, x1, y1 = d.box
+        assert 0 <= x0 < x1 <= 3 and 0 <= y0 < y1 <= 3
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 5), (5, 0)])
+def test_empty_image_is_an_error_field(shape):
+    f = FL.read_field(np.zeros(shape, np.uint8))
+    assert f.error and "empty" in f.error and f.text == "" and math.isnan(f.confidence)
+
+
+# ---- dtypes and polarity ------------------------------------------------------------------------
+VARIANTS = {
+    "uint16": lambda im: im.astype(np.uint16) * 257,
+    "float32_unit": lambda im: im.astype(np.float32) / 255,
+    "float64_255": lambda im: im.astype(np.float64),
+    "inverted": lambda im: 255 - im,
+    "inverted_float32": lambda im: (255 - im).astype(np.float32) / 255,
+    "fortran_order": lambda im: np.asfortranarray(im),
+    "strided": lambda im: np.repeat(im, 2, axis=1)[:, ::2],
+    "rgb": lambda im: np.stack([im] * 3, axis=-1),
+    "hw1": lambda im: im[:, :, None],
+    "rgba_opaque": lambda im: np.dstack([im, im, im, np.full_like(im, 255)]),
+    "big_endian_uint16": lambda im: (im.astype(">u2") * 257),
+    "big_endian_float64": lambda im: im.astype(">f8"),
+    "int32_0_255": lambda im: im.astype(np.int32),
+    "int64_0_255": lambda im: im.astype(np.int64),
+    "float16_unit": lambda im: (im / 255).astype(np.float16),
+    "read_only": lambda im: _read_only(im),
+}
+
+
+def _read_only(im):
+    a = im.copy()
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_dtypes_and_polarity_read_the_same(variant, spaced, spaced_read):
+    for s, base in zip(spaced[:15], spaced_read):
+        _same(FL.read_field(VARIANTS[variant](s.image)), base)
+
+
+def test_bool_image_reads_about_the_same(spaced, spaced_read):
+    """A binarized field (True = paper) loses the gray edges: the same text on most fields."""
+    same = 0
+    for s, base in zip(spaced, spaced_read):
+        f = FL.read_field(s.image > 128)
+        assert f.error is None
+        same += f.text == base.text
+    assert same >= 0.8 * len(spaced)
+
+
+def test_an_integer_mask_reads_like_a_bool_mask(spaced, spaced_read):
+    """A 0/1 integer mask (int64, int32, uint8 as from a labelling step) reads like the same
+    mask as bool or float: integers whose largest value is 1 are a mask (pixels.full_scale)."""
+    s = spaced[0]
+    mask = s.image > 128
+    want = FL.read_field(mask).text
+    assert want
+    assert FL.read_field(mask.astype(np.float32)).text == want
+    assert FL.read_field(np.stack([mask.astype(np.int64)] * 3, axis=-1)).text == want
+    assert FL.read_field(mask.astype(np.int64)).text == want
+
+
+def test_invert_forced(spaced, spaced_read):
+    for s, base in zip(spaced[:10], spaced_read):
+        _same(FL.read_field(s.image, invert="no"), base)
+        _same(FL.read_field(255 - s.image, invert="yes"), base)
+    # forced the wrong way, the paper is the ink: not the same reading
+    wrong = [FL.read_field(s.image, invert="yes").text for s in spaced[:10]]
+    assert wrong != [b.text for b in spaced_read[:10]]
+
+
+def test_invert_refused():
+    with pytest.raises(ValueError, match="invert"):
+        FL.read_field(np.zeros((10, 10), np.uint8), invert="maybe")
+
+
+@pytest.mark.parametrize("bad", [
+    np.full((30, 30), np.nan, np.float32),
+    np.where(np.eye(30, dtype=bool), np.inf, 0.5),
+    np.zeros(100, np.uint8),
+    np.zeros((1, 1, 28, 28), np.uint8),
+    np.zeros((28, 28, 5), np.uint8),
+    "not an array",
+], ids=["nan", "inf", "1d", "4d", "5channels", "str"])
+def test_bad_images_are_error_fields(bad):
+    """read_field and read_arrays return a Field with `error` set (text "", confidence NaN),
+    never raise, for an input that is not an image."""
+    f = FL.read_field(bad)
+    assert f.error and f.text == "" and f.digits == () and math.isnan(f.confidence)
+    assert "image" in f.error
+
+
+def test_bad_images_in_a_batch_do_not_disturb_the_others(spaced, spaced_read, fnet):
+    batch = [spaced[0].image, np.zeros(10), spaced[1].image, np.full((5, 5), np.nan),
+             spaced[2].image]
+    rows = FL.read_arrays(batch, fnet)
+    assert len(rows) == 5
+    assert rows[1].error and rows[3].error
+    for k, i in ((0, 0), (2, 1), (4, 2)):
+        _same(rows[k], spaced_read[i])
+
+
+def test_names_are_carried(spaced, fnet):
+    names = [("f.npy", None, i) for i in range(3)]
+    rows = FL.read_arrays([s.image for s in spaced[:3]], fnet, names=names)
+    assert [(r.source, r.member, r.index) for r in rows] == names
+
+
+def test_an_nhw_array_is_many_fields(fnet):
+    a = np.full((3, 40, 120), 255, np.uint8)
+    a[1, 5:35, 20:24] = 0
+    rows = FL.read_arrays(a, fnet)
+    assert len(rows) == 3 and rows[0].text == "" and rows[2].text == ""
+    assert rows[1].error is None and len(rows[1].text) == 1
+
+
+# ---- length= ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,exc", [
+    (-1, ValueError), (FL.FIELD_MAX_PIECES + 1, ValueError), (range(3, 3), ValueError),
+    (range(5, 2), ValueError), (range(1, 9, 2), ValueError), (range(-1, 3), ValueError),
+    ("3", TypeError), (2.0, TypeError), (True, TypeError), ([3], TypeError), ((2, 4), TypeError),
+])
+def test_length_is_validated(bad, exc, spaced):
+    with pytest.raises(exc, match="length"):
+        FL.read_field(spaced[0].image, length=bad)
+    with pytest.raises(exc, match="length"):
+        FL.length_range(bad)
+
+
+def test_length_range_values():
+    assert FL.length_range(None) == (0, FL.FIELD_MAX_PIECES)
+    assert FL.length_range(5) == (5, 5)
+    assert FL.length_range(np.int64(5)) == (5, 5)
+    assert FL.length_range(range(2, 5)) == (2, 4)
+
+
+def test_length_of_the_truth_is_met(spaced, fnet):
+    right = 0
+    for s in spaced:
+        n = len(s.text)
+        f = FL.read_field(s.image, fnet, length=n)
+        assert len(f.text) == n and len(f.digits) == n and f.confidence > 0
+        assert FL.read_field(s.image, fnet, length=range(n, n + 1)) == f
+        g = FL.read_field(s.image, fnet, length=range(max(0, n - 1), n + 2))
+        assert n - 1 <= len(g.text) <= n + 1
+        right += f.text == s.text
+    # Measured 0.93 on these 40 (free reading: about 0.85).
+    assert right >= 0.8 * len(spaced)
+
+
+def test_an_impossible_length_has_confidence_zero(spaced, fnet):
+    s = spaced[0]
+    f = FL.read_field(s.image, fnet, length=FL.FIELD_MAX_PIECES)
+    assert f.error is None and f.confidence == 0.0
+    assert len(f.text) < FL.FIELD_MAX_PIECES
+
+
+def test_a_blank_field_cannot_meet_a_length_of_three():
+    f = FL.read_field(np.full((40, 200), 255, np.uint8), length=3)
+    assert f.error is None and f.text == "" and f.confidence == 0.0
+
+
+def test_length_zero_on_a_field_of_digits_is_not_confident(spaced, fnet):
+    """length=0 on a field with 5+ digits of ink reads "" but not confidently: ink left unread
+    lowers the string's confidence."""
+    s = next(x for x in spaced if len(x.text) >= 5)
+    f = FL.read_field(s.image, fnet, length=0)
+    assert f.text == "" and f.error is None
+    assert f.confidence < 0.5, f
+
+
+# ---- the Net ------------------------------------------------------------------------------------
+def _random_net(c, k, seed=0):
+    rng = np.random.default_rng([seed, c, k])
+    w = {}
+    for key, shape in layout.canonical_shapes(c, k).items():
+        if key.endswith(".weight"):
+            w[key] = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+        else:
+            w[key] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+    meta = {"mean": 0.1307, "std": 0.3081} if c == 1 else {"mean": [0.5] * 3, "std": [0.25] * 3}
+    return fastlenet.Net(w, meta)
+
+
+def test_net_none_is_the_bundled_model(spaced, spaced_read):
+    bundled = fastlenet.pretrained(FL.MODEL)
+    for s, base in zip(spaced[:5], spaced_read):
+        _same(FL.read_field(s.image), base)
+        _same(FL.read_field(s.image, bundled), base)
+    assert FL.check_net(None).num_classes >= 10
+
+
+@pytest.mark.parametrize("c,k", [(3, 10), (1, 9), (1, 2)])
+def test_unfit_nets_are_refused(c, k, spaced):
+    net = _random_net(c, k)
+    with pytest.raises(ValueError, match="net"):
+        FL.read_field(spaced[0].image, net)
+    with pytest.raises(ValueError, match="net"):
+        FL.check_net(net)
+
+
+def test_not_a_net_is_refused(spaced):
+    with pytest.raises(TypeError, match="net"):
+        FL.read_field(spaced[0].image, "digits")
+
+
+@pytest.mark.parametrize("k", [10, 11, 26])
+def test_other_grayscale_nets_read(k, spaced):
+    """Any 1-channel net of >= 10 classes reads (classes beyond 9 are not digits)."""
+    net = _random_net(1, k)
+    for s in spaced[:5]:
+        f = FL.read_field(s.image, net)
+        assert f.error is None and f.text == "".join(str(d.label) for d in f.digits)
+        assert all(0 <= d.label <= 9 for d in f.digits)
+        assert len(f.text) <= FL.FIELD_MAX_PIECES
+
+
+# ---- determinism --------------------------------------------------------------------------------
+def test_batching_does_not_change_results(digits, fnet):
+    samples = _make("handwritten_spaced", FL.FIELD_BATCH + 11, digits, seed=5)
+    images = [s.image for s in samples]
+    batched = FL.read_arrays(images, fnet)
+    assert len(batched) == len(images)
+    for im, b in zip(images, batched):
+        _same(FL.read_field(im, fnet), b, tol=1e-6)
+    # reversed order: the same per image
+    for b, r in zip(batched, reversed(FL.read_arrays(images[::-1], fnet))):
+        _same(b, r, tol=1e-6)
+
+
+@pytest.mark.parametrize("style", ["handwritten_spaced", "touching", "comb", "page"])
+def test_threads_do_not_change_results(style, digits):
+    samples = _make(style, 20, digits, seed=7)
+    images = [s.image for s in samples]
+    one = fastlenet.pretrained(FL.MODEL, num_threads=1)
+    two = fastlenet.pretrained(FL.MODEL, num_threads=2)
+    a = FL.read_arrays(images, one)
+    b = FL.read_arrays(images, two)
+    c = FL.read_arrays(images, one, threads=2)
+    for x, y, z in zip(a, b, c):
+        _same(x, y, tol=1e-6)
+        _same(x, z, tol=1e-6)
+
+
+@pytest.mark.parametrize("isa", fastlenet.available_isas())
+def test_every_isa_reads_the_same(isa, digits):
+    samples = _make("handwritten_spaced", 20, digits, seed=9) + \
+        _make("touching", 10, digits, seed=9)
+    images = [s.image for s in samples]
+    ref = fastlenet.pretrained(FL.MODEL)
+    ref.isa = "scalar"
+    net = fastlenet.pretrained(FL.MODEL)
+    net.isa = isa
+    for x, y in zip(FL.read_arrays(images, ref), FL.read_arrays(images, net)):
+        _same(x, y, tol=1e-5)
+
+
+def test_concurrent_calls_on_one_net(digits, fnet):
+    """read_arrays releases the GIL: calls from several Python threads on one Net give what
+    each gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sets = [[s.image for s in _make(st, 15, digits, seed=8)]
+            for st in ("handwritten_spaced", "touching", "comb")]
+
+    def key(rows):
+        return [(f.text, f.confidence, [d.box for d in f.digits]) for f in rows]
+
+    want = [key(FL.read_arrays(ims, fnet)) for ims in sets]
+    with ThreadPoolExecutor(6) as ex:
+        got = list(ex.map(lambda k: key(FL.read_arrays(sets[k % 3], fnet)), range(12)))
+    for k, g in enumerate(got):
+        assert g == want[k % 3]
