@@ -34,6 +34,10 @@
 /* A horizontal run this many stroke widths long, and FD_LINE_BAND text heights, is a line. */
 #define FD_LINE_SW 12.0
 #define FD_LINE_BAND 2.0
+/* The text band's height (rows) above which a field is read at a coarser scale, and the
+ * height that scale aims at (digits of ~30 px: well above the model's 20-pixel box). */
+#define FD_BAND_MAX 64
+#define FD_BAND_TARGET 40
 /* Box walls remembered (a comb of boxes: no digit spans two boxes). */
 #define FD_MAX_WALLS 256
 /* Components kept at most (by ink) before blobs are formed. */
@@ -787,9 +791,22 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
     st->buf = buf;
     st->q = buf->q; st->m = buf->m; st->run = buf->run; st->lab = buf->lab;
     st->stack = buf->stack;
-    if (fd_gray(st, invert)) {
+    int ok = fd_gray(st, invert);
+    if (ok) fd_measure(st);
+    /* Digits much taller than the model's 20-pixel box lose nothing at a coarser scale, and
+     * every later step costs per pixel: a text band above FD_BAND_MAX rows is read again at a
+     * block-mean factor that brings it near FD_BAND_TARGET. */
+    if (ok && st->band > FD_BAND_MAX) {
+        const int k = (int)(st->band / FD_BAND_TARGET);
+        st->f *= k;
+        st->h = (st->H + st->f - 1) / st->f;
+        st->w = (st->W + st->f - 1) / st->f;
+        st->n = (size_t)st->h * st->w;
+        ok = fd_gray(st, invert);
+        if (ok) fd_measure(st);
+    }
+    if (ok) {
         info->ink_is_light = st->light;
-        fd_measure(st);
         fd_lines(st);
         rc = fd_components(st);
         if (rc == FL_OK) {
