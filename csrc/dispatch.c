@@ -5,6 +5,7 @@
  * state leaves the CPUID bits set, and running zmm code there faults.
  */
 #include "kernels/kernels.h"
+#include "kernels/int8.h"
 
 #if defined(FL_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -31,12 +32,68 @@ static int detect(void) {
     if (avx512 && (xcr0 & 0xe6) == 0xe6) return FL_ISA_AVX512;
     return FL_ISA_AVX2;
 }
+
+/* The int8 instructions, given the AVX-512 level (ZMM state already checked): AVX512_VNNI is
+ * CPUID.(7,0):ECX bit 11, VBMI (vpermb, which int8 C1 gathers with) bit 1. AVX-VNNI (the VEX
+ * form, Alder Lake and later) is CPUID.(7,1):EAX bit 4 and needs only the AVX state. */
+static int detect_avx512vnni(void) {
+    unsigned a, b, c, d;
+    if (detect() < FL_ISA_AVX512 || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return ((c >> 11) & 1) && ((c >> 1) & 1);
+}
+static int detect_avxvnni(void) {
+    unsigned a, b, c, d;
+    if (detect() < FL_ISA_AVX2 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 4) & 1;
+}
 #elif defined(FL_HAVE_GENERIC_KERNELS)
 /* aarch64: NEON (Advanced SIMD) is mandatory in ARMv8-A, so no runtime check is needed. */
 static int detect(void) { return FL_ISA_GENERIC; }
 #else
 static int detect(void) { return FL_ISA_SCALAR; }
 #endif
+#if !(defined(FL_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__)))
+static int detect_avx512vnni(void) { return 0; }
+static int detect_avxvnni(void) { return 0; }
+#endif
+
+int fl_cpu_has_avx512vnni(void) {
+    static int cached = -1;
+    if (cached < 0) cached = detect_avx512vnni();
+    return cached;
+}
+
+int fl_cpu_has_avxvnni(void) {
+    static int cached = -1;
+    if (cached < 0) cached = detect_avxvnni();
+    return cached;
+}
+
+/* An int8 net at fp32 level `isa` runs the VNNI kernels when that level is AVX-512 and the CPU
+ * has VNNI + VBMI; otherwise the scalar specification (there is no AVX2 int8 kernel yet), so
+ * lowering net.isa or FASTLENET_ISA lowers the int8 kernels too. */
+int fl_int8_level(int isa) {
+#ifdef FL_HAVE_X86_KERNELS
+    if (isa >= FL_ISA_AVX512 && fl_cpu_has_avx512vnni()) return FL_I8_AVX512VNNI;
+#endif
+    (void)isa;
+    return FL_I8_SCALAR;
+}
+
+const char *fl_int8_name(int level) {
+    static const char *const names[FL_I8_COUNT] = {"scalar", "avx512vnni"};
+    return (level >= 0 && level < FL_I8_COUNT) ? names[level] : "unknown";
+}
+
+const fl_int8_kernels *fl_int8_kernels_for(int isa) {
+    if (isa < 0 || isa > fl_isa_detect()) return NULL;
+    switch (fl_int8_level(isa)) {
+#ifdef FL_HAVE_X86_KERNELS
+    case FL_I8_AVX512VNNI: return &fl_int8_kernels__avx512vnni;
+#endif
+    default: return &fl_int8_kernels__scalar;
+    }
+}
 
 int fl_isa_detect(void) {
     /* Racing first calls compute the same value; the int store is benign. */
