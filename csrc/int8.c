@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/int8.h"
+#include "testing.h"
 
 int fl_net_set_int8(fl_net *net, const fl_int8_params *p) {
     if (!net || !p || (p->core != FL_I8_CORE_TANH && p->core != FL_I8_CORE_RELU)) return FL_ERR_ARG;
@@ -122,4 +123,24 @@ void fl_int8_tile(const fl_int8 *q, const fl_int8_kernels *k, const fl_input *in
     }
     k->c5(q, s4[0], n, c5[0]);
     k->f6(q, c5[0], n, f6);
+}
+
+int fl_test_int8_layers(int isa, const fl_net *net, const fl_input *in, uint8_t *s2,
+                        uint8_t *s4, uint8_t *c5, float *f6) {
+    const fl_int8_kernels *k = fl_int8_kernels_for(isa);
+    if (!net || !net->q || !k || in->channels != net->in_channels) return FL_ERR_ARG;
+    uint8_t img[FL_I8_IMG_LEN] FL_ALIGNED, b2[FL_I8_S2_LEN] FL_ALIGNED;
+    uint8_t b5[FL_I8_C5_LD] FL_ALIGNED;
+    float b6[FL_F6_LD] FL_ALIGNED;
+    memset(img, 0, sizeof img);
+    memset(b2, 0, sizeof b2);
+    convert_u8(in, 0, img);
+    k->c1(net->q, img, b2);
+    k->c3(net->q, b2, s4);
+    k->c5(net->q, s4, 1, b5);
+    k->f6(net->q, b5, 1, b6);
+    memcpy(s2, b2, 14 * 14 * 6);
+    memcpy(c5, b5, 120);
+    memcpy(f6, b6, 84 * sizeof(float));
+    return FL_OK;
 }

@@ -33,6 +33,19 @@ def _isa_from_env():
 cdef int _default_isa = _isa_from_env()
 
 
+def int8_kernels(isa=None):
+    """The int8 kernels an int8 Net runs at fp32 level `isa` (default: default_isa()) on this
+    CPU: 'avx512vnni' (AVX512-VNNI + VBMI at the avx512 level) or 'scalar' (the
+    specification; no AVX2 or AVX-VNNI int8 kernel is built)."""
+    level = _default_isa if isa is None else ISA_NAMES.index(isa)
+    return fl_int8_name(fl_int8_level(level)).decode()
+
+
+def cpu_vnni():
+    """(AVX512_VNNI with VBMI, AVX-VNNI) as this CPU reports them."""
+    return bool(fl_cpu_has_avx512vnni()), bool(fl_cpu_has_avxvnni())
+
+
 def default_isa():
     """The ISA level new Nets use: the detected one, or lower if FASTLENET_ISA says so."""
     return ISA_NAMES[_default_isa]
