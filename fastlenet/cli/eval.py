@@ -78,7 +78,7 @@ def _labelled_csv(path: str, classes: List[str]):
 
 def cmd_eval(args) -> int:
     _check_plot_possible(args)
-    net = load_net(args.weights, args.layout, args.threads)
+    net = load_net(args.weights, args.layout, args.threads, getattr(args, "precision", None))
     classes = net.classes
     sources, label_of, y_idx = _eval_sources(args, classes)
     tally = _collect(args, net, sources, label_of, y_idx)

@@ -72,7 +72,7 @@ def cmd_predict(args) -> int:
         return _predict_on_dask(args)
     from fastlenet.pipeline.run import predict_batches
 
-    net = load_net(args.weights, args.layout, args.threads)
+    net = load_net(args.weights, args.layout, args.threads, getattr(args, "precision", None))
     k = min(args.top_k, net.num_classes)  # --top-k goes up to the model's K
     writer = _Writer(args.format, net.classes, k, sys.stdout)
     progress = _progress_for(args, "predict", args.paths)
@@ -145,7 +145,8 @@ def _predict_on_dask(args) -> int:
     kind = next((k for k in OUTPUT_KINDS if output.lower().endswith(k)), None)
     if kind is None:
         raise UserError(f"--output {output}: expected a name ending in .parquet or .csv")
-    net = load_net(args.weights, getattr(args, "layout", "auto"))  # as in-process, once
+    net = load_net(args.weights, getattr(args, "layout", "auto"),  # as in-process, once
+                   precision=getattr(args, "precision", None))
     # What the in-process `predict` takes goes to every task alike (getattr: options the
     # command may or may not have).
     options = {"top_k": args.top_k, "invert": args.invert,

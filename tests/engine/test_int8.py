@@ -297,3 +297,44 @@ def test_relu_model_calibrated_on_1000_inputs(sample):
     assert q.meta["int8"]["act_max"] == pytest.approx(int8_rule.calibrate(fp.weights, fp.meta, calib))
     agree, _, _ = _agreement(fp, q, x)
     assert agree >= 0.998
+
+
+# ---- everything that takes a Net takes an int8 one -----------------------------------------------
+def test_predict_files_workers_run_the_int8_net():
+    files = [str(p) for p in sorted(PRINTED.rglob("*.png"))[:40]]
+    q = fastlenet.pretrained(precision="int8")
+    inproc = [r.label for r in fastlenet.predict_files(files, net=q, workers=0)]
+    workers = [r.label for r in fastlenet.predict_files(files, net=q, workers=2, batch_size=8)]
+    assert inproc == workers
+    fp = [r.label for r in fastlenet.predict_files(files, net=fastlenet.pretrained(), workers=0)]
+    assert np.mean(np.array(fp) == np.array(inproc)) >= 0.95  # the int8 net, not a stand-in
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+    # from tests/: the project root's source folder would shadow an installed fastlenet
+    return subprocess.run([sys.executable, "-m", "fastlenet", *args], capture_output=True,
+                          text=True, timeout=300, cwd=str(TESTS))
+
+
+def test_cli_precision_int8(tmp_path):
+    files = [str(p) for p in sorted(PRINTED.rglob("*.png"))[:12]]
+    q = fastlenet.pretrained(precision="int8")
+    want = [r.label for r in fastlenet.predict_files(files, net=q)]
+    r = _cli("predict", "--precision", "int8", "--format", "csv", *files)
+    assert r.returncode == 0, r.stderr
+    got = [line.split(",")[3] for line in r.stdout.splitlines()[1:]]  # path,member,index,label
+    assert got == [str(v) for v in want]
+    r = _cli("eval", "--precision", "int8", str(PRINTED), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accuracy"] >= 0.99
+    r = _cli("demo", "--precision", "int8", "--show", "0", "--seconds", "0.01", "--batch", "16")
+    assert r.returncode == 0 and "int8 on" in r.stdout, r.stderr
+    r = _cli("bench", "--precision", "int8", "--no-peers", "--seconds", "0.01", "--batch", "16")
+    assert r.returncode == 0 and "fastlenet-int8" in r.stdout, r.stderr
+    relu = tmp_path / "relu.npz"
+    np.savez(relu, **make_weights(np.random.default_rng(0)),
+             fastlenet_meta=np.array(json.dumps({"activation": "relu", "pool": "max"})))
+    r = _cli("predict", "--precision", "int8", "--weights", str(relu), *files[:1])
+    assert r.returncode == 1 and "relu model needs calibration" in r.stderr
