@@ -14,7 +14,7 @@ cdef extern from "testing.h" nogil:
                             uint8_t *s4, uint8_t *c5, float *f6)
 
 cdef extern from "kernels/int8.h" nogil:
-    const float fl_i8_tanh_c[4][16]
+    const float fl_i8_tanh_c[4][32]
 
 
 # ---- testing hooks: one kernel of one ISA (tests/test_kernels.py) ---------------------------
@@ -103,11 +103,11 @@ def _kernel_pool2x2(x, str pool):
 
 
 def _int8_tanh_table():
-    """The int8 engine's tanh pieces (csrc/kernels/int8_scalar.c): float32 (4, 16), row j the
-    coefficients of u^j."""
-    out = np.empty((4, 16), np.float32)
+    """The int8 engine's tanh pieces (csrc/kernels/int8_scalar.c): float32 (4, 32), row j the
+    coefficients of x^j."""
+    out = np.empty((4, 32), np.float32)
     for j in range(4):
-        for i in range(16):
+        for i in range(32):
             out[j, i] = fl_i8_tanh_c[j][i]
     return out
 

@@ -70,11 +70,12 @@ typedef struct {
                    const float *b, int n_out, float *y, int ldy);
 } fl_int8_kernels;
 
-/* tanh on [0, 4) as 16 cubic pieces of width 1/4: fl_i8_tanh_c[j][i] is the coefficient of u^j
- * on piece i (u = |x| - i/4). int8_scalar.c owns it; SIMD files load it into registers. */
-extern const float fl_i8_tanh_c[4][16];
-/* |x| is clamped to this (the largest float below 4) so the piece index stays < 16. */
-#define FL_I8_TANH_MAX 3.99999976f
+/* tanh on [-4, 4) as 32 cubic pieces of width 1/4 in x: fl_i8_tanh_c[j][i] is the coefficient
+ * of x^j on piece i, x in [i/4 - 4, (i+1)/4 - 4). int8_scalar.c owns it; SIMD files load it into
+ * registers (two 16-float halves per coefficient, for vpermt2ps). */
+extern const float fl_i8_tanh_c[4][32];
+/* x is clamped to [-4, this] so that the piece index trunc(4x + 16) stays below 32. */
+#define FL_I8_TANH_MAX 3.9999f
 
 extern const fl_int8_kernels fl_int8_kernels__scalar;
 #if defined(FL_HAVE_X86_KERNELS)

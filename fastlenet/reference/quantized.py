@@ -22,7 +22,7 @@ from fastlenet.weights.checks import check_meta
 from fastlenet.weights.loader import convert
 
 _F32 = np.float32
-TANH_MAX = np.float32(3.99999976)
+TANH_MAX = np.float32(3.9999)
 
 
 def _fma(a, b, c) -> np.ndarray:
@@ -35,13 +35,11 @@ def core(pre: np.ndarray, kind: int) -> np.ndarray:
     if kind == _int8.CORE_RELU:
         return np.where(pre > 0, pre, _F32(0))
     tab = _int8_tanh_table()
-    ax = np.minimum(np.abs(pre), TANH_MAX)
-    i = (ax * _F32(4)).astype(np.int32)
-    u = ax - i.astype(_F32) * _F32(0.25)
-    p = _fma(tab[3][i], u, tab[2][i])
-    p = _fma(p, u, tab[1][i])
-    p = _fma(p, u, tab[0][i])
-    return np.copysign(p, pre).astype(_F32)
+    xc = np.maximum(np.minimum(pre, TANH_MAX), _F32(-4))
+    i = _fma(xc, _F32(4), _F32(16)).astype(np.int32)
+    p = _fma(tab[3][i], xc, tab[2][i])
+    p = _fma(p, xc, tab[1][i])
+    return _fma(p, xc, tab[0][i])
 
 
 def _quant(p: np.ndarray, inv, zp) -> np.ndarray:
