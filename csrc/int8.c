@@ -56,6 +56,10 @@ int fl_net_set_int8(fl_net *net, const fl_int8_params *p) {
                     const int v = k < 25 ? (k / 5 - ky0) * 32 + 2 * j + par + k % 5 : 0;
                     q->c1_idx[par][g][4 * j + i] = (uint8_t)(v & 63);
                 }
+    for (int o = 0; o < 128; o++) { /* output byte o = pixel j, channel c: byte 16 c + j */
+        const int j = o / 6, c = o % 6;
+        if (o < 84) q->s2_idx[o / 64][o % 64] = (uint8_t)(16 * c + j);
+    }
     /* C3: per kernel row, the 30 bytes (kx, c) of 5 HWC pixels as 8 dwords (30, 31 zero). */
     for (int ky = 0; ky < 5; ky++)
         for (int g = 0; g < 8; g++)
@@ -117,7 +121,7 @@ static void row_f32_u8(const char *row, int n, uint8_t *dst) {
 }
 
 /* Image i as C uint8 planes of 32x32 (28x28 images centred in zeros: a 0 pixel). */
-static void convert_u8(const fl_input *in, size_t i, uint8_t *img) {
+static void convert_u8(const fl_int8_kernels *k, const fl_input *in, size_t i, uint8_t *img) {
     const char *base = (const char *)in->data + (ptrdiff_t)i * in->stride_n;
     const int nc = in->channels, pad = (32 - in->size) / 2;
     if (pad) memset(img, 0, (size_t)nc * 1024);
@@ -129,7 +133,7 @@ static void convert_u8(const fl_input *in, size_t i, uint8_t *img) {
             if (in->dtype == FL_DTYPE_U8 && in->stride_w == 1)
                 memcpy(dst, row, (size_t)in->size);
             else if (in->dtype == FL_DTYPE_F32 && in->stride_w == 4)
-                row_f32_u8(row, in->size, dst);
+                (k->row_f32 ? k->row_f32 : row_f32_u8)(row, in->size, dst);
             else if (in->dtype == FL_DTYPE_U8)
                 for (int x = 0; x < in->size; x++) dst[x] = *(const uint8_t *)(row + x * in->stride_w);
             else
@@ -148,7 +152,7 @@ void fl_int8_tile(const fl_int8 *q, const fl_int8_kernels *k, const fl_input *in
     memset(img + q->in_channels * 1024, 0, sizeof img - (size_t)q->in_channels * 1024);
     memset(s2 + 14 * 14 * 6, 0, FL_I8_PAD);
     for (int t = 0; t < n; t++) {
-        convert_u8(in, i0 + t, img);
+        convert_u8(k, in, i0 + t, img);
         k->c1(q, img, s2);
         k->c3(q, s2, s4[t]);
     }
@@ -165,7 +169,7 @@ int fl_test_int8_layers(int isa, const fl_net *net, const fl_input *in, uint8_t 
     float b6[FL_F6_LD] FL_ALIGNED;
     memset(img, 0, sizeof img);
     memset(b2, 0, sizeof b2);
-    convert_u8(in, 0, img);
+    convert_u8(k, in, 0, img);
     k->c1(net->q, img, b2);
     k->c3(net->q, b2, s4);
     k->c5(net->q, s4, 1, b5);

@@ -53,6 +53,9 @@ typedef struct fl_int8 {
     int8_t c5_wp[100 * FL_I8_C5_LD * 4] FL_ALIGNED;
     int8_t f6_wp[30 * FL_F6_LD * 4] FL_ALIGNED;
     uint8_t c1_idx[2][7][64] FL_ALIGNED;
+    /* C1's row of s2 (84 bytes, HWC) from 6 channel vectors of 16 bytes: output byte
+     * 64 h + o takes byte s2_idx[h][o] of (c0 c1 c2 c3 | c4 c5), vpermi2b's 128-byte table. */
+    uint8_t s2_idx[2][64] FL_ALIGNED;
 } fl_int8;
 
 typedef struct {
@@ -68,6 +71,9 @@ typedef struct {
      * every ISA rounds alike): y[i*ldy + o] = fma chain over x[i*ldx + k] * wt[k*ld + o]. */
     void (*output)(const float *x, int n_img, int ldx, int n_in, const float *wt, int ld,
                    const float *b, int n_out, float *y, int ldy);
+    /* A row of n (28 or 32) float32 pixels, any alignment, to uint8 as int8.c's pixel_u8 does
+     * (mul 255, max 0, min 255, round to nearest even), or NULL: int8.c's own SSE2/C loop. */
+    void (*row_f32)(const char *row, int n, uint8_t *dst);
 } fl_int8_kernels;
 
 /* tanh on [-4, 4) as 32 cubic pieces of width 1/4 in x: fl_i8_tanh_c[j][i] is the coefficient

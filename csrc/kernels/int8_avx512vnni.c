@@ -146,17 +146,23 @@ static void c1_i8__avx512vnni(const fl_int8 *q, const uint8_t *img, uint8_t *s2)
                                core_v(core, &T, pre_v(acc[c][1], s)));
         }
         c1_row(q, img, nc, 2 * py + 1, acc);
-        uint8_t tmp[6][16];
+        __m128i u[6];
         I8_UNROLL for (int c = 0; c < 6; c++) {
             const __m512 s = _mm512_set1_ps(q->c1_s[c]);
             const __m512 bottom = pool_pair(pool, core_v(core, &T, pre_v(acc[c][0], s)),
                                             core_v(core, &T, pre_v(acc[c][1], s)));
-            _mm_storeu_si128((__m128i *)tmp[c],
-                             quant_v(pool_join(pool, top[c], bottom), q->inv[0], q->zp[0]));
+            u[c] = quant_v(pool_join(pool, top[c], bottom), q->inv[0], q->zp[0]);
         }
-        uint8_t *dst = s2 + py * 14 * 6; /* to HWC */
-        for (int j = 0; j < 14; j++)
-            for (int c = 0; c < 6; c++) dst[j * 6 + c] = tmp[c][j];
+        /* to HWC: two byte permutes of the 6 x 16 bytes, 64 + 20 bytes stored */
+        __m512i a = _mm512_castsi128_si512(u[0]), b = _mm512_castsi128_si512(u[4]);
+        a = _mm512_inserti32x4(a, u[1], 1);
+        a = _mm512_inserti32x4(a, u[2], 2);
+        a = _mm512_inserti32x4(a, u[3], 3);
+        b = _mm512_inserti32x4(b, u[5], 1);
+        uint8_t *dst = s2 + py * 14 * 6;
+        _mm512_storeu_si512(dst, _mm512_permutex2var_epi8(a, _mm512_load_si512(q->s2_idx[0]), b));
+        _mm512_mask_storeu_epi8(dst + 64, (__mmask64)0xfffff,
+                                _mm512_permutex2var_epi8(a, _mm512_load_si512(q->s2_idx[1]), b));
     }
 }
 
@@ -289,9 +295,20 @@ static void output_i8__avx512vnni(const float *x, int n_img, int ldx, int n_in, 
         }
 }
 
+/* int8.c's pixel_u8 on a row: masked loads and stores (n = 28 or 32), never past the row. */
+static void row_f32_i8__avx512vnni(const char *row, int n, uint8_t *dst) {
+    const __m512 s = _mm512_set1_ps(255.0f), hi = _mm512_set1_ps(255.0f);
+    for (int x0 = 0; x0 < n; x0 += 16) {
+        const __mmask16 m = (__mmask16)(n - x0 >= 16 ? 0xffff : (1u << (n - x0)) - 1);
+        __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + 4 * x0), s);
+        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), hi);
+        _mm_mask_storeu_epi8(dst + x0, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t)));
+    }
+}
+
 const fl_int8_kernels fl_int8_kernels__avx512vnni = {
     c1_i8__avx512vnni, c3_i8__avx512vnni, c5_i8__avx512vnni, f6_i8__avx512vnni,
-    output_i8__avx512vnni,
+    output_i8__avx512vnni, row_f32_i8__avx512vnni,
 };
 
 #if defined(__clang__)

@@ -184,5 +184,5 @@ static void output_i8__scalar(const float *x, int n_img, int ldx, int n_in, cons
 }
 
 const fl_int8_kernels fl_int8_kernels__scalar = {
-    c1_i8__scalar, c3_i8__scalar, c5_i8__scalar, f6_i8__scalar, output_i8__scalar,
+    c1_i8__scalar, c3_i8__scalar, c5_i8__scalar, f6_i8__scalar, output_i8__scalar, NULL,
 };
