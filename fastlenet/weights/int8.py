@@ -21,6 +21,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from fastlenet.weights.checks import FormatError
+
 PRECISIONS = ("fp32", "int8")
 CORE_TANH, CORE_RELU = 0, 1
 # The activation's input factor (folded into the scales) and the F6 feature map t -> gain t +
@@ -54,7 +56,7 @@ def _out_quant(act: str, act_max: Optional[float]):
     return (127.0, 128.0), (gain / 127.0, 128.0)
 
 
-def _layer(w: np.ndarray, b: np.ndarray, s_in: float, zp_in: float, pre: float):
+def _layer(name: str, w: np.ndarray, b: np.ndarray, s_in: float, zp_in: float, pre: float):
     """One layer (w as (O, K) float64): int8 weights, int32 bias, float32 scales."""
     maxabs = np.abs(w).max(axis=1)
     # A tiny scale would push the bias past the accumulator's headroom: widen it then.
@@ -63,7 +65,13 @@ def _layer(w: np.ndarray, b: np.ndarray, s_in: float, zp_in: float, pre: float):
     q = np.rint(w / s_w[:, None]).astype(np.int8)
     unit = s_w * s_in
     bias = np.rint(b / unit) - zp_in * q.astype(np.int64).sum(axis=1)
-    return q, bias.astype(np.int32), (unit * pre).astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        s = (unit * pre).astype(np.float32)
+    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise FormatError(f"weights: layer {name}'s int8 scales leave float32's range (from "
+                          f"{np.min(unit * pre):.3g} to {np.max(unit * pre):.3g}); expected "
+                          f"weights and ranges an int8 engine can represent")
+    return q, bias.astype(np.int32), s
 
 
 def params(weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict:
@@ -87,7 +95,7 @@ def params(weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict:
     layers = [("c1", w1, b1), ("c3", f["c3.weight"], f["c3.bias"]),
               ("c5", f["c5.weight"], f["c5.bias"]), ("f6", f["f6.weight"], f["f6.bias"])]
     for li, (name, w, b) in enumerate(layers):
-        q, bias, s = _layer(w.reshape(w.shape[0], -1), b, s_in, zp_in, pre)
+        q, bias, s = _layer(name.upper(), w.reshape(w.shape[0], -1), b, s_in, zp_in, pre)
         out[name + "_w"], out[name + "_b"], out[name + "_s"] = q.reshape(w.shape), bias, s
         if name in QUANTIZED_OUTPUTS:
             (inv, zp), (s_in, zp_in) = _out_quant(act, act_max[li] if act_max else None)

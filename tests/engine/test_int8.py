@@ -338,3 +338,12 @@ def test_cli_precision_int8(tmp_path):
              fastlenet_meta=np.array(json.dumps({"activation": "relu", "pool": "max"})))
     r = _cli("predict", "--precision", "int8", "--weights", str(relu), *files[:1])
     assert r.returncode == 1 and "relu model needs calibration" in r.stderr
+
+
+def test_scales_outside_float32_are_a_clear_error(rand_weights):
+    w = dict(rand_weights)
+    w["c5.weight"] = w["c5.weight"] * np.float32(1e37)  # C5's range about 1e37, and F6's
+    w["f6.weight"] = w["f6.weight"] * np.float32(1e30)  # weights 1e28 per step: 1e62
+    fp = fastlenet.Net(w, {"activation": "relu", "pool": "max"})
+    with pytest.raises(FormatError, match="layer F6's int8 scales leave float32's range"):
+        fp.quantize(np.full((4, 32, 32), 0.5, np.float32))
