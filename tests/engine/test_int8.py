@@ -347,3 +347,16 @@ def test_scales_outside_float32_are_a_clear_error(rand_weights):
     fp = fastlenet.Net(w, {"activation": "relu", "pool": "max"})
     with pytest.raises(FormatError, match="layer F6's int8 scales leave float32's range"):
         fp.quantize(np.full((4, 32, 32), 0.5, np.float32))
+
+
+def test_dask_arrays_run_the_int8_net(sample):
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from fastlenet import dask as fld
+    q = fastlenet.pretrained(precision="int8")
+    x = sample[0][:96]
+    lazy = fld.predict_array(da.from_array(x, chunks=(32, 28, 28)), q, method="logits")
+    with dask.config.set(scheduler="synchronous"):
+        got = lazy.compute()
+    np.testing.assert_array_equal(got, q.logits(x))
