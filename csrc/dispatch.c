@@ -9,6 +9,10 @@
 
 #if defined(FL_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static uint64_t xgetbv0(void) {
     uint32_t eax, edx;
@@ -46,6 +50,20 @@ static int detect_avxvnni(void) {
     if (detect() < FL_ISA_AVX2 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
     return (a >> 4) & 1;
 }
+/* AMX-TILE and AMX-INT8 are CPUID.(7,0):EDX bits 24 and 25; XCR0 bits 17 and 18 are the tile
+ * config and data states. Linux (5.16+) then still faults on the first tile instruction unless
+ * the process asked for the data state: arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023,
+ * XFEATURE_XTILEDATA = 18), once, granted for the process and its children. Elsewhere: no AMX. */
+static int detect_amx(void) {
+    unsigned a, b, c, d;
+    if (!detect_avx512vnni() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!((d >> 24) & 1) || !((d >> 25) & 1) || (xgetbv0() & 0x60000) != 0x60000) return 0;
+#if defined(__linux__)
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    return 0;
+#endif
+}
 #elif defined(FL_HAVE_GENERIC_KERNELS)
 /* aarch64: NEON (Advanced SIMD) is mandatory in ARMv8-A, so no runtime check is needed. */
 static int detect(void) { return FL_ISA_GENERIC; }
@@ -55,6 +73,7 @@ static int detect(void) { return FL_ISA_SCALAR; }
 #if !(defined(FL_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__)))
 static int detect_avx512vnni(void) { return 0; }
 static int detect_avxvnni(void) { return 0; }
+static int detect_amx(void) { return 0; }
 #endif
 
 int fl_cpu_has_avx512vnni(void) {
@@ -69,19 +88,34 @@ int fl_cpu_has_avxvnni(void) {
     return cached;
 }
 
-/* An int8 net at fp32 level `isa` runs the VNNI kernels when that level is AVX-512 and the CPU
- * has VNNI + VBMI; otherwise the scalar specification (there is no AVX2 int8 kernel yet), so
- * lowering net.isa or FASTLENET_ISA lowers the int8 kernels too. */
+int fl_cpu_has_amx(void) {
+    static int cached = -1;
+    if (cached < 0) cached = detect_amx();
+    return cached;
+}
+
+static int int8_limit = FL_I8_COUNT - 1;
+
+void fl_int8_set_limit(int level) {
+    int8_limit = level < 0 ? 0 : level >= FL_I8_COUNT ? FL_I8_COUNT - 1 : level;
+}
+
+/* An int8 net at fp32 level `isa` runs the AMX C3 (and VNNI for the rest) or the VNNI kernels
+ * when that level is AVX-512 and the CPU has them (VNNI + VBMI; AMX-INT8); otherwise the
+ * scalar specification (there is no AVX2 int8 kernel yet), so lowering net.isa or
+ * FASTLENET_ISA lowers the int8 kernels too; fl_int8_set_limit caps them further. */
 int fl_int8_level(int isa) {
+    int level = FL_I8_SCALAR;
 #ifdef FL_HAVE_X86_KERNELS
-    if (isa >= FL_ISA_AVX512 && fl_cpu_has_avx512vnni()) return FL_I8_AVX512VNNI;
+    if (isa >= FL_ISA_AVX512 && fl_cpu_has_avx512vnni())
+        level = fl_cpu_has_amx() ? FL_I8_AMX : FL_I8_AVX512VNNI;
 #endif
     (void)isa;
-    return FL_I8_SCALAR;
+    return level < int8_limit ? level : int8_limit;
 }
 
 const char *fl_int8_name(int level) {
-    static const char *const names[FL_I8_COUNT] = {"scalar", "avx512vnni"};
+    static const char *const names[FL_I8_COUNT] = {"scalar", "avx512vnni", "amx"};
     return (level >= 0 && level < FL_I8_COUNT) ? names[level] : "unknown";
 }
 
@@ -90,6 +124,7 @@ const fl_int8_kernels *fl_int8_kernels_for(int isa) {
     switch (fl_int8_level(isa)) {
 #ifdef FL_HAVE_X86_KERNELS
     case FL_I8_AVX512VNNI: return &fl_int8_kernels__avx512vnni;
+    case FL_I8_AMX: return &fl_int8_kernels__amx;
 #endif
     default: return &fl_int8_kernels__scalar;
     }

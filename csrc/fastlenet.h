@@ -98,12 +98,17 @@ typedef struct {
  * FL_OK, FL_ERR_ARG (bad core) or FL_ERR_NOMEM. */
 int fl_net_set_int8(fl_net *net, const fl_int8_params *p);
 /* Int8 kernel levels: what an int8 net runs at fp32 ISA level `isa` on this CPU. */
-enum { FL_I8_SCALAR = 0, FL_I8_AVX512VNNI = 1, FL_I8_COUNT = 2 };
+enum { FL_I8_SCALAR = 0, FL_I8_AVX512VNNI = 1, FL_I8_AMX = 2, FL_I8_COUNT = 3 };
 int fl_int8_level(int isa);
 const char *fl_int8_name(int level);
-/* AVX512-VNNI with VBMI (the set kernels/int8_avx512vnni.c needs), and AVX-VNNI, on this CPU. */
+/* Caps the int8 level process-wide (FASTLENET_INT8, and tests comparing levels): it may only
+ * lower what the CPU runs. */
+void fl_int8_set_limit(int level);
+/* AVX512-VNNI with VBMI (the set kernels/int8_avx512vnni.c needs), AVX-VNNI, and AMX-INT8
+ * usable by this process (Linux grants the tile data state on request, once), on this CPU. */
 int fl_cpu_has_avx512vnni(void);
 int fl_cpu_has_avxvnni(void);
+int fl_cpu_has_amx(void);
 
 /* CPU support, detected once (CPUID + XGETBV): the highest level this CPU and OS can run that
  * was compiled in. */

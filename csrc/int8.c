@@ -60,6 +60,7 @@ int fl_net_set_int8(fl_net *net, const fl_int8_params *p) {
         const int j = o / 6, c = o % 6;
         if (o < 84) q->s2_idx[o / 64][o % 64] = (uint8_t)(16 * c + j);
     }
+    for (int x = 0; x < 10; x++) memcpy(q->c3_bias10[x], q->c3_b, sizeof q->c3_bias10[x]);
     /* C3: per kernel row, the 30 bytes (kx, c) of 5 HWC pixels as 8 dwords (30, 31 zero). */
     for (int ky = 0; ky < 5; ky++)
         for (int g = 0; g < 8; g++)

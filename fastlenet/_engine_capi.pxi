@@ -60,6 +60,10 @@ cdef extern from "fastlenet.h" nogil:
     const char *fl_int8_name(int level)
     int fl_cpu_has_avx512vnni()
     int fl_cpu_has_avxvnni()
+    int fl_cpu_has_amx()
+    void fl_int8_set_limit(int level)
+    enum:
+        FL_I8_COUNT
     int fl_isa_detect()
     const char *fl_isa_name(int isa)
     int fl_has_openmp()

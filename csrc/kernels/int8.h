@@ -56,6 +56,8 @@ typedef struct fl_int8 {
     /* C1's row of s2 (84 bytes, HWC) from 6 channel vectors of 16 bytes: output byte
      * 64 h + o takes byte s2_idx[h][o] of (c0 c1 c2 c3 | c4 c5), vpermi2b's 128-byte table. */
     uint8_t s2_idx[2][64] FL_ALIGNED;
+    /* C3's bias as AMX loads it: the 16 biases once per row of 10 output pixels. */
+    int32_t c3_bias10[10][16] FL_ALIGNED;
 } fl_int8;
 
 typedef struct {
@@ -86,6 +88,15 @@ extern const float fl_i8_tanh_c[4][32];
 extern const fl_int8_kernels fl_int8_kernels__scalar;
 #if defined(FL_HAVE_X86_KERNELS)
 extern const fl_int8_kernels fl_int8_kernels__avx512vnni;
+extern const fl_int8_kernels fl_int8_kernels__amx;
+/* The VNNI kernels the AMX table shares (all but C3). */
+void fl_c1_i8__avx512vnni(const fl_int8 *q, const uint8_t *img, uint8_t *s2);
+void fl_c3_i8__avx512vnni(const fl_int8 *q, const uint8_t *s2, uint8_t *s4);
+void fl_c5_i8__avx512vnni(const fl_int8 *q, const uint8_t *s4, int n, uint8_t *c5);
+void fl_f6_i8__avx512vnni(const fl_int8 *q, const uint8_t *c5, int n, float *f6);
+void fl_output_i8__avx512vnni(const float *x, int n_img, int ldx, int n_in, const float *wt,
+                              int ld, const float *b, int n_out, float *y, int ldy);
+void fl_row_f32_i8__avx512vnni(const char *row, int n, uint8_t *dst);
 #endif
 
 /* The int8 table run at fp32 level `isa` (NULL when the level is not runnable): the fastest

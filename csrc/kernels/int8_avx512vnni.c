@@ -29,86 +29,7 @@
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma")
 #endif
 
-#define I8_INLINE static inline __attribute__((always_inline))
-#define I8_UNROLL _Pragma("GCC unroll 32")
-
-typedef struct { __m512 lo[4], hi[4]; } tanh_tab;
-
-I8_INLINE tanh_tab tab_load(void) {
-    tanh_tab t;
-    for (int j = 0; j < 4; j++) {
-        t.lo[j] = _mm512_loadu_ps(fl_i8_tanh_c[j]);
-        t.hi[j] = _mm512_loadu_ps(fl_i8_tanh_c[j] + 16);
-    }
-    return t;
-}
-
-/* int8_scalar.c's core1, 16 lanes: clamp (min, then max), piece = trunc(fma(x, 4, 16)), the
- * piece's coefficients from the 32-entry table by vpermt2ps, three FMAs. */
-I8_INLINE __m512 core_v(int core, const tanh_tab *T, __m512 x) {
-    if (core == FL_I8_CORE_RELU) return _mm512_max_ps(x, _mm512_setzero_ps());
-    __m512 xc = _mm512_min_ps(x, _mm512_set1_ps(FL_I8_TANH_MAX));
-    xc = _mm512_max_ps(xc, _mm512_set1_ps(-4.0f));
-    const __m512i i = _mm512_cvttps_epi32(_mm512_fmadd_ps(xc, _mm512_set1_ps(4.0f), _mm512_set1_ps(16.0f)));
-#define I8_COEF(j) _mm512_permutex2var_ps(T->lo[j], i, T->hi[j])
-    __m512 p = _mm512_fmadd_ps(I8_COEF(3), xc, I8_COEF(2));
-    p = _mm512_fmadd_ps(p, xc, I8_COEF(1));
-    return _mm512_fmadd_ps(p, xc, I8_COEF(0));
-#undef I8_COEF
-}
-
-I8_INLINE __m512 pre_v(__m512i acc, __m512 s) { return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s); }
-
-I8_INLINE __m512 pool_v(int pool, __m512 a, __m512 b, __m512 c, __m512 d) {
-    if (pool == FL_POOL_MAX) return _mm512_max_ps(_mm512_max_ps(a, b), _mm512_max_ps(c, d));
-    return _mm512_mul_ps(_mm512_set1_ps(0.25f), _mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
-}
-
-/* fma, max(., 0), min(., 255), round to nearest even; 16 bytes out. */
-I8_INLINE __m128i quant_v(__m512 p, float inv, float zp) {
-    __m512 t = _mm512_fmadd_ps(p, _mm512_set1_ps(inv), _mm512_set1_ps(zp));
-    t = _mm512_max_ps(t, _mm512_setzero_ps());
-    t = _mm512_min_ps(t, _mm512_set1_ps(255.0f));
-    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t));
-}
-
-/* 4 bytes at p in every dword lane, as one vpbroadcastd from memory (a load-port uop): in
- * plain C, GCC loads them into a general register and broadcasts from there, a second uop on
- * port 5, which VPDPBUSD needs (C3 ran 2.35 instead of 1.6 us per image). */
-typedef struct { uint8_t b[4]; } i8_dword;
-I8_INLINE __m512i bcast4(const uint8_t *p) {
-    __m512i v;
-    __asm__("vpbroadcastd %1, %0" : "=v"(v) : "m"(*(const i8_dword *)p));
-    return v;
-}
-
-/* acc += (the 4 bytes at p, u8, in every lane) . w (s8): the broadcast and the dot product in
- * one asm statement, so GCC can neither hoist the broadcasts (it kept C3's 20 accumulators on
- * the stack to make room for them) nor send them through a general register. */
-#define I8_BCAST_DPBUSD(acc, p, w)                                                            \
-    do {                                                                                      \
-        __m512i t_;                                                                           \
-        __asm__("vpbroadcastd %[m], %[t]\n\tvpdpbusd %[y], %[t], %[c]"                      \
-                : [c] "+v"(acc), [t] "=&v"(t_)                                                \
-                : [y] "v"(w), [m] "m"(*(const i8_dword *)(p)));                              \
-    } while (0)
-
-/* acc += a (u8) . the int32 lvalue w (4 s8 weights) broadcast, as an embedded {1to16} operand: GCC would
- * otherwise hoist all 42 of C1's broadcast weight vectors out of the row loop and spill them. */
-#define I8_DPBUSD_BCAST(acc, a, w)                                                            \
-    __asm__("vpdpbusd %[m]%{1to16%}, %[x], %[c]"                                            \
-            : [c] "+v"(acc)                                                                  \
-            : [x] "v"(a), [m] "m"(w))
-
-/* The halves of pool_v, same operations in the same order: a + b (or max) per conv row, then
- * 0.25 * (top + bottom) (or max). */
-I8_INLINE __m512 pool_pair(int pool, __m512 a, __m512 b) {
-    return pool == FL_POOL_MAX ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
-}
-I8_INLINE __m512 pool_join(int pool, __m512 top, __m512 bottom) {
-    if (pool == FL_POOL_MAX) return _mm512_max_ps(top, bottom);
-    return _mm512_mul_ps(_mm512_set1_ps(0.25f), _mm512_add_ps(top, bottom));
-}
+#include "int8_avx512.h"
 
 /* One conv row y: acc[c][0], acc[c][1] = even, odd columns of output channel c. */
 I8_INLINE void c1_row(const fl_int8 *q, const uint8_t *img, int nc, int y, __m512i acc[6][2]) {
@@ -133,7 +54,7 @@ I8_INLINE void c1_row(const fl_int8 *q, const uint8_t *img, int nc, int y, __m51
 
 /* Conv rows 2py and 2py+1 one after the other (12 accumulators, not 24: no spills), the top
  * row's activations already paired for the pool. */
-static void c1_i8__avx512vnni(const fl_int8 *q, const uint8_t *img, uint8_t *s2) {
+void fl_c1_i8__avx512vnni(const fl_int8 *q, const uint8_t *img, uint8_t *s2) {
     const int nc = q->in_channels, core = q->core, pool = q->pool;
     const tanh_tab T = tab_load();
     for (int py = 0; py < 14; py++) {
@@ -166,7 +87,7 @@ static void c1_i8__avx512vnni(const fl_int8 *q, const uint8_t *img, uint8_t *s2)
     }
 }
 
-static void c3_i8__avx512vnni(const fl_int8 *q, const uint8_t *s2, uint8_t *s4) {
+void fl_c3_i8__avx512vnni(const fl_int8 *q, const uint8_t *s2, uint8_t *s4) {
     const int core = q->core, pool = q->pool;
     const tanh_tab T = tab_load();
     const __m512i bias = _mm512_loadu_si512(q->c3_b);
@@ -216,7 +137,7 @@ I8_INLINE void c5_block(const fl_int8 *q, const tanh_tab *T, const uint8_t *s4, 
         }
 }
 
-static void c5_i8__avx512vnni(const fl_int8 *q, const uint8_t *s4, int n, uint8_t *c5) {
+void fl_c5_i8__avx512vnni(const fl_int8 *q, const uint8_t *s4, int n, uint8_t *c5) {
     const tanh_tab T = tab_load();
     for (int i0 = 0; i0 < n; i0 += 4) {
         const uint8_t *x = s4 + i0 * FL_I8_S4_LEN;
@@ -253,7 +174,7 @@ I8_INLINE void f6_block(const fl_int8 *q, const tanh_tab *T, const uint8_t *c5, 
         }
 }
 
-static void f6_i8__avx512vnni(const fl_int8 *q, const uint8_t *c5, int n, float *f6) {
+void fl_f6_i8__avx512vnni(const fl_int8 *q, const uint8_t *c5, int n, float *f6) {
     const tanh_tab T = tab_load();
     for (int i0 = 0; i0 < n; i0 += 4) {
         const uint8_t *x = c5 + i0 * FL_I8_C5_LD;
@@ -280,7 +201,7 @@ I8_INLINE void out_block(const float *x, int ldx, int n_in, const float *wt, int
     I8_UNROLL for (int i = 0; i < ni; i++) _mm512_storeu_ps(y + (size_t)i * ldy, acc[i]);
 }
 
-static void output_i8__avx512vnni(const float *x, int n_img, int ldx, int n_in, const float *wt,
+void fl_output_i8__avx512vnni(const float *x, int n_img, int ldx, int n_in, const float *wt,
                                   int ld, const float *b, int n_out, float *y, int ldy) {
     for (int j = 0; j < n_out; j += 16) /* b, wt rows and y rows are padded to 16 */
         for (int i0 = 0; i0 < n_img; i0 += 4) {
@@ -296,7 +217,7 @@ static void output_i8__avx512vnni(const float *x, int n_img, int ldx, int n_in, 
 }
 
 /* int8.c's pixel_u8 on a row: masked loads and stores (n = 28 or 32), never past the row. */
-static void row_f32_i8__avx512vnni(const char *row, int n, uint8_t *dst) {
+void fl_row_f32_i8__avx512vnni(const char *row, int n, uint8_t *dst) {
     const __m512 s = _mm512_set1_ps(255.0f), hi = _mm512_set1_ps(255.0f);
     for (int x0 = 0; x0 < n; x0 += 16) {
         const __mmask16 m = (__mmask16)(n - x0 >= 16 ? 0xffff : (1u << (n - x0)) - 1);
@@ -307,8 +228,8 @@ static void row_f32_i8__avx512vnni(const char *row, int n, uint8_t *dst) {
 }
 
 const fl_int8_kernels fl_int8_kernels__avx512vnni = {
-    c1_i8__avx512vnni, c3_i8__avx512vnni, c5_i8__avx512vnni, f6_i8__avx512vnni,
-    output_i8__avx512vnni, row_f32_i8__avx512vnni,
+    fl_c1_i8__avx512vnni, fl_c3_i8__avx512vnni, fl_c5_i8__avx512vnni, fl_f6_i8__avx512vnni,
+    fl_output_i8__avx512vnni, fl_row_f32_i8__avx512vnni,
 };
 
 #if defined(__clang__)

@@ -22,9 +22,28 @@ from _helpers import ACTIVATIONS, AVAILABLE, POOLS, TESTS, images, make_weights
 
 PRINTED = TESTS / "data" / "printed_sample"
 RELU_FIXTURE = TESTS / "data" / "relu_max_mnist.npz"
-# fp32 levels whose int8 kernels differ from the scalar specification on this machine.
-LEVELS = tuple(isa for isa in AVAILABLE if isa != "scalar")
-HAS_VNNI = _engine.int8_kernels("avx512") == "avx512vnni" if "avx512" in AVAILABLE else False
+# (fp32 level, int8 cap) pairs to compare with the scalar specification: every fp32 level
+# above scalar, and at the top level every int8 kernel level this machine runs (VNNI and AMX
+# both on a Sapphire Rapids), each selected through the process-wide cap.
+LEVELS = tuple((isa, None) for isa in AVAILABLE if isa != "scalar") + tuple(
+    (AVAILABLE[-1], lv) for lv in _engine.int8_levels()
+    if lv not in ("scalar", _engine.int8_kernels(AVAILABLE[-1])))
+HAS_VNNI = "avx512vnni" in _engine.int8_levels()
+
+
+class _capped:
+    """The int8 kernels capped at `level` (None: no cap) for the duration of a with block."""
+
+    def __init__(self, level):
+        self.level = level
+
+    def __enter__(self):
+        self.prev = _engine._set_int8_limit(self.level) if self.level else None
+        return self
+
+    def __exit__(self, *exc):
+        if self.level:
+            _engine._set_int8_limit(self.prev)
 
 
 def _net(rng, act="tanh", pool="avg", channels=1, classes=10, calib=None):
@@ -59,9 +78,11 @@ def test_layers_equal_the_scalar_spec_at_every_level(rng, act, pool, channels):
     _, q = _net(rng, act, pool, channels)
     for img in _pixels(rng, 6, channels):
         want = _engine._int8_layers("scalar", q, img)
-        for isa in LEVELS:
-            for name, a, b in zip(("s2", "s4", "c5", "f6"), want, _engine._int8_layers(isa, q, img)):
-                np.testing.assert_array_equal(b, a, err_msg=f"{name} at {isa}")
+        for isa, cap in LEVELS:
+            with _capped(cap):
+                got = _engine._int8_layers(isa, q, img)
+            for name, a, b in zip(("s2", "s4", "c5", "f6"), want, got):
+                np.testing.assert_array_equal(b, a, err_msg=f"{name} at {isa}/{cap}")
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
@@ -71,14 +92,16 @@ def test_outputs_equal_the_scalar_spec_for_any_batch_and_threads(rng, act, class
     x = np.concatenate([_pixels(rng, 60).astype(np.float32) / 255, images(37)])
     q.isa, q.num_threads = "scalar", 1
     want = {m: getattr(q, m)(x) for m in ("logits", "predict_proba", "predict", "features")}
-    for isa in LEVELS:
+    for isa, cap in LEVELS:
         q.isa = isa
-        for threads in (1, 2, 3):
-            q.num_threads = threads
-            for n in (0, 1, 2, 3, 7, 17, 64, 97):
-                for m, w in want.items():
-                    np.testing.assert_array_equal(getattr(q, m)(x[:n]), w[:n],
-                                                  err_msg=f"{m} {isa} {threads} threads n={n}")
+        with _capped(cap):
+            for threads in (1, 2, 3):
+                q.num_threads = threads
+                for n in (0, 1, 2, 3, 7, 17, 64, 97):
+                    for m, w in want.items():
+                        np.testing.assert_array_equal(
+                            getattr(q, m)(x[:n]), w[:n],
+                            err_msg=f"{m} {isa}/{q.kernels} {threads} threads n={n}")
 
 
 def test_vnni_runs_where_the_cpu_has_it():
@@ -86,7 +109,11 @@ def test_vnni_runs_where_the_cpu_has_it():
         pytest.skip("no AVX512-VNNI + VBMI on this CPU: int8 runs the scalar specification")
     q = fastlenet.pretrained().quantize()
     q.isa = "avx512"
-    assert q.kernels == "avx512vnni"
+    assert q.kernels == ("amx" if _engine.cpu_amx() else "avx512vnni")
+    with _capped("avx512vnni"):
+        assert q.kernels == "avx512vnni"
+    with _capped("scalar"):
+        assert q.kernels == "scalar"
     q.isa = "avx2"
     assert q.kernels == "scalar"
 
