@@ -58,7 +58,7 @@ static int detect_amx(void) {
     unsigned a, b, c, d;
     if (!detect_avx512vnni() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     if (!((d >> 24) & 1) || !((d >> 25) & 1) || (xgetbv0() & 0x60000) != 0x60000) return 0;
-#if defined(__linux__)
+#if defined(FL_HAVE_AMX_KERNELS)
     return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
 #else
     return 0;
@@ -124,7 +124,9 @@ const fl_int8_kernels *fl_int8_kernels_for(int isa) {
     switch (fl_int8_level(isa)) {
 #ifdef FL_HAVE_X86_KERNELS
     case FL_I8_AVX512VNNI: return &fl_int8_kernels__avx512vnni;
+#ifdef FL_HAVE_AMX_KERNELS
     case FL_I8_AMX: return &fl_int8_kernels__amx;
+#endif
 #endif
     default: return &fl_int8_kernels__scalar;
     }

@@ -88,7 +88,12 @@ extern const float fl_i8_tanh_c[4][32];
 extern const fl_int8_kernels fl_int8_kernels__scalar;
 #if defined(FL_HAVE_X86_KERNELS)
 extern const fl_int8_kernels fl_int8_kernels__avx512vnni;
+/* AMX only where the OS hands out tile state on request (Linux, dispatch.c); also GCC's
+ * tile-load intrinsic emits an invalid 32-bit index on LLP64 Windows (MinGW-w64). */
+#if defined(__linux__)
+#define FL_HAVE_AMX_KERNELS 1
 extern const fl_int8_kernels fl_int8_kernels__amx;
+#endif
 /* The VNNI kernels the AMX table shares (all but C3). */
 void fl_c1_i8__avx512vnni(const fl_int8 *q, const uint8_t *img, uint8_t *s2);
 void fl_c3_i8__avx512vnni(const fl_int8 *q, const uint8_t *s2, uint8_t *s4);

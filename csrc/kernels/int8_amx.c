@@ -17,7 +17,7 @@
 
 #include "int8.h"
 
-#ifdef FL_HAVE_X86_KERNELS
+#ifdef FL_HAVE_AMX_KERNELS
 #include <immintrin.h>
 
 #if defined(__clang__)
