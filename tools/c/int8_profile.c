@@ -6,6 +6,8 @@
  *         csrc/[a-z]*.c csrc/kernels/[a-z]*.c -o /tmp/int8_profile -lm
  *     /tmp/int8_profile
  *
+ * Rows: the scalar specification, then each int8 level this CPU runs at the avx512 level
+ * (avx512vnni, amx), each followed by the fp32 kernels of the same ISA level.
  * Random int8 weights and pixels (the kernels' cost does not depend on the values). Each line
  * is the median of 31 samples of the calling thread's CPU time (min..max in brackets); "fwd"
  * is fl_net_forward on 1 image and on 256 (per image), 1 thread, logits out.
@@ -114,8 +116,12 @@ int main(void) {
     fl_input in = {pix, FL_DTYPE_U8, 32, 1024, 32, 1, 1.0f / 255, 0, 1, 0, {0}, {0}};
     c.in = in;
     printf("int8 per image (the dense rows: one 4-image tile, per image)\n");
-    for (int isa = 0; isa <= fl_isa_detect(); isa++) {
-        if (isa != FL_ISA_SCALAR && isa != FL_ISA_AVX512) continue;
+    for (int run = 0; run < 2 + FL_I8_COUNT; run++) {
+        /* scalar, then the avx512 level at each int8 level above scalar */
+        const int isa = run == 0 ? FL_ISA_SCALAR : FL_ISA_AVX512, cap = run == 0 ? 0 : run;
+        if (isa > fl_isa_detect() || cap >= FL_I8_COUNT) continue;
+        fl_int8_set_limit(cap);
+        if (run > 0 && fl_int8_level(isa) != cap) continue; /* the CPU lacks that level */
         c.k = fl_int8_kernels_for(isa);
         c.isa = isa;
         printf("%s -> int8 %s\n", fl_isa_name(isa), fl_int8_name(fl_int8_level(isa)));
