@@ -4,7 +4,10 @@
     python benchmarks/compare.py --rounds 3 --batches 1 8192 --plot docs/throughput.png
 
 Every engine runs the same LeNet-5 (random weights, tanh, average pooling) on the same float32
-(N, 1, 32, 32) batch, timed from the Python call to the numpy result. Engines are interleaved
+(N, 1, 32, 32) batch, timed from the Python call to the numpy result. The int8 rows:
+fastlenet-int8 (Net.quantize: fixed tanh scales) and onnxruntime-int8 (static QDQ quantization,
+per-channel, MinMax-calibrated on 1,000 MNIST training digits, or the bundled sample without
+../shared). Engines are interleaved
 within each round, so a noisy neighbour slows them all alike; the table shows the median over
 rounds of each engine's median call time, as images/s, and its ratio to fastlenet. Peers need
 `pip install ".[peers]"`; missing ones are listed and skipped.
@@ -29,7 +32,9 @@ Targets (issue: speed), checked on the medians above:
   batch 8192, 1 thread:  >= 80,000 img/s
   batch 1 latency:       <= 12 us and <= 1/3 of ONNX Runtime's
   batch 64, 2 threads:   >= 2x ONNX Runtime
-  2 threads vs 1 at batch 8192: >= 1.8x"""
+  2 threads vs 1 at batch 8192: >= 1.8x
+Targets (issue 19: int8 on a VNNI CPU), as ratios to fastlenet fp32 in the same run:
+  batch 8192, 2 threads: >= 2.5x    batch 64: >= 1.5x    batch-1 latency: <= 5 us"""
 
 
 def measure(engines, batches, threads, rounds, seconds, weights, meta):
@@ -117,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=0.2, help="time per engine per round")
     ap.add_argument("--all-isas", action="store_true", help="fastlenet at every ISA level")
     ap.add_argument("--torch-compile", action="store_true", help="also torch.compile (slow)")
+    ap.add_argument("--no-int8", dest="int8", action="store_false",
+                    help="leave out the int8 rows (fastlenet-int8, onnxruntime-int8)")
     ap.add_argument("--reference", action="store_true", help="also the SciPy reference (batch 1)")
     ap.add_argument("--only", nargs="+", metavar="ENGINE",
                     help="measure only these engines besides fastlenet (e.g. onnxruntime torch.compile)")
@@ -124,7 +131,7 @@ def main(argv=None):
     ap.add_argument("--json", help="write the raw timings here")
     args = ap.parse_args(argv)
 
-    engines = ["fastlenet"]
+    engines = ["fastlenet", "fastlenet-int8"]
     if args.all_isas:
         engines += [f"fastlenet@{isa}" for isa in fastlenet.available_isas()[::-1][1:]]
     engines += ["numpy"] + (["reference"] if args.reference else [])
@@ -137,6 +144,8 @@ def main(argv=None):
         else:
             engines.append(peer)
 
+    if not args.int8:
+        engines = [e for e in engines if not e.endswith("-int8")]
     if args.only:
         engines = [e for e in engines if e.startswith("fastlenet") or e in args.only]
         engines += [e for e in args.only if e not in engines and not bench.unavailable(e)]

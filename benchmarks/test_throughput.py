@@ -3,7 +3,8 @@
     pytest --benchmark-only                       # everything available here
     pytest --benchmark-only -k "b8192 and t2"     # one group
 
-One benchmark per (engine, batch, threads); fastlenet at each ISA level this CPU has; the SciPy
+One benchmark per (engine, batch, threads); fastlenet at each ISA level this CPU has, and
+fastlenet-int8 (Net.quantize) at the top level and the scalar specification (batch 1); the SciPy
 reference on small batches only (about 20 images/s); peers when the `peers` extra is installed.
 The group is the (batch, threads) pair, so each table compares engines at equal footing; the
 img/s figure is in extra_info. For interleaved rounds and ratios, use benchmarks/compare.py.
@@ -27,6 +28,11 @@ def _cases():
                 if isa == "scalar" and b > 64:
                     continue  # ~1,500 img/s: minutes per round at large batches
                 yield pytest.param("fastlenet", isa, b, t, id=f"fastlenet-{isa}-b{b}-t{t}")
+                if isa in ("scalar", fastlenet.available_isas()[-1]) and not (
+                        isa == "scalar" and b > 1):
+                    # int8 at the top level (VNNI where the CPU has it) and the scalar spec
+                    yield pytest.param("fastlenet-int8", isa, b, t,
+                                       id=f"fastlenet-int8-{isa}-b{b}-t{t}")
             yield pytest.param("numpy", None, b, t, id=f"numpy-b{b}-t{t}")
             if b == 1 and t == 1:
                 yield pytest.param("reference", None, b, t, id=f"reference-b{b}-t{t}")
@@ -51,6 +57,7 @@ def test_throughput(benchmark, engine, isa, batch, threads):
     median = benchmark.stats.stats.median
     benchmark.extra_info.update({
         "engine": engine, "isa": isa or "", "batch": batch, "threads": threads,
+        "precision": "int8" if engine.endswith("-int8") else "fp32",
         "images_per_s": round(batch / median, 1), "machine_isa": fastlenet.detected_isa(),
         "machine_threads": fastlenet.DEFAULT_THREADS,
     })

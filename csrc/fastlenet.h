@@ -79,6 +79,37 @@ void fl_net_free(fl_net *net);
 int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, void *out,
                    float *features, int num_threads, int isa);
 
+/* ---- int8 (csrc/int8.c; numerics: kernels/int8_scalar.c) ---- */
+/* The quantized network, computed by fastlenet/weights/int8.py from the canonical weights:
+ * int8 weights in the canonical layouts, int32 biases (zero points folded in), per-channel
+ * fp32 scales (acc -> pre-activation), the activation quantization after C1, C3, C5
+ * (u8 = rint(clamp(fma(a, inv, zp), 0, 255))) and F6's feature map fma(t, gain, offset).
+ * core: 0 tanh (also sigmoid and scaled tanh, their factors folded into the scales), 1 relu. */
+typedef struct {
+    const int8_t *c1_w, *c3_w, *c5_w, *f6_w;
+    const int32_t *c1_b, *c3_b, *c5_b, *f6_b;
+    const float *c1_s, *c3_s, *c5_s, *f6_s;
+    float inv[3], zp[3];
+    float gain, offset;
+    int core;
+} fl_int8_params;
+
+/* Makes `net` run int8 (C1..F6; its fp32 output layer stays). Call once, before any forward.
+ * FL_OK, FL_ERR_ARG (bad core) or FL_ERR_NOMEM. */
+int fl_net_set_int8(fl_net *net, const fl_int8_params *p);
+/* Int8 kernel levels: what an int8 net runs at fp32 ISA level `isa` on this CPU. */
+enum { FL_I8_SCALAR = 0, FL_I8_AVX512VNNI = 1, FL_I8_AMX = 2, FL_I8_COUNT = 3 };
+int fl_int8_level(int isa);
+const char *fl_int8_name(int level);
+/* Caps the int8 level process-wide (FASTLENET_INT8, and tests comparing levels): it may only
+ * lower what the CPU runs. */
+void fl_int8_set_limit(int level);
+/* AVX512-VNNI with VBMI (the set kernels/int8_avx512vnni.c needs), AVX-VNNI, and AMX-INT8
+ * usable by this process (Linux grants the tile data state on request, once), on this CPU. */
+int fl_cpu_has_avx512vnni(void);
+int fl_cpu_has_avxvnni(void);
+int fl_cpu_has_amx(void);
+
 /* CPU support, detected once (CPUID + XGETBV): the highest level this CPU and OS can run that
  * was compiled in. */
 int fl_isa_detect(void);

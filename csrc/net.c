@@ -15,6 +15,7 @@
 #endif
 
 #include "kernels/kernels.h"
+#include "kernels/int8.h"
 
 #include "pool.h"
 #ifdef _OPENMP
@@ -97,7 +98,10 @@ fl_net *fl_net_create(const fl_weights *w, int act, int pool) {
     return net;
 }
 
-void fl_net_free(fl_net *net) { fl_aligned_free(net); }
+void fl_net_free(fl_net *net) {
+    if (net) fl_aligned_free(net->q);
+    fl_aligned_free(net);
+}
 
 static float load_pixel(const char *p, int dtype) {
     switch (dtype) {
@@ -120,6 +124,8 @@ static float load_pixel(const char *p, int dtype) {
     default: { double v; memcpy(&v, p, sizeof v); return (float)v; }
     }
 }
+
+float fl_load_pixel(const char *p, int dtype) { return load_pixel(p, dtype); }
 
 /* Image i as a normalized, contiguous C x 32x32 float32 image (CHW): either the caller's own
  * memory (float32, contiguous rows and channels, no normalization: no copy) or `buf`. */
@@ -178,14 +184,18 @@ static void finish_proba(float *row, int K) {
 
 /* Images i0 .. i0+n-1 (n <= FL_TILE): C1 and C3 image by image, then each dense layer once for
  * the whole tile. */
-static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input *in, size_t i0,
-                         int n, int mode, void *out, float *features) {
+static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_int8_kernels *qk,
+                         const fl_input *in, size_t i0, int n, int mode, void *out,
+                         float *features) {
     float buf[FL_MAX_CHANNELS * 32 * 32] FL_ALIGNED, s2[FL_S2_LEN] FL_ALIGNED;
     float s4[FL_TILE][FL_S4_LEN] FL_ALIGNED, c5[FL_TILE][FL_C5_LD] FL_ALIGNED;
     float f6[FL_TILE][FL_F6_LD] FL_ALIGNED, logits[FL_TILE][FL_OUT_BLOCK] FL_ALIGNED;
     int64_t best[FL_TILE];
     float best_val[FL_TILE];
     if (n < 1) return;
+    if (net->q) { /* int8: C1..F6 in integers, F6's fp32 activations out */
+        fl_int8_tile(net->q, qk, in, i0, n, f6[0]);
+    } else {
     for (int t = 0; t < n; t++) {
         k->c1(net, convert_image(in, i0 + t, buf), s2);
         k->c3(net, s2, s4[t]);
@@ -194,14 +204,19 @@ static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input 
              FL_C5_LD);
     k->dense(net->act, c5[0], n, FL_C5_LD, 120, net->f6_wt, FL_F6_LD, net->f6_b, 84, f6[0],
              FL_F6_LD);
+    }
     if (features)
         for (int t = 0; t < n; t++) memcpy(features + (i0 + t) * 84, f6[t], 84 * sizeof(float));
     if (mode == FL_OUT_NONE) return;
     const int K = net->num_classes;
     for (int k0 = 0; k0 < K; k0 += FL_OUT_BLOCK) { /* k0 is a multiple of FL_LANES_MAX */
         const int nk = K - k0 < FL_OUT_BLOCK ? K - k0 : FL_OUT_BLOCK;
-        k->dense(FL_ACT_NONE, f6[0], n, FL_F6_LD, 84, net->out_wt + k0, net->out_ld,
-                 net->out_b + k0, nk, logits[0], FL_OUT_BLOCK);
+        if (net->q)
+            qk->output(f6[0], n, FL_F6_LD, 84, net->out_wt + k0, net->out_ld, net->out_b + k0,
+                       nk, logits[0], FL_OUT_BLOCK);
+        else
+            k->dense(FL_ACT_NONE, f6[0], n, FL_F6_LD, 84, net->out_wt + k0, net->out_ld,
+                     net->out_b + k0, nk, logits[0], FL_OUT_BLOCK);
         for (int t = 0; t < n; t++)
             finish_block(mode, logits[t], k0, nk, K, out, i0 + t, &best[t], &best_val[t]);
     }
@@ -213,6 +228,7 @@ static void forward_tile(const fl_net *net, const fl_kernels *k, const fl_input 
 typedef struct {
     const fl_net *net;
     const fl_kernels *k;
+    const fl_int8_kernels *qk;
     const fl_input *in;
     size_t n;
     int mode;
@@ -224,7 +240,7 @@ static void run_tiles(void *ctx, size_t t0, size_t t1) {
     const fl_batch *b = ctx;
     for (size_t t = t0; t < t1; t++) {
         const size_t i0 = t * FL_TILE;
-        forward_tile(b->net, b->k, b->in, i0, b->n - i0 < FL_TILE ? (int)(b->n - i0) : FL_TILE,
+        forward_tile(b->net, b->k, b->qk, b->in, i0, b->n - i0 < FL_TILE ? (int)(b->n - i0) : FL_TILE,
                      b->mode, b->out, b->features);
     }
 }
@@ -237,8 +253,10 @@ int fl_net_forward(const fl_net *net, const fl_input *in, size_t n, int mode, vo
     if (mode < FL_OUT_LOGITS || mode > FL_OUT_NONE || (mode != FL_OUT_NONE && !out)) return FL_ERR_ARG;
     const fl_kernels *k = fl_kernels_for(isa);
     if (!k) return FL_ERR_ISA;
+    const fl_int8_kernels *qk = net->q ? fl_int8_kernels_for(isa) : NULL;
+    if (net->q && !qk) return FL_ERR_ISA;
     const size_t tiles = (n + FL_TILE - 1) / FL_TILE;
-    fl_batch b = {net, k, in, n, mode, out, features};
+    fl_batch b = {net, k, qk, in, n, mode, out, features};
 #if FL_HAVE_POOL || defined(_OPENMP)
     size_t nt = num_threads < 1 ? 1 : (size_t)num_threads;
     if (nt > n / FL_MIN_IMAGES_PER_THREAD) nt = n / FL_MIN_IMAGES_PER_THREAD;

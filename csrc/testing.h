@@ -23,4 +23,9 @@ void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y);
 #ifdef __cplusplus
 }
 #endif
+/* The int8 layers of one image at fp32 level isa (int8.c): C1's s2 (HWC 14x14x6), C3's s4
+ * (HWC 5x5x16), C5's 120 bytes, F6's 84 floats. FL_ERR_ARG unless net is int8. */
+int fl_test_int8_layers(int isa, const fl_net *net, const fl_input *in, uint8_t *s2,
+                        uint8_t *s4, uint8_t *c5, float *f6);
+
 #endif

@@ -17,9 +17,10 @@ cimport cython
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
 from libc.string cimport memcpy
-from libc.stdint cimport int32_t, uintptr_t
+from libc.stdint cimport int8_t, int32_t, uint8_t, uintptr_t
 
 from fastlenet import weights as _weights
+from fastlenet.weights import int8 as _int8
 from fastlenet.weights.checks import FormatError
 
 cnp.import_array()

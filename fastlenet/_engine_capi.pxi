@@ -38,6 +38,32 @@ cdef extern from "fastlenet.h" nogil:
     void fl_net_free(fl_net *net)
     int fl_net_forward(const fl_net *net, const fl_input *inp, size_t n, int mode, void *out,
                        float *features, int num_threads, int isa)
+    ctypedef struct fl_int8_params:
+        const int8_t *c1_w
+        const int8_t *c3_w
+        const int8_t *c5_w
+        const int8_t *f6_w
+        const int32_t *c1_b
+        const int32_t *c3_b
+        const int32_t *c5_b
+        const int32_t *f6_b
+        const float *c1_s
+        const float *c3_s
+        const float *c5_s
+        const float *f6_s
+        float inv[3]
+        float zp[3]
+        float gain, offset
+        int core
+    int fl_net_set_int8(fl_net *net, const fl_int8_params *p)
+    int fl_int8_level(int isa)
+    const char *fl_int8_name(int level)
+    int fl_cpu_has_avx512vnni()
+    int fl_cpu_has_avxvnni()
+    int fl_cpu_has_amx()
+    void fl_int8_set_limit(int level)
+    enum:
+        FL_I8_COUNT
     int fl_isa_detect()
     const char *fl_isa_name(int isa)
     int fl_has_openmp()

@@ -33,6 +33,60 @@ def _isa_from_env():
 cdef int _default_isa = _isa_from_env()
 
 
+def int8_kernels(isa=None):
+    """The int8 kernels an int8 Net runs at fp32 level `isa` (default: default_isa()) on this
+    CPU: 'amx' (AMX-INT8 for C3, AVX512-VNNI for the rest), 'avx512vnni' (AVX512-VNNI + VBMI)
+    at the avx512 level, or 'scalar' (the specification; no AVX2 or AVX-VNNI int8 kernel is
+    built). FASTLENET_INT8 may lower it (scalar, avx512vnni)."""
+    level = _default_isa if isa is None else ISA_NAMES.index(isa)
+    return fl_int8_name(fl_int8_level(level)).decode()
+
+
+INT8_NAMES = tuple(fl_int8_name(i).decode() for i in range(FL_I8_COUNT))
+
+
+def int8_levels():
+    """The int8 kernel levels this machine runs, lowest first (within FASTLENET_INT8)."""
+    top = INT8_NAMES.index(int8_kernels(ISA_NAMES[fl_isa_detect()]))
+    return INT8_NAMES[: top + 1] if top > 0 else INT8_NAMES[:1]
+
+
+def _set_int8_limit(name):
+    """Caps the int8 kernels process-wide (tests compare the levels); returns the previous cap.
+    None: no cap."""
+    global _int8_limit
+    prev = _int8_limit
+    _int8_limit = FL_I8_COUNT - 1 if name is None else INT8_NAMES.index(name)
+    fl_int8_set_limit(_int8_limit)
+    return None if prev == FL_I8_COUNT - 1 else INT8_NAMES[prev]
+
+
+def cpu_vnni():
+    """(AVX512_VNNI with VBMI, AVX-VNNI) as this CPU reports them."""
+    return bool(fl_cpu_has_avx512vnni()), bool(fl_cpu_has_avxvnni())
+
+
+def cpu_amx():
+    """AMX-INT8 usable by this process (CPUID, XCR0, and Linux's tile-data permission)."""
+    return bool(fl_cpu_has_amx())
+
+
+def _int8_limit_from_env():
+    """FASTLENET_INT8 (scalar, avx512vnni, amx) may only lower the int8 kernels."""
+    want = os.environ.get("FASTLENET_INT8", "").strip().lower()
+    if not want:
+        return FL_I8_COUNT - 1
+    if want not in INT8_NAMES:
+        warnings.warn(f"FASTLENET_INT8={want!r} is not one of {', '.join(INT8_NAMES)}; ignored",
+                      RuntimeWarning, stacklevel=2)
+        return FL_I8_COUNT - 1
+    return INT8_NAMES.index(want)
+
+
+cdef int _int8_limit = _int8_limit_from_env()
+fl_int8_set_limit(_int8_limit)
+
+
 def default_isa():
     """The ISA level new Nets use: the detected one, or lower if FASTLENET_ISA says so."""
     return ISA_NAMES[_default_isa]

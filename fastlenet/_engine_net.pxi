@@ -108,6 +108,8 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
                                 POOLS[self._meta["pool"]])
         if self._c == NULL:
             raise MemoryError("fastlenet: cannot allocate the packed weights")
+        if self._meta.get("precision") == "int8":
+            self._set_int8()
         mean, std = self._meta["mean"], self._meta["std"]
         if self._channels == 1:
             self._scale_f = <float>(1.0 / std)
@@ -122,6 +124,66 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
                 self._cshift[c] = <float>(-means[c] / stds[c])
         self._isa = _default_isa
         self.num_threads = num_threads
+
+    cdef _set_int8(self):
+        """Quantize (fastlenet/weights/int8.py, deterministic) and hand the int8 layers to C."""
+        cdef fl_int8_params p
+        q = _int8.params(self._weights, self._meta)
+        keep = {}
+        for name in ("c1", "c3", "c5", "f6"):
+            keep[name + "_w"] = np.ascontiguousarray(q[name + "_w"], np.int8)
+            keep[name + "_b"] = np.ascontiguousarray(q[name + "_b"], np.int32)
+            keep[name + "_s"] = np.ascontiguousarray(q[name + "_s"], np.float32)
+        p.c1_w = <const int8_t *>cnp.PyArray_DATA(keep["c1_w"])
+        p.c3_w = <const int8_t *>cnp.PyArray_DATA(keep["c3_w"])
+        p.c5_w = <const int8_t *>cnp.PyArray_DATA(keep["c5_w"])
+        p.f6_w = <const int8_t *>cnp.PyArray_DATA(keep["f6_w"])
+        p.c1_b = <const int32_t *>cnp.PyArray_DATA(keep["c1_b"])
+        p.c3_b = <const int32_t *>cnp.PyArray_DATA(keep["c3_b"])
+        p.c5_b = <const int32_t *>cnp.PyArray_DATA(keep["c5_b"])
+        p.f6_b = <const int32_t *>cnp.PyArray_DATA(keep["f6_b"])
+        p.c1_s = <const float *>cnp.PyArray_DATA(keep["c1_s"])
+        p.c3_s = <const float *>cnp.PyArray_DATA(keep["c3_s"])
+        p.c5_s = <const float *>cnp.PyArray_DATA(keep["c5_s"])
+        p.f6_s = <const float *>cnp.PyArray_DATA(keep["f6_s"])
+        for i in range(3):
+            p.inv[i], p.zp[i] = q["inv"][i], q["zp"][i]
+        p.gain, p.offset, p.core = q["gain"], q["offset"], q["core"]
+        rc = fl_net_set_int8(self._c, &p)
+        if rc == FL_ERR_NOMEM:
+            raise MemoryError("fastlenet: cannot allocate the int8 weights")
+        if rc != FL_OK:
+            raise RuntimeError(f"fastlenet engine error {rc} (int8 parameters)")
+
+    def quantize(self, calibration=None, *, precision="int8"):
+        """A new Net running int8 (C1..F6 with int8 weights and uint8 activations, int32 sums,
+        the output layer in fp32; the numerics: csrc/kernels/int8_scalar.c). tanh, scaled tanh
+        and sigmoid models need no calibration (their outputs are bounded: fixed scales);
+        relu models need `calibration`, model input images (as predict takes, e.g. 1,000 of
+        them): min-max over them. Float input runs as rint(x * 255) pixels (clamped to 0..255).
+        precision="fp32" returns an fp32 copy. An int8 Net cannot be quantized again
+        (ValueError): quantize its fp32 source."""
+        _int8.check_precision(precision)
+        if self._c == NULL:
+            raise RuntimeError(_UNINITIALIZED)
+        if self.precision == "int8":
+            raise ValueError("quantize: this Net is already int8; quantize the fp32 Net it came "
+                             "from (or rebuild it with precision='fp32' first)")
+        meta = dict(self._meta)
+        meta.pop("int8", None)
+        meta["precision"] = precision
+        if precision == "int8" and (calibration is not None or self.activation == "relu"):
+            if calibration is None:
+                raise ValueError("calibration: a relu model needs calibration images to choose "
+                                 "its int8 ranges (e.g. 1,000 typical inputs); got None")
+            am = _int8.calibrate(self._weights, self._meta, calibration)
+            if self.activation == "relu":
+                meta["int8"] = {"act_max": am}
+        if precision == "fp32":
+            meta.pop("precision")
+        net = Net(_weights.Canonical(self._weights), meta)
+        net._threads, net._threads_set, net._isa = self._threads, self._threads_set, self._isa
+        return net
 
     # ---- constructors -------------------------------------------------------------------
     @classmethod
@@ -166,6 +228,19 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
                                 value > MAX_THREADS else ""))
         self._threads = int(value) if HAS_OPENMP else 1
         self._threads_set = True
+
+    @property
+    def precision(self):
+        """'fp32' or 'int8' (see quantize)."""
+        return self._meta.get("precision", "fp32")
+
+    @property
+    def kernels(self):
+        """The kernels this Net runs: its ISA level for fp32; for int8 the int8 kernels that
+        level gives on this CPU ('avx512vnni', or 'scalar', the specification)."""
+        if self.precision == "int8":
+            return fl_int8_name(fl_int8_level(self._isa)).decode()
+        return self.isa
 
     @property
     def isa(self):
@@ -216,7 +291,7 @@ LeNet-5 with packed weights. Build one with fastlenet.load(), Net.from_npz(),
 
     def __repr__(self):
         return (f"<fastlenet.Net activation={self.activation} pool={self.pool} "
-                f"isa={self.isa} num_threads={self._threads} classes={self._classes} "
+                f"precision={self.precision} isa={self.isa} num_threads={self._threads} classes={self._classes} "
                 f"channels={self._channels}>")
 
     # ---- inference ----------------------------------------------------------------------

@@ -10,6 +10,11 @@ cdef extern from "testing.h" nogil:
     void fl_test_conv5x5(const float *x, int cin, int h, int w, const float *k, const float *b,
                          int cout, float *y)
     void fl_test_pool2x2(const float *x, int c, int h, int w, int pool, float *y)
+    int fl_test_int8_layers(int isa, const fl_net *net, const fl_input *inp, uint8_t *s2,
+                            uint8_t *s4, uint8_t *c5, float *f6)
+
+cdef extern from "kernels/int8.h" nogil:
+    const float fl_i8_tanh_c[4][32]
 
 
 # ---- testing hooks: one kernel of one ISA (tests/test_kernels.py) ---------------------------
@@ -95,3 +100,33 @@ def _kernel_pool2x2(x, str pool):
     fl_test_pool2x2(<float *>cnp.PyArray_DATA(xa), c, h, w, POOLS[pool],
                     <float *>cnp.PyArray_DATA(y))
     return y
+
+
+def _int8_tanh_table():
+    """The int8 engine's tanh pieces (csrc/kernels/int8_scalar.c): float32 (4, 32), row j the
+    coefficients of x^j."""
+    out = np.empty((4, 32), np.float32)
+    for j in range(4):
+        for i in range(32):
+            out[j, i] = fl_i8_tanh_c[j][i]
+    return out
+
+
+def _int8_layers(str isa, Net net, img):
+    """One uint8 32x32 image (C planes) through an int8 net's layers at level isa: s2 (14, 14,
+    6) HWC, s4 (5, 5, 16) HWC, c5 (120,) uint8, f6 (84,) float32."""
+    cdef fl_input inp
+    cdef cnp.ndarray a = np.ascontiguousarray(img, np.uint8)
+    if np.shape(a) != ((32, 32) if net._channels == 1 else (int(net._channels), 32, 32)):
+        raise ValueError(f"img: expected a uint8 (C, 32, 32) image; got {np.shape(a)}")
+    cdef cnp.ndarray s2 = np.empty((14, 14, 6), np.uint8), s4 = np.empty((5, 5, 16), np.uint8)
+    cdef cnp.ndarray c5 = np.empty(120, np.uint8), f6 = np.empty(84, np.float32)
+    inp.data = cnp.PyArray_DATA(a)
+    inp.dtype, inp.size, inp.channels = FL_DTYPE_U8, 32, net._channels
+    inp.stride_n, inp.stride_h, inp.stride_w, inp.stride_c = 0, 32, 1, 1024
+    rc = fl_test_int8_layers(_isa_level(isa), _net_ptr(net), &inp,
+                             <uint8_t *>cnp.PyArray_DATA(s2), <uint8_t *>cnp.PyArray_DATA(s4),
+                             <uint8_t *>cnp.PyArray_DATA(c5), <float *>cnp.PyArray_DATA(f6))
+    if rc != FL_OK:
+        raise ValueError("_int8_layers: the Net is not int8")
+    return s2, s4, c5, f6

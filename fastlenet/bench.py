@@ -29,6 +29,69 @@ def make_fastlenet(weights, meta, threads, isa=None) -> Runner:
     return net.logits
 
 
+def make_fastlenet_int8(weights, meta, threads, isa=None) -> Runner:
+    """fastlenet's int8 engine on the same weights (tanh: fixed scales, no calibration)."""
+    from fastlenet._engine import Net
+
+    net = Net(weights, meta, num_threads=threads).quantize(_calibration_images(1000))
+    if isa is not None:
+        net.isa = isa
+    return net.logits
+
+
+def _calibration_images(n: int) -> np.ndarray:
+    """n MNIST training digits as float32 (n, 1, 32, 32) in 0..1 when ../shared/data/mnist is
+    there (the issue's ORT figure: calibrated on training digits), else the bundled sample of
+    test digits (the speed does not depend on which digits calibrate)."""
+    from pathlib import Path
+
+    from fastlenet.io import containers
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    path = shared / "train-images-idx3-ubyte.gz"
+    if path.exists():
+        x = containers.read_idx(path)[-n:]
+    else:
+        with np.load(Path(__file__).parent / "data" / "mnist_sample.npz") as z:
+            x = z["images"][:n]
+    return np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None].astype(np.float32) / 255
+
+
+def make_onnxruntime_int8(weights, meta, threads) -> Runner:
+    """ONNX Runtime's static int8 quantization of the same graph: QDQ, per-channel int8 weights,
+    uint8 activations, MinMax-calibrated on 1,000 MNIST training digits."""
+    import onnxruntime as ort
+    from onnxruntime import quantization as oq
+
+    calib = _calibration_images(1000)
+
+    class Reader(oq.CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(calib[i:i + 100] for i in range(0, len(calib), 100))
+
+        def get_next(self):
+            b = next(self._it, None)
+            return None if b is None else {"x": b}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+        with open(src, "wb") as f:
+            f.write(onnx_model_bytes(weights, meta))
+        oq.quantize_static(src, dst, Reader(), quant_format=oq.QuantFormat.QDQ,
+                           per_channel=True, activation_type=oq.QuantType.QUInt8,
+                           weight_type=oq.QuantType.QInt8,
+                           calibrate_method=oq.CalibrationMethod.MinMax)
+        with open(dst, "rb") as f:
+            model = f.read()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(None, {"x": x})[0]
+
+
 def make_reference(weights, meta, threads) -> Runner:
     from fastlenet import reference
 
@@ -181,19 +244,22 @@ def make_torch_compile(weights, meta, threads) -> Runner:
 
 ENGINES: dict[str, Callable[..., Runner]] = {
     "fastlenet": make_fastlenet,
+    "fastlenet-int8": make_fastlenet_int8,
     "numpy": make_numpy,
     "reference": make_reference,
     "onnxruntime": make_onnxruntime,
+    "onnxruntime-int8": make_onnxruntime_int8,
     "openvino": make_openvino,
     "torch": make_torch,
     "torch.compile": make_torch_compile,
 }
-PEERS = ("onnxruntime", "openvino", "torch", "torch.compile")
+PEERS = ("onnxruntime", "onnxruntime-int8", "openvino", "torch", "torch.compile")
 
 
 def unavailable(engine: str) -> str | None:
     """Why `engine` cannot run here (a missing package), or None."""
-    needs = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx"),
+    needs = {"onnxruntime": ("onnxruntime", "onnx"), "onnxruntime-int8": ("onnxruntime", "onnx"),
+             "openvino": ("openvino", "onnx"),
              "torch": ("torch",), "torch.compile": ("torch",)}.get(engine, ())
     import importlib.util
 

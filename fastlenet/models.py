@@ -21,17 +21,22 @@ PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz",
 PRETRAINED_PATH = pathlib.Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
 
 
-def pretrained(name: str = "digits", **kwargs: Any) -> Net:
+def pretrained(name: str = "digits", *, precision: str = "fp32", **kwargs: Any) -> Net:
     """A bundled LeNet-5 by name (see fastlenet/pretrained/README.md): "digits" (the default)
     reads handwriting and printed digits in many fonts from scans and files; "mnist" is the
     0.1.0 model, trained on MNIST alone. Both take raw MNIST digits (uint8 28x28, light on dark)
     as they are, and image files through fastlenet.predict_files / fastlenet.preprocess; the
-    metadata carries the normalization and what the model was trained on. kwargs go to
-    Net.from_npz (e.g. num_threads)."""
+    metadata carries the normalization and what the model was trained on. precision="int8"
+    gives the model quantized (both are tanh models: their int8 scales are fixed, computed at
+    load from the fp32 weights, no calibration; see Net.quantize). kwargs go to Net.from_npz
+    (e.g. num_threads)."""
     if not isinstance(name, str) or name not in PRETRAINED:
         raise ValueError(f"pretrained: name must be one of {', '.join(map(repr, PRETRAINED))}; "
                          f"got {name!r}")
-    return Net.from_npz(PRETRAINED_PATH.with_name(PRETRAINED[name]), **kwargs)
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"pretrained: precision must be 'fp32' or 'int8'; got {precision!r}")
+    net = Net.from_npz(PRETRAINED_PATH.with_name(PRETRAINED[name]), **kwargs)
+    return net.quantize() if precision == "int8" else net
 
 
 def load(path: str | os.PathLike[str], **kwargs: Any) -> Net:

@@ -54,6 +54,8 @@ struct fl_net {
      * they live in the same allocation, after this struct (K varies per net). */
     int num_classes, out_ld;
     float *out_wt, *out_b;
+    /* The int8 engine's layers C1..F6 (int8.c), or NULL for fp32. */
+    struct fl_int8 *q;
 };
 
 typedef struct {

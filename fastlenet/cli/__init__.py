@@ -30,8 +30,8 @@ from typing import List, Optional
 from fastlenet._version import __version__
 from fastlenet.cli.bench import cmd_bench, cmd_demo
 from fastlenet.cli.common import (PROG, UsageError, UserError, _add_dask_options,
-                                  _add_file_options, _add_model_options, _err,
-                                  _non_negative_int, _positive_float, _positive_int)
+                                  _add_file_options, _add_model_options, _add_precision_option,
+                                  _err, _non_negative_int, _positive_float, _positive_int)
 from fastlenet.cli.eval import cmd_eval
 from fastlenet.cli.inspect import cmd_config, cmd_inspect
 from fastlenet.cli.predict import cmd_predict
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 40,000,000)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (one is shown on a terminal when tqdm is installed)")
+    _add_precision_option(p)
     _add_dask_options(p)
     p.set_defaults(func=cmd_read)
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch size for the throughput measurement (default 1000)")
     p.add_argument("--seconds", type=_positive_float, default=0.5, metavar="S",
                    help="time per throughput measurement (default 0.5)")
+    _add_precision_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="accuracy and confusion matrix on labelled images",
@@ -147,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time per measurement (default 0.3)")
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure installed peers (default: yes)")
+    _add_precision_option(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("inspect", help="how a weights file maps to LeNet-5",

@@ -33,7 +33,7 @@ def _throughput(net, x, seconds):
 
 
 def cmd_demo(args) -> int:
-    net = load_net(None, threads=args.threads)
+    net = load_net(None, threads=args.threads, precision=args.precision)
     x, y = _sample()
     pred = net.predict(x)
     proba = net.predict_proba(x)
@@ -64,15 +64,16 @@ def cmd_demo(args) -> int:
     print()
     batch = np.ascontiguousarray(np.resize(x, (args.batch, 28, 28)))
     ips, lat = _throughput(net, batch, args.seconds)
-    print(f"throughput on this machine ({net.isa}, {net.num_threads} thread"
+    print(f"throughput on this machine ({net.precision} on {net.kernels}, {net.num_threads} thread"
           f"{'s' if net.num_threads > 1 else ''}): {ips:,.0f} images/s at batch {len(batch)}, "
           f"batch-1 latency {lat * 1e6:.1f} us")
     return 0
 
 
 def cmd_bench(args) -> int:
-    net = models.pretrained()
+    net = models.pretrained(precision=args.precision or "fp32")
     weights, meta = net.weights, net.meta
+    name = "fastlenet" if net.precision == "fp32" else "fastlenet-int8"
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, 1, 32, 32)).astype(np.float32)
     threads_list = list(range(1, _engine.DEFAULT_THREADS + 1))
@@ -99,7 +100,7 @@ def cmd_bench(args) -> int:
           f"{'batch-1 (us)':>12}")
     for isa in _engine.available_isas():
         for t in threads_list:
-            measure("fastlenet", t, isa=isa)
+            measure(name, t, isa=isa)
     measure("numpy", "-")
     measure("reference", 1, batch=min(args.batch, 8))
     if args.peers:
@@ -112,12 +113,12 @@ def cmd_bench(args) -> int:
                 continue
             for t in sorted({1, threads_list[-1]}):
                 measure(engine, t)
-    best = max((r for r in rows if r[0] == "fastlenet"), key=lambda r: r[4], default=None)
+    best = max((r for r in rows if r[0] == name), key=lambda r: r[4], default=None)
     if best:
-        others = [r for r in rows if r[0] != "fastlenet" and r[3] == best[3]]
+        others = [r for r in rows if r[0] != name and r[3] == best[3]]
         if others:
             print()
-            print(f"fastlenet ({best[1]}, {best[2]} threads) at batch {best[3]}: "
+            print(f"{name} ({best[1]}, {best[2]} threads) at batch {best[3]}: "
                   + ", ".join(f"{best[4] / r[4]:.1f}x {r[0]}"
                             + (f" ({r[2]} thr)" if r[2] != "-" else "") for r in others))
     return 0

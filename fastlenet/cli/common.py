@@ -59,9 +59,20 @@ def _positive_float(text: str) -> float:
 
 # ---- the model -----------------------------------------------------------------------------
 def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int] = None,
-             default: str = "digits"):
+             default: str = "digits", precision: Optional[str] = None):
+    """--weights as a Net (None: the bundled model `default`); --precision int8 quantizes it
+    (None: as the file says)."""
     try:
         net = models.open_net(weights, layout, default)
+        if precision is not None and precision != net.precision:
+            if net.precision == "int8":
+                raise ValueError("the file holds an int8 model; --precision fp32 needs its fp32 "
+                                 "source")
+            if net.activation == "relu":
+                raise ValueError("a relu model needs calibration images for int8: quantize it "
+                                 "in Python (net.quantize(calibration).save(path)) and pass "
+                                 "that file")
+            net = net.quantize(precision=precision)
     except (OSError, ValueError, ImportError, KeyError) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         where = weights or "the pretrained weights"
@@ -85,12 +96,20 @@ def _add_model_options(p: argparse.ArgumentParser, batch: bool = True) -> None:
                         "positional")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="threads for inference (default: the CPUs this process may use)")
+    _add_precision_option(p)
     if batch:
         p.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N",
                        help="images per inference call (default 1024); memory stays bounded")
     p.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
                    help="invert pixel values: auto (default) decides per image from its frame, "
                         "so dark-on-light drawings suit a light-on-dark model")
+
+
+def _add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+                   help="run the model in fp32 or int8 (default: as the weights file says, "
+                        "fp32 for the bundled models); int8 quantizes tanh/sigmoid models "
+                        "without calibration")
 
 
 def _add_file_options(p: argparse.ArgumentParser) -> None:

@@ -84,7 +84,8 @@ def cmd_eval(args) -> int:
 
         return cmd_eval_fields(args)
     _check_plot_possible(args)
-    net = load_net(args.weights, args.layout, args.threads)
+    net = load_net(args.weights, args.layout, args.threads,
+                   precision=getattr(args, "precision", None))
     classes = net.classes
     sources, label_of, y_idx = _eval_sources(args, classes)
     tally = _collect(args, net, sources, label_of, y_idx)

@@ -62,7 +62,8 @@ def cmd_eval_fields(args) -> int:
 
     quiet_pillow()
     files, truth = _labelled_fields(args.fields)
-    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL)
+    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL,
+                   precision=getattr(args, "precision", None))
     progress = _progress_for(args, "eval", files)
     n = exact = digits = right = failed = 0
     wrong = []

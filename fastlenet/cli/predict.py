@@ -72,7 +72,8 @@ def cmd_predict(args) -> int:
         return _predict_on_dask(args)
     from fastlenet.pipeline.run import predict_batches
 
-    net = load_net(args.weights, args.layout, args.threads)
+    net = load_net(args.weights, args.layout, args.threads,
+                   precision=getattr(args, "precision", None))
     k = min(args.top_k, net.num_classes)  # --top-k goes up to the model's K
     writer = _Writer(args.format, net.classes, k, sys.stdout)
     progress = _progress_for(args, "predict", args.paths)
@@ -131,7 +132,8 @@ def _connect(scheduler: Optional[str]):
 def _predict_on_dask(args) -> int:
     """`fastlenet predict --scheduler ADDRESS|local --output FILE ...`."""
     _require_dask()
-    net = load_net(args.weights, getattr(args, "layout", "auto"))  # as in-process, once
+    net = load_net(args.weights, getattr(args, "layout", "auto"),  # as in-process, once
+                   precision=getattr(args, "precision", None))
     # What the in-process `predict` takes goes to every task alike (getattr: options the
     # command may or may not have).
     options = {"top_k": args.top_k, "invert": args.invert,

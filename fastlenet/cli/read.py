@@ -98,7 +98,8 @@ def cmd_read(args) -> int:
     from fastlenet.pipeline.fields import read_field_batches
 
     quiet_pillow()
-    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL)
+    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL,
+                   precision=args.precision)
     writer = _Writer(args.format, sys.stdout)
     progress = _progress_for(args, "read", args.paths)
     done = failed = 0
@@ -139,7 +140,7 @@ def cmd_read(args) -> int:
 def _read_on_dask(args, length) -> int:
     from fastlenet.cli.predict import dask_job
 
-    net = load_net(args.weights, args.layout, default=fields.MODEL)
+    net = load_net(args.weights, args.layout, default=fields.MODEL, precision=args.precision)
     options = {"length": length, "invert": args.invert, "threads": args.threads,
                "workers": args.jobs}
     if args.max_pixels is not None:

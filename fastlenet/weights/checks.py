@@ -213,6 +213,7 @@ def check_meta(meta: Mapping[str, Any], source: str, num_classes: Optional[int] 
                           f"{np.max(np.abs(shift)):.3g}; expected "
                           f"both finite and nonzero in float32 (|x| < 3.4e38, scale > 1.2e-38 "
                           f"after /255)")
+    _check_precision(out, source)
     classes = out.get("classes")
     want = f"{num_classes}" if num_classes else "2 or more"
     if classes is not None and (not isinstance(classes, list) or len(classes) < 2 or
@@ -222,6 +223,44 @@ def check_meta(meta: Mapping[str, Any], source: str, num_classes: Optional[int] 
     if classes is not None:
         out["classes"] = [str(c) for c in classes]
     return out
+
+
+def _check_precision(out: dict, source: str) -> None:
+    """precision ("fp32" or "int8", absent = fp32) and the int8 block: {"act_max": three
+    positive finite float32 numbers, the calibrated ranges of C1, C3, C5}, required for relu
+    models in int8 and meaningless otherwise (fastlenet/weights/int8.py uses them)."""
+    prec = out.get("precision", "fp32")
+    if prec not in ("fp32", "int8"):
+        raise FormatError(f"{source}: precision must be 'fp32' or 'int8'; found {_short(prec)}")
+    block = out.get("int8")
+    if block is None:
+        if prec == "int8" and out["activation"] == "relu":
+            raise FormatError(f"{source}: precision int8 with activation relu needs the "
+                              f"calibrated ranges int8.act_max (three positive numbers, for "
+                              f"C1, C3, C5); found none")
+        return
+    if not isinstance(block, Mapping) or set(block) - {"act_max"}:
+        raise FormatError(f"{source}: int8 must be an object with the key act_max; found "
+                          f"{_short(block)}")
+    am = block.get("act_max")
+    if am is None:
+        if prec == "int8" and out["activation"] == "relu":
+            raise FormatError(f"{source}: precision int8 with activation relu needs int8.act_max "
+                              f"(three positive numbers, for C1, C3, C5); found none")
+        out["int8"] = {"act_max": None}
+        return
+    try:
+        with np.errstate(over="ignore"):
+            ok = isinstance(am, (list, tuple)) and len(am) == 3 and all(
+                not isinstance(v, (bool, np.bool_)) and isinstance(v, numbers.Real) and
+                math.isfinite(float(v)) and float(v) > 0 and math.isfinite(np.float32(255.0 / float(v)))
+                and np.float32(float(v)) < np.float32(3e38) for v in am)
+    except (OverflowError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise FormatError(f"{source}: int8.act_max must be a list of three positive finite "
+                          f"numbers (the calibrated ranges of C1, C3, C5); found {_short(am)}")
+    out["int8"] = {"act_max": [float(v) for v in am]}
 
 
 def _short(v: Any) -> str:
