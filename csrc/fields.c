@@ -8,15 +8,15 @@
  * strokes (rule lines, underlines, the lines of comb boxes) removed, keeping the pixels where a
  * digit's stroke crosses them -> 8-connected components -> the digits' height (the median of
  * the large components), specks and line remnants dropped -> components stacked over each
- * other merged into blobs (broken digits) -> straight cuts through wide blobs at minima of
- * their column profile -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
+ * other merged into blobs (broken digits) -> cuts through wide blobs: least-ink paths from
+ * the top to the bottom near minima of the column profile -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
  * narrow enough to be one digit, preprocessed exactly as a picture of one digit
  * (preprocess.c), so the recognizer sees what it was trained on.
  *
  * Bounds: at most FL_FIELD_MAX_PIECES pieces (the largest blobs kept first, then the best
  * cuts), so a field of noise costs no more preprocessing and recognition than a long field.
- * Fields with a side above FD_MAX_SIDE are block-mean reduced first (scratch ~10 bytes per
- * reduced pixel). Each field is computed by one thread: results do not depend on threads.
+ * Fields with a side above FD_MAX_SIDE are block-mean reduced first (scratch ~12 bytes per
+ * reduced pixel, and ~10 more per pixel of a field of noise's components). Each field is computed by one thread: results do not depend on threads.
  */
 #include <math.h>
 #include <stddef.h>
@@ -29,8 +29,6 @@
 #include "preprocess.h"
 
 #define FD_MAX_SIDE 1600
-/* Ink contrast below this (of the unit range): a blank field. */
-#define FD_MIN_CONTRAST 0.08
 /* A horizontal run this many stroke widths long, and FD_LINE_BAND text heights, is a line. */
 #define FD_LINE_SW 12.0
 #define FD_LINE_BAND 2.0
@@ -38,6 +36,8 @@
  * height that scale aims at (digits of ~30 px: well above the model's 20-pixel box). */
 #define FD_BAND_MAX 64
 #define FD_BAND_TARGET 40
+/* The least height (reduced pixels) of digits: below it, a field's "digits" are dots and dust. */
+#define FD_MIN_HEIGHT 6
 /* Box walls remembered (a comb of boxes: no digit spans two boxes). */
 #define FD_MAX_WALLS 256
 /* Components kept at most (by ink) before blobs are formed. */
@@ -54,7 +54,7 @@ typedef struct {
 } fd_comp;
 
 typedef struct {
-    int blob, left, right; /* the blob's pixels right of cut `left`, left of cut `right` (-1: none) */
+    int blob;           /* its pixels: the blob's between two of its cuts */
     int x0, y0, x1, y1; /* their box, inclusive */
     double mass;
     float cx;
@@ -152,7 +152,7 @@ static int fd_gray(fd_state *st, int invert) {
     }
     const size_t below = st->n - above;
     const double hi = s_hi / (double)above, lo = s_lo / (double)below;
-    if ((hi - lo) / 255.0 < FD_MIN_CONTRAST) return 0;
+    if ((hi - lo) / 255.0 < FL_MIN_CONTRAST) return 0; /* a blank field, as a blank digit */
     /* ink is what there is less of: a field is mostly paper */
     st->light = invert == FL_INVERT_AUTO ? above < below : invert == FL_INVERT_YES;
     st->thr = thr;
@@ -338,20 +338,23 @@ static int cmp_int(const void *a, const void *b) {
     return (p > q) - (p < q);
 }
 
-static int cmp_mass_desc(const void *a, const void *b, const fd_comp *c) {
-    const fd_comp *p = &c[*(const int *)a], *q = &c[*(const int *)b];
+typedef struct { double mass; int idx; } fd_rank;
+
+static int cmp_rank(const void *a, const void *b) {
+    const fd_rank *p = a, *q = b;
     if (p->mass != q->mass) return p->mass > q->mass ? -1 : 1;
-    return *(const int *)a - *(const int *)b;
+    return p->idx - q->idx;
 }
 
-/* Components by ink, most first (an insertion sort: qsort has no context argument in C99). */
-static void sort_by_mass(int *idx, int n, const fd_comp *c) {
-    for (int i = 1; i < n; i++) {
-        const int v = idx[i];
-        int j = i - 1;
-        while (j >= 0 && cmp_mass_desc(&idx[j], &v, c) > 0) { idx[j + 1] = idx[j]; j--; }
-        idx[j + 1] = v;
-    }
+/* idx[0..n) (indices into c) by ink, most first. FL_OK or FL_ERR_NOMEM. */
+static int sort_by_mass(int *idx, int n, const fd_comp *c) {
+    fd_rank *r = malloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+    if (!r) return FL_ERR_NOMEM;
+    for (int i = 0; i < n; i++) { r[i].mass = c[idx[i]].mass; r[i].idx = idx[i]; }
+    qsort(r, n, sizeof *r, cmp_rank);
+    for (int i = 0; i < n; i++) idx[i] = r[i].idx;
+    free(r);
+    return FL_OK;
 }
 
 /* The digits' height; specks, dots and line remnants dropped; the largest FD_MAX_KEEP kept. */
@@ -363,9 +366,12 @@ static int fd_keep(fd_state *st) {
     if (!hs || !st->keep) { free(hs); return -1; }
     int big = 0, nh = 0;
     for (int i = 0; i < nc; i++) big = imax(big, st->comps[i].count);
+    /* dots and dust (under FD_MIN_HEIGHT) set no scale of their own */
     for (int i = 0; i < nc; i++)
-        if (10 * st->comps[i].count >= big)
+        if (10 * st->comps[i].count >= big &&
+            st->comps[i].y1 - st->comps[i].y0 + 1 >= FD_MIN_HEIGHT)
             hs[nh++] = st->comps[i].y1 - st->comps[i].y0 + 1;
+    if (!nh) { free(hs); return 0; }
     qsort(hs, nh, sizeof *hs, cmp_int);
     const double height = hs[nh / 2];
     free(hs);
@@ -380,7 +386,7 @@ static int fd_keep(fd_state *st) {
         st->keep[nk++] = i;
     }
     if (nk > FD_MAX_KEEP) {
-        sort_by_mass(st->keep, nk, st->comps);
+        if (sort_by_mass(st->keep, nk, st->comps) != FL_OK) return -1;
         nk = FD_MAX_KEEP;
         st->nkeep_dropped = 1;
     }
@@ -451,13 +457,6 @@ static int cmp_cut(const void *a, const void *b) {
     return (p->mx > q->mx) - (p->mx < q->mx);
 }
 
-static int in_piece(const fd_state *st, const fd_piece *p, int y, int x) {
-    if (blob_of(st, (size_t)y * st->w + x) != p->blob) return 0;
-    if (p->left >= 0 && x < st->cuts[p->left].col[y]) return 0;
-    if (p->right >= 0 && x >= st->cuts[p->right].col[y]) return 0;
-    return 1;
-}
-
 /* The path from the blob's top to its bottom near column xc that crosses the least ink
  * (moving at most one column per row): touching digits overlap in x, so a straight cut would
  * slice one of them. -> the strokes it crosses (ink / stroke width); col[] filled. */
@@ -526,7 +525,7 @@ static int fd_pieces(fd_state *st) {
     for (int i = 0; i < st->nblob; i++) order[i] = i;
     st->truncated = st->nblob > FL_FIELD_MAX_PIECES;
     if (st->truncated) { /* the largest blobs; the rest are noise */
-        sort_by_mass(order, st->nblob, st->blobs);
+        if (sort_by_mass(order, st->nblob, st->blobs) != FL_OK) return FL_ERR_NOMEM;
         for (int i = FL_FIELD_MAX_PIECES; i < st->nblob; i++) st->blobs[order[i]].blob = -2;
     }
     const int R = imax(2, (int)(0.2 * hgt));
@@ -621,8 +620,11 @@ static int fd_pieces(fd_state *st) {
         budget--;
     }
     st->ncuts = nacc;
-    /* pieces: each blob between its cuts, which never cross, so they are ordered by mean x */
-    int np = 0;
+    /* pieces: each blob between its cuts. Cuts never cross, so on every row their columns
+     * rise in the order of their mean x: a pixel's piece is found by bisection, and the map
+     * of pieces is made in one pass over each blob's box. */
+    memset(st->m, 255, st->n);
+    int nt = 0; /* pieces before reading order (at most FL_FIELD_MAX_PIECES: see the budget) */
     for (int b = 0; b < st->nblob; b++) {
         const fd_comp *bl = &st->blobs[b];
         if (bl->blob == -2) continue;
@@ -633,41 +635,47 @@ static int fd_pieces(fd_state *st) {
                 while (j > 0 && st->cuts[ids[j - 1]].mx > st->cuts[a].mx) { ids[j] = ids[j - 1]; j--; }
                 ids[j] = a;
             }
-        for (int k = 0; k <= nx && np < FL_FIELD_MAX_PIECES; k++) {
-            fd_piece *p = &st->pieces[np];
+        const int base = nt;
+        for (int k = 0; k <= nx; k++) {
+            fd_piece *p = &st->pieces[nt++];
             p->blob = b;
-            p->left = k > 0 ? ids[k - 1] : -1;
-            p->right = k < nx ? ids[k] : -1;
             p->x0 = w; p->x1 = -1; p->y0 = h; p->y1 = -1; p->mass = 0;
-            for (int y = bl->y0; y <= bl->y1; y++)
-                for (int x = bl->x0; x <= bl->x1; x++) {
-                    if (!in_piece(st, p, y, x)) continue;
-                    p->x0 = imin(p->x0, x); p->x1 = imax(p->x1, x);
-                    p->y0 = imin(p->y0, y); p->y1 = imax(p->y1, y);
-                    p->mass += st->ink[st->q[(size_t)y * w + x]];
-                }
-            if (p->x1 >= 0) {
-                p->cx = 0.5f * (p->x0 + p->x1);
-                np++;
-            }
         }
+        for (int y = bl->y0; y <= bl->y1; y++)
+            for (int x = bl->x0; x <= bl->x1; x++) {
+                const size_t i = (size_t)y * w + x;
+                if (blob_of(st, i) != b) continue;
+                int lo = 0, hi = nx; /* the first cut this pixel is left of */
+                while (lo < hi) {
+                    const int mid = (lo + hi) / 2;
+                    if (x >= st->cuts[ids[mid]].col[y]) lo = mid + 1; else hi = mid;
+                }
+                fd_piece *p = &st->pieces[base + lo];
+                p->x0 = imin(p->x0, x); p->x1 = imax(p->x1, x);
+                p->y0 = imin(p->y0, y); p->y1 = imax(p->y1, y);
+                p->mass += st->ink[st->q[i]];
+                st->m[i] = (unsigned char)(base + lo);
+            }
     }
-    /* reading order: by centre */
-    for (int i = 1; i < np; i++) {
-        const fd_piece v = st->pieces[i];
-        int j = i - 1;
-        while (j >= 0 && st->pieces[j].cx > v.cx) { st->pieces[j + 1] = st->pieces[j]; j--; }
-        st->pieces[j + 1] = v;
+    /* the pieces with ink, in reading order (by centre); the map follows */
+    int np = 0, tid[FL_FIELD_MAX_PIECES];
+    for (int t = 0; t < nt; t++) {
+        fd_piece v = st->pieces[t];
+        if (v.x1 < 0) continue;
+        v.cx = 0.5f * (v.x0 + v.x1);
+        int j = np - 1;
+        while (j >= 0 && st->pieces[j].cx > v.cx) {
+            st->pieces[j + 1] = st->pieces[j]; tid[j + 1] = tid[j]; j--;
+        }
+        st->pieces[j + 1] = v; /* j + 1 <= np <= t: entries not yet read are not overwritten */
+        tid[j + 1] = t;
+        np++;
     }
     st->npieces = np;
-    /* each pixel's piece, for the crops of the segments */
-    memset(st->m, 255, st->n);
-    for (int i = 0; i < np; i++) {
-        const fd_piece *p = &st->pieces[i];
-        for (int y = p->y0; y <= p->y1; y++)
-            for (int x = p->x0; x <= p->x1; x++)
-                if (in_piece(st, p, y, x)) st->m[(size_t)y * w + x] = (unsigned char)i;
-    }
+    unsigned char lut[256];
+    memset(lut, 255, sizeof lut);
+    for (int i = 0; i < np; i++) lut[tid[i]] = (unsigned char)i;
+    for (size_t i = 0; i < st->n; i++) st->m[i] = lut[st->m[i]];
     /* a typical digit's ink: the median blob's, divided by the digits a wide blob holds */
     double ms[FD_MAX_KEEP];
     int nm = 0;
@@ -796,7 +804,7 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
     /* Digits much taller than the model's 20-pixel box lose nothing at a coarser scale, and
      * every later step costs per pixel: a text band above FD_BAND_MAX rows is read again at a
      * block-mean factor that brings it near FD_BAND_TARGET. */
-    if (ok && st->band > FD_BAND_MAX) {
+    if (ok && st->band > FD_BAND_MAX && (int)(st->band / FD_BAND_TARGET) > 1) {
         const int k = (int)(st->band / FD_BAND_TARGET);
         st->f *= k;
         st->h = (st->H + st->f - 1) / st->f;
@@ -949,8 +957,15 @@ int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, cons
     if (classes < 1) return FL_ERR_ARG;
     for (size_t i = 0; i < n; i++) {
         if (info[i].pieces < 0 || info[i].pieces > FL_FIELD_MAX_PIECES ||
-            info[i].segments < 0 || info[i].segments > FL_FIELD_MAX_SEGMENTS)
+            info[i].segments < 0 || info[i].segments > FL_FIELD_MAX_SEGMENTS || first[i] < 0)
             return FL_ERR_ARG;
+        const fl_segment *sg = segs + i * FL_FIELD_MAX_SEGMENTS;
+        for (int k = 0; k < info[i].segments; k++) /* in order of p0, within the pieces */
+            if (sg[k].p0 < 0 || sg[k].p1 <= sg[k].p0 || sg[k].p1 > info[i].pieces ||
+                sg[k].p1 - sg[k].p0 > FL_FIELD_SPAN || (k && sg[k].p0 < sg[k - 1].p0))
+                return FL_ERR_ARG;
+    }
+    for (size_t i = 0; i < n; i++) {
         search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
                    proba + (size_t)first[i] * classes, classes, params,
                    path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i], &skipped[i],

@@ -28,7 +28,7 @@
 
 #define PP_BOX 20
 #define PP_INK_FLOOR 0.15
-#define PP_MIN_CONTRAST 0.08
+#define PP_MIN_CONTRAST FL_MIN_CONTRAST
 #define PP_KEEP_MASS 0.10
 #define PP_KEEP_INSIDE 0.02
 #define PP_KEEP_GAP 0.5
@@ -657,9 +657,9 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
     return b.rc;
 }
 
-/* One image, on the calling thread: the fields search (fields.c) preprocesses each candidate
- * segment it cuts from a field exactly as a picture of one digit. */
-int fl_preprocess_one(const fl_image *im, int size, int invert, int light_on_dark, float *out) {
+
+/* One image on the calling thread, the whole way. */
+static int preprocess_alone(const fl_image *im, int size, int invert, int light_on_dark, float *out) {
     u8_tables tab;
     tab.valid = 0;
     return preprocess_one(im, size, invert, light_on_dark, out, &tab);
@@ -674,7 +674,7 @@ int fl_preprocess_ink(const float *ink, int h, int w, int size, int light_on_dar
                          (ptrdiff_t)sizeof *ink, 1.0};
     if (h < 1 || w < 1) { blank(out, size, light_on_dark); return FL_OK; }
     if (h > PP_MAX_SIDE || w > PP_MAX_SIDE)
-        return fl_preprocess_one(&im, size, light_on_dark ? FL_INVERT_NO : FL_INVERT_YES,
+        return preprocess_alone(&im, size, light_on_dark ? FL_INVERT_NO : FL_INVERT_YES,
                                  light_on_dark, out);
     pp_state st; /* only what the last steps use: g, kept, rowk */
     memset(&st, 0, sizeof st);

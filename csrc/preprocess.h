@@ -8,6 +8,9 @@
 
 #include "fastlenet.h"
 
+/* Ink contrast below this (of the unit range): a blank picture, digit or field. */
+#define FL_MIN_CONTRAST 0.08
+
 /* A pixel of an fl_image (at p, of `dtype`) times scale, clipped to [0, 1]; NaN is 0. */
 static inline double fl_unit_pixel(const char *p, int dtype, double scale) {
     double v;
@@ -25,10 +28,6 @@ static inline double fl_unit_pixel(const char *p, int dtype, double scale) {
 /* Otsu's threshold over a 256-level histogram: the level t (classes <= t and > t) that
  * maximises the between-class variance, ties to the lowest; -1 when there is one class only. */
 int fl_otsu(const size_t hist[256]);
-
-/* One image -> out (size x size), as fl_preprocess does for each image of a batch, on the
- * calling thread. FL_OK or FL_ERR_NOMEM. */
-int fl_preprocess_one(const fl_image *im, int size, int invert, int light_on_dark, float *out);
 
 /* An ink map (h x w floats in [0, 1]: one digit's pixels only, paper 0) -> out, by the
  * reference's last steps (thicken, centre, resample): what the fields search feeds the engine. */

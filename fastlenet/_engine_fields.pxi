@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t
 
 cdef extern from "fastlenet.h" nogil:
     enum:
-        FL_FIELD_MAX_PIECES, FL_FIELD_SPAN, FL_FIELD_MAX_SEGMENTS
+        FL_FIELD_MAX_PIECES, FL_FIELD_MAX_SEGMENTS
     ctypedef struct fl_segment:
         int p0, p1
         int x0, y0, x1, y1
@@ -14,7 +14,7 @@ cdef extern from "fastlenet.h" nogil:
         float height
         int ink_is_light
         int truncated
-        float piece_ink[96]
+        float piece_ink[FL_FIELD_MAX_PIECES]
     ctypedef struct fl_search_params:
         float digit_cost, shape_cost, skip_cost
         int min_len, max_len
@@ -27,7 +27,6 @@ cdef extern from "fastlenet.h" nogil:
                         float *skipped, int *met)
 
 FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
-FIELD_MAX_SEGMENTS = FL_FIELD_MAX_SEGMENTS
 # fl_segment as numpy sees it (the C struct: 6 ints and a float, no padding)
 SEGMENT_DTYPE = np.dtype([("p0", np.int32), ("p1", np.int32), ("x0", np.int32),
                           ("y0", np.int32), ("x1", np.int32), ("y1", np.int32),
@@ -104,6 +103,11 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
     proba = np.ascontiguousarray(proba, np.float32)
     if proba.ndim != 2 or len(proba) != len(segs):
         raise ValueError("fields: one row of probabilities per segment expected")
+    counts = np.asarray(counts)
+    if n and (counts[:, 0].min() < 0 or counts[:, 0].max() > FL_FIELD_MAX_PIECES
+              or counts[:, 1].min() < 0 or counts[:, 1].max() > FL_FIELD_MAX_SEGMENTS
+              or counts[:, 1].sum() != len(segs)):
+        raise ValueError("fields: piece or segment counts out of range")
     info = np.zeros(max(n, 1) * sizeof(fl_field), np.uint8)
     full = np.zeros(max(n, 1) * FL_FIELD_MAX_SEGMENTS, SEGMENT_DTYPE)
     first = np.zeros(max(n, 1), np.int64)
@@ -123,13 +127,19 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
     sk = np.zeros(max(n, 1), np.float32)
     met = np.zeros(max(n, 1), np.int32)
     cdef int rc
-    cdef int classes = proba.shape[1] if proba.ndim == 2 else 1
-    rc = fl_field_search(ip, <fl_segment *>cnp.PyArray_DATA(full), <size_t>n,
-                         <float *>cnp.PyArray_DATA(proba) if len(proba) else <float *>cnp.PyArray_DATA(lp),
-                         <int64_t *>cnp.PyArray_DATA(first), classes, &prm,
-                         <int *>cnp.PyArray_DATA(path), <int *>cnp.PyArray_DATA(nd),
-                         <float *>cnp.PyArray_DATA(lp), <float *>cnp.PyArray_DATA(sk),
-                         <int *>cnp.PyArray_DATA(met))
+    cdef int classes = proba.shape[1]
+    cdef fl_segment *fp = <fl_segment *>cnp.PyArray_DATA(full)
+    cdef const float *pp = <float *>cnp.PyArray_DATA(proba) if len(proba) else \
+        <float *>cnp.PyArray_DATA(lp)
+    cdef int64_t *firstp = <int64_t *>cnp.PyArray_DATA(first)
+    cdef int *pathp = <int *>cnp.PyArray_DATA(path)
+    cdef int *ndp = <int *>cnp.PyArray_DATA(nd)
+    cdef int *metp = <int *>cnp.PyArray_DATA(met)
+    cdef float *lpp = <float *>cnp.PyArray_DATA(lp)
+    cdef float *skp = <float *>cnp.PyArray_DATA(sk)
+    with nogil:
+        rc = fl_field_search(ip, fp, <size_t>n, pp, firstp, classes, &prm, pathp, ndp, lpp, skp,
+                             metp)
     if rc != FL_OK:
         raise ValueError(f"fields: invalid search arguments (engine error {rc})")
     return path[:n], nd[:n], lp[:n], sk[:n], met[:n]

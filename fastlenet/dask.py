@@ -346,6 +346,20 @@ def _run_partition(run, files, shared, options, threads, isa, error_row):
     return rows
 
 
+def _check_options(run, options: dict) -> None:
+    """Keywords for `run` (the in-process pipeline function) that it does not take, or a
+    max_pixels that is not a positive integer: a TypeError/ValueError here, on the client."""
+    import inspect
+
+    unknown = set(options) - set(inspect.signature(run).parameters)
+    if unknown:
+        raise TypeError(f"{run.__name__}: unexpected keyword(s) {', '.join(sorted(unknown))}")
+    mp = options.get("max_pixels")
+    if mp is not None and (isinstance(mp, bool) or not isinstance(mp, (int, np.integer))
+                           or mp < 1):
+        raise ValueError(f"max_pixels: expected a positive integer or None; got {mp!r}")
+
+
 FIELD_COLUMNS = ["source", "member", "index", "text", "confidence", "digits", "error"]
 
 
@@ -399,8 +413,14 @@ def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTI
 
     from fastlenet.fields import check_net, length_range
 
+    from fastlenet.pipeline.fields import read_fields as run
+    from fastlenet.pixels import invert_choice
+
     net = check_net(net)
-    length_range(length)  # refused here, on the client, rather than in every task
+    # refused here, on the client, rather than as an error row for every input
+    length_range(length)
+    invert_choice(invert)
+    _check_options(run, options)
     if threads is not None:
         engine_threads(threads)
     _check_isa(isa)

@@ -5,8 +5,8 @@ comb boxes) -> the string it reads.
     read_arrays(images, net)   many -> [Field], in batches (what read_fields' workers run)
 
 How (csrc/fields.c has the details): the field is over-segmented on purpose (components,
-long lines and box walls removed, straight cuts through touching digits at minima of the
-column profile), every run of 1-5 consecutive pieces that could be one digit is preprocessed
+long lines and box walls removed, least-ink cut paths through touching digits from minima of
+the column profile), every run of 1-5 consecutive pieces that could be one digit is preprocessed
 as a picture of one digit and scored by the engine in one large batch, and the best path of
 segments (dynamic programming over the cuts, LeNet-5's own method for bank-check amounts) is
 the reading. The work per field is bounded: at most FIELD_MAX_PIECES pieces and 5 pieces per
@@ -142,7 +142,7 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
         except (ValueError, TypeError) as e:
             errors.append(str(e))
     scales = [unit_scale(a) for a in arrays]
-    inputs, segs, counts, heights, ink = _engine._field_segments(
+    inputs, segs, counts, _, ink = _engine._field_segments(
         arrays, scales, size, invert, light, threads)
     proba = net.predict_proba(inputs) if len(inputs) else np.zeros((0, net.num_classes),
                                                                     np.float32)

@@ -38,6 +38,8 @@ def _labelled_fields(path: str):
             raise UserError(f"{path}, line {n}: expected the digits of the field; found "
                             f"{safe_name(row[1])!r}")
         p = os.path.join(base, row[0].strip())
+        if p in truth:
+            raise UserError(f"{path}, line {n}: {safe_name(row[0])} is labelled twice")
         files.append(p)
         truth[p] = text
     if not files:
@@ -76,7 +78,13 @@ def cmd_eval_fields(args) -> int:
                     failed += 1
                     progress.error(f"{safe_name(f.name)}: {f.error}")
                     continue
-                t = truth.get(f.source, "")
+                if f.source not in truth or f.member is not None or f.index is not None:
+                    # a folder, glob, shard or multi-image file in the CSV: no one truth
+                    failed += 1
+                    progress.error(f"{safe_name(f.name)}: not a labelled image file of "
+                                   f"{args.fields}")
+                    continue
+                t = truth[f.source]
                 n += 1
                 d = edit_distance(t, f.text)
                 exact += d == 0
