@@ -282,6 +282,33 @@ static int fd_lines(fd_state *st) {
             }
             y = e;
         }
+    /* and walls as columns of ink (lines included) spanning the grid from its top line to its
+     * bottom line: a digit that touches a wall or crosses a line breaks the test above, not
+     * this one; a digit is never as tall as its box */
+    int ytop = h, ybot = -1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (m[(size_t)y * w + x] == 2) { ytop = imin(ytop, y); ybot = imax(ybot, y); }
+    if (ybot - ytop + 1 >= min_wall && ybot > ytop) {
+        const int span = ybot - ytop + 1;
+        for (int x = 0; x < w; x++) {
+            int best = 0, bs = 0;
+            for (int y = ytop, r = 0, rs = ytop; y <= ybot; y++) {
+                const unsigned char v = m[(size_t)y * w + x];
+                if (v == 1 || v == 2 || v == 4) {
+                    if (!r) rs = y;
+                    r++;
+                    if (r > best) { best = r; bs = rs; }
+                } else r = 0;
+            }
+            if (10 * best < 9 * span) continue;
+            for (int k = bs; k < bs + best; k++)
+                if (m[(size_t)k * w + x] == 1 && st->run[(size_t)k * w + x] <= thin)
+                    m[(size_t)k * w + x] = 4;
+            if (st->nwalls < FD_MAX_WALLS && (!st->nwalls || st->walls[st->nwalls - 1] < x - 1))
+                st->walls[st->nwalls++] = x;
+        }
+    }
     for (size_t i = 0; i < st->n; i++) m[i] = m[i] == 1;
     return 1;
 }
