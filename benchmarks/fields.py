@@ -329,14 +329,7 @@ SYSTEMS = {s.name: s for s in (Cli, Api, ByHand, Tesserocr, TesseractCli, RapidO
 
 
 # ----------------------------------------------------------------------------- scoring
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+from fastlenet.cli.eval_fields import edit_distance  # noqa: E402  (the one definition)
 
 
 def score(data, preds):

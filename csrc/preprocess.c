@@ -592,6 +592,23 @@ static int resample(pp_state *st, int size, int light_on_dark, float *out) {
     return FL_OK;
 }
 
+/* The reference's last steps (clear, thicken, centre, resample) after `rc` of the earlier
+ * ones; a blank result is the paper colour. Frees st. FL_OK or FL_ERR_NOMEM. */
+static int finish(pp_state *st, int rc, int size, int light_on_dark, float *out) {
+    if (rc == FL_OK) {
+        clear_far_ink(st);
+        rc = thicken_strokes(st);
+    }
+    if (rc == FL_OK) rc = centre_of_mass(st);
+    if (rc == FL_OK) rc = resample(st, size, light_on_dark, out);
+    if (rc == PP_BLANK) {
+        blank(out, size, light_on_dark);
+        rc = FL_OK;
+    }
+    pp_free(st);
+    return rc;
+}
+
 /* One image -> out (size x size), the reference's steps in order. FL_OK or FL_ERR_NOMEM. */
 static int preprocess_one(const fl_image *im, int size, int invert, int light_on_dark,
                           float *out, u8_tables *tab) {
@@ -608,18 +625,7 @@ static int preprocess_one(const fl_image *im, int size, int invert, int light_on
     }
     if (rc == FL_OK) rc = label_components(&st);
     if (rc == FL_OK) rc = keep_components(&st);
-    if (rc == FL_OK) {
-        clear_far_ink(&st);
-        rc = thicken_strokes(&st);
-    }
-    if (rc == FL_OK) rc = centre_of_mass(&st);
-    if (rc == FL_OK) rc = resample(&st, size, light_on_dark, out);
-    if (rc == PP_BLANK) {
-        blank(out, size, light_on_dark);
-        rc = FL_OK;
-    }
-    pp_free(&st);
-    return rc;
+    return finish(&st, rc, size, light_on_dark, out);
 }
 
 /* A batch as work items for the engine's pool (pool.c: fork-safe, no spin-wait). */
@@ -706,16 +712,5 @@ int fl_preprocess_ink(const float *ink, int h, int w, int size, int light_on_dar
         st.area = area;
         if (!area) rc = PP_BLANK;
     }
-    if (rc == FL_OK) {
-        clear_far_ink(&st);
-        rc = thicken_strokes(&st);
-    }
-    if (rc == FL_OK) rc = centre_of_mass(&st);
-    if (rc == FL_OK) rc = resample(&st, size, light_on_dark, out);
-    if (rc == PP_BLANK) {
-        blank(out, size, light_on_dark);
-        rc = FL_OK;
-    }
-    pp_free(&st);
-    return rc;
+    return finish(&st, rc, size, light_on_dark, out);
 }

@@ -31,7 +31,7 @@ from fastlenet._version import __version__
 from fastlenet.cli.bench import cmd_bench, cmd_demo
 from fastlenet.cli.common import (PROG, UsageError, UserError, _add_dask_options,
                                   _add_file_options, _add_model_options, _add_precision_option,
-                                  _err, _non_negative_int, _positive_float, _positive_int)
+                                  _err, _positive_float, _positive_int)
 from fastlenet.cli.eval import cmd_eval
 from fastlenet.cli.inspect import cmd_config, cmd_inspect
 from fastlenet.cli.predict import cmd_predict
@@ -92,14 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="auto (default): the ink is the field's minority class; yes: light ink "
                         "on dark; no: dark ink on light")
-    p.add_argument("--jobs", "-j", type=_non_negative_int, metavar="N",
-                   help="processes that read, decode and read fields (default: the CPUs this "
-                        "process may use; 0: none, all in this process)")
-    p.add_argument("--max-pixels", type=_positive_int, metavar="N", default=None,
-                   help="refuse images with more pixels than this, from their header "
-                        "(default 40,000,000)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (one is shown on a terminal when tqdm is installed)")
+    _add_file_options(p, preprocess=False)
     _add_precision_option(p)
     _add_dask_options(p)
     p.set_defaults(func=cmd_read)

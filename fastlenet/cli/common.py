@@ -3,6 +3,7 @@ place a --weights value becomes a Net, the progress bar."""
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from typing import Optional
@@ -55,6 +56,25 @@ def _positive_float(text: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
     return v
+
+
+# ---- labelled CSVs (eval) ---------------------------------------------------------------------
+def csv_rows(path: str, what: str):
+    """(line number, row) of a labelled CSV's non-empty rows, each of two fields at least;
+    `what` names the columns in messages ("path,label")."""
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror or e}") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: not a {what} CSV ({e})") from None
+    for n, row in enumerate(rows, 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise UserError(f"{path}, line {n}: expected {what}; found {row!r}")
+        yield n, row
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -112,10 +132,20 @@ def _add_precision_option(p: argparse.ArgumentParser) -> None:
                         "without calibration")
 
 
-def _add_file_options(p: argparse.ArgumentParser) -> None:
+def _add_file_options(p: argparse.ArgumentParser, preprocess: bool = True) -> None:
     p.add_argument("--jobs", "-j", type=_non_negative_int, metavar="N",
                    help="processes that read, decode and preprocess image files (default: the "
                         "CPUs this process may use; 0: none, all in this process)")
+    if preprocess:
+        _add_preprocess_options(p)
+    p.add_argument("--max-pixels", type=_positive_int, metavar="N", default=None,
+                   help="refuse images with more pixels than this, from their header "
+                        "(default 40,000,000): decompression bombs")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (one is shown on a terminal when tqdm is installed)")
+
+
+def _add_preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=("auto", "mnist", "none"), default="auto",
                    help="auto (default): image files get MNIST's preprocessing (ink box scaled "
                         "into 20x20, centred by centre of mass), IDX/.npy images of 28x28 or "
@@ -124,11 +154,6 @@ def _add_file_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true",
                    help="the same as --preprocess none (files that are already 28x28 or 32x32 "
                         "model inputs)")
-    p.add_argument("--max-pixels", type=_positive_int, metavar="N", default=None,
-                   help="refuse images with more pixels than this, from their header "
-                        "(default 40,000,000): decompression bombs")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (one is shown on a terminal when tqdm is installed)")
 
 
 def _add_dask_options(p: argparse.ArgumentParser) -> None:

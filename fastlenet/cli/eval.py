@@ -1,7 +1,6 @@
 """fastlenet eval: accuracy, per-class accuracy and the confusion matrix on labelled images."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -10,7 +9,7 @@ from typing import List
 import numpy as np
 
 from fastlenet.cli.common import (UsageError, UserError, _err, _pipeline_options, _progress_for,
-                                  load_net)
+                                  csv_rows, load_net)
 from fastlenet.io import containers
 from fastlenet.names import safe_name
 
@@ -52,20 +51,9 @@ def _labelled_folder(root: str, classes: List[str]):
 
 def _labelled_csv(path: str, classes: List[str]):
     """A `path,label` CSV (paths relative to the CSV's folder; a header row is skipped)."""
-    try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror or e}") from None
-    except csv.Error as e:
-        raise UserError(f"{path}: not a path,label CSV ({e})") from None
     base = os.path.dirname(path)
     files, labels = [], {}
-    for n, row in enumerate(rows, 1):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) < 2:
-            raise UserError(f"{path}, line {n}: expected path,label; found {row!r}")
+    for n, row in csv_rows(path, "path,label"):
         if n == 1 and row[1].strip() not in classes and not row[1].strip().isdigit():
             continue  # a header
         p = os.path.join(base, row[0].strip())

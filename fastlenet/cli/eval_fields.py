@@ -2,13 +2,12 @@
 digits, the worst fields), from a `path,text` CSV (paths relative to the CSV)."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 
 from fastlenet import fields
-from fastlenet.cli.common import UserError, _progress_for, load_net
+from fastlenet.cli.common import UserError, _progress_for, csv_rows, load_net
 from fastlenet.names import safe_name
 
 # Wrong fields listed.
@@ -17,20 +16,9 @@ WORST = 10
 
 def _labelled_fields(path: str):
     """A `path,text` CSV -> (files, {file: text}). Text is digits; spaces in it are layout."""
-    try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror or e}") from None
-    except csv.Error as e:
-        raise UserError(f"{path}: not a path,text CSV ({e})") from None
     base = os.path.dirname(path)
     files, truth = [], {}
-    for n, row in enumerate(rows, 1):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) < 2:
-            raise UserError(f"{path}, line {n}: expected path,text; found {row!r}")
+    for n, row in csv_rows(path, "path,text"):
         text = "".join(row[1].split())
         if not text.isdigit() and text != "":
             if n == 1:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import math
 from typing import Iterator, Optional
 
-import numpy as np
-
 from fastlenet import _engine, fields, prepare
 from fastlenet.io.decode import MAX_PIXELS
 from fastlenet.io.kinds import MAX_FILE_BYTES
-from fastlenet.pipeline.pool import POOLS, _ordered
+from fastlenet.pipeline.pool import _ordered, workers_and_pool
 from fastlenet.pipeline.tasks import TASK_FIELDS, _units, read_fields_of
 from fastlenet.pixels import invert_choice
 
@@ -30,13 +28,7 @@ def read_field_batches(sources, net=None, *, workers: Optional[int] = None, leng
     net = fields.check_net(net)
     lo, hi = fields.length_range(length)
     invert = invert_choice(invert)
-    if workers is None:
-        workers = _engine.DEFAULT_THREADS
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ValueError(f"workers: expected a non-negative integer or None; got {workers!r}")
-    pool = pool or "process"
-    if pool not in POOLS:
-        raise ValueError(f"pool: expected one of {', '.join(POOLS)}; got {pool!r}")
+    workers, pool = workers_and_pool(workers, pool)
     size, light = prepare.model_geometry(net)
     threads = 1 if workers > 0 else net.num_threads
     cfg = prepare.Settings(size, invert, light, "mnist",

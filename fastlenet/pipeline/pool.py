@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastlenet import prepare
+from fastlenet import _engine, prepare
 from fastlenet.pipeline.tasks import _decode_task, _Done, _worker_init
 
 POOLS = ("process", "thread")
+
+
+def workers_and_pool(workers, pool):
+    """The workers= and pool= of predict_files and read_fields, checked: (count, kind)."""
+    if workers is None:
+        workers = _engine.DEFAULT_THREADS
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers: expected a non-negative integer or None; got {workers!r}")
+    pool = pool or "process"
+    if pool not in POOLS:
+        raise ValueError(f"pool: expected one of {', '.join(POOLS)}; got {pool!r}")
+    return int(workers), pool
 
 
 def _make_pool(kind: str, workers: int, net=None):

@@ -9,7 +9,7 @@ from fastlenet import _engine, models, prepare
 from fastlenet.io.decode import MAX_PIXELS
 from fastlenet.io.kinds import MAX_FILE_BYTES
 from fastlenet.pixels import invert_choice
-from fastlenet.pipeline.pool import POOLS, _ordered
+from fastlenet.pipeline.pool import _ordered, workers_and_pool
 from fastlenet.pipeline.rows import Prediction, make_rows
 from fastlenet.pipeline.tasks import DEFAULT_BATCH, PREPROCESS_CHOICES, TASK_FILES, _units
 
@@ -31,13 +31,7 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
     if preprocess not in PREPROCESS_CHOICES:
         raise ValueError(f"preprocess: expected one of {', '.join(PREPROCESS_CHOICES)}; got "
                          f"{preprocess!r}")
-    if workers is None:
-        workers = _engine.DEFAULT_THREADS
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ValueError(f"workers: expected a non-negative integer or None; got {workers!r}")
-    pool = pool or "process"
-    if pool not in POOLS:
-        raise ValueError(f"pool: expected one of {', '.join(POOLS)}; got {pool!r}")
+    workers, pool = workers_and_pool(workers, pool)
     if max_pixels is None:
         max_pixels = MAX_PIXELS
     size, light = prepare.model_geometry(net)
