@@ -18,6 +18,7 @@ the only clients of the package's face.
     common.py    errors, options, --weights -> Net (once, for every command and for Dask)
     predict.py   predict (in-process and --scheduler)   eval.py   eval
     read.py      read (fields of digits)                eval_fields.py   eval --fields
+    cluster.py   the --scheduler/--output job of predict and read
     bench.py     demo and bench                          inspect.py   inspect and config
 """
 from __future__ import annotations

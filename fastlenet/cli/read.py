@@ -138,7 +138,7 @@ def cmd_read(args) -> int:
 
 
 def _read_on_dask(args, length) -> int:
-    from fastlenet.cli.predict import dask_job
+    from fastlenet.cli.cluster import dask_job
 
     net = load_net(args.weights, args.layout, default=fields.MODEL, precision=args.precision)
     options = {"length": length, "invert": args.invert, "threads": args.threads,
