@@ -14,7 +14,7 @@ DEFAULT_BATCH = 1024
 # result array, a queue round trip: ~0.1 ms) is small beside ~100 us per file, small enough to
 # keep both workers and the engine fed.
 TASK_FILES = 128
-# A field costs ~5x a digit (segmentation and ~20 candidates through the engine).
+# A field costs ~10x a digit (its segmentation, ~40 candidates preprocessed and classified).
 TASK_FIELDS = 32
 # The engine of a worker process (_worker_init): a one-thread copy of the caller's Net.
 _WORKER_NET = None
