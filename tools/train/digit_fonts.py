@@ -21,8 +21,6 @@ import subprocess
 import sys
 from typing import Dict, List, NamedTuple
 
-import numpy as np
-
 
 class Group(NamedTuple):
     name: str
@@ -178,6 +176,7 @@ def _fc_faces() -> List[tuple]:
 def _signature(path: str, index: int):
     """A hash of the ten digits' bitmaps at 32 px, or None when the face lacks digits (its
     digits render as .notdef, or as blanks, or all alike)."""
+    import numpy as np  # here, not at the top: `--install` runs before any package (CI)
     from PIL import ImageFont
 
     try:
