@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 from typing import Optional
@@ -169,6 +170,59 @@ def _add_dask_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--files-per-partition", type=_positive_int, metavar="N",
                    help="image files per Dask task (default 512; a shard, IDX or .npy file is "
                         "a task of its own)")
+
+
+# ---- output rows ---------------------------------------------------------------------------
+def csv_field(text: str) -> str:
+    """One CSV field, quoted when it holds a comma, a quote or a line break."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class RowWriter:
+    """Rows -> text, csv, json or jsonl on `out`, a batch at a time (one string per row, one
+    write per batch): the framing every command shares. A subclass turns one row into its text
+    or csv line (`line`) or its JSON record (`record`), or None to leave the row out."""
+
+    def __init__(self, fmt: str, out, csv_header: list):
+        self.fmt, self.out, self.count = fmt, out, 0
+        if fmt == "csv":
+            out.write(",".join(csv_header) + "\n")
+        elif fmt == "json":
+            out.write("[")
+
+    def line(self, row):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def record(self, row):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def rows(self, rows) -> None:
+        lines = []
+        for row in rows:
+            if self.fmt in ("text", "csv"):
+                text = self.line(row)
+                if text is None:
+                    continue
+                lines.append(text + "\n")
+            else:
+                rec = self.record(row)
+                if rec is None:
+                    continue
+                if self.fmt == "jsonl":
+                    lines.append(json.dumps(rec) + "\n")
+                else:
+                    lines.append((",\n" if self.count else "\n") + json.dumps(rec))
+            self.count += 1
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "]\n")
+        self.out.flush()
 
 
 # ---- progress ------------------------------------------------------------------------------

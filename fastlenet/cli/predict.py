@@ -2,70 +2,47 @@
 --scheduler/--output, as a job on a Dask cluster written to Parquet or CSV."""
 from __future__ import annotations
 
-import json
 import sys
 from typing import List
 
 from fastlenet.cli.cluster import dask_job, require_dask
-from fastlenet.cli.common import (UserError, _err, _pipeline_options, _progress_for, load_net)
+from fastlenet.cli.common import (RowWriter, UserError, _err, _pipeline_options, _progress_for,
+                                  csv_field, load_net)
 from fastlenet.names import safe_name
 
-class _Writer:
-    """Prediction rows -> text, csv, json or jsonl on `out`, a batch at a time (one string
-    per row, one write per batch)."""
+class _Writer(RowWriter):
+    """Predictions -> text, csv, json or jsonl (rows with an error are left out: they go to
+    stderr)."""
 
     def __init__(self, fmt: str, classes: List[str], k: int, out):
-        self.fmt, self.classes, self.k, self.out = fmt, classes, k, out
-        self.count = 0
-        if fmt == "csv":
-            head = ["path", "member", "index", "label", "confidence"]
-            for j in range(2, k + 1):
-                head += [f"label_{j}", f"confidence_{j}"]
-            out.write(",".join(head) + "\n")
-        elif fmt == "json":
-            out.write("[")
+        head = ["path", "member", "index", "label", "confidence"]
+        for j in range(2, k + 1):
+            head += [f"label_{j}", f"confidence_{j}"]
+        super().__init__(fmt, out, head)
+        self.classes, self.k = classes, k
 
-    def _csv_field(self, text: str) -> str:
-        if any(c in text for c in ',"\r\n'):
-            return '"' + text.replace('"', '""') + '"'
-        return text
+    def line(self, p):
+        if p.error is not None:
+            return None
+        classes, top = self.classes, p.top_k[:self.k]
+        if self.fmt == "text":
+            return safe_name(p.name) + "  " + "  ".join(
+                f"{classes[c]} {conf:.4f}" for c, conf in top)
+        return ",".join([csv_field(safe_name(p.source)),
+                         "" if p.member is None else csv_field(safe_name(p.member)),
+                         "" if p.index is None else str(p.index)]
+                        + [f"{csv_field(classes[c])},{conf:.6f}" for c, conf in top])
 
-    def rows(self, preds) -> None:
-        classes, k, fmt = self.classes, self.k, self.fmt
-        lines = []
-        for p in preds:
-            if p.error is not None:
-                continue
-            top = p.top_k[:k]
-            if fmt == "text":
-                lines.append(safe_name(p.name) + "  " + "  ".join(
-                    f"{classes[c]} {conf:.4f}" for c, conf in top) + "\n")
-            elif fmt == "csv":
-                lines.append(",".join(
-                    [self._csv_field(safe_name(p.source)),
-                     "" if p.member is None else self._csv_field(safe_name(p.member)),
-                     "" if p.index is None else str(p.index)]
-                    + [f"{self._csv_field(classes[c])},{conf:.6f}" for c, conf in top]) + "\n")
-            else:
-                rec = {"path": safe_name(p.source),
-                       "member": None if p.member is None else safe_name(p.member),
-                       "index": p.index, "label": classes[p.label], "class": p.label,
-                       "confidence": round(p.confidence, 6),
-                       "top": [{"label": classes[c], "class": c, "confidence": round(conf, 6)}
-                               for c, conf in top]}
-                if fmt == "jsonl":
-                    lines.append(json.dumps(rec) + "\n")
-                else:
-                    lines.append((",\n" if self.count else "\n") + json.dumps(rec))
-            self.count += 1
-        if lines:
-            self.out.write("".join(lines))
-            self.out.flush()
-
-    def close(self) -> None:
-        if self.fmt == "json":
-            self.out.write("\n]\n" if self.count else "]\n")
-        self.out.flush()
+    def record(self, p):
+        if p.error is not None:
+            return None
+        classes = self.classes
+        return {"path": safe_name(p.source),
+                "member": None if p.member is None else safe_name(p.member),
+                "index": p.index, "label": classes[p.label], "class": p.label,
+                "confidence": round(p.confidence, 6),
+                "top": [{"label": classes[c], "class": c, "confidence": round(conf, 6)}
+                        for c, conf in p.top_k[:self.k]]}
 
 
 def cmd_predict(args) -> int:

@@ -3,12 +3,12 @@
 --plot draws the first fields with their digit boxes for a person to check."""
 from __future__ import annotations
 
-import json
 import sys
 from typing import Optional
 
 from fastlenet import fields
-from fastlenet.cli.common import UsageError, UserError, _err, _progress_for, load_net
+from fastlenet.cli.common import (RowWriter, UsageError, UserError, _err, _progress_for,
+                                  csv_field, load_net)
 from fastlenet.names import safe_name
 
 # Fields drawn by --plot.
@@ -32,59 +32,32 @@ def parse_length(text: Optional[str]):
     return length
 
 
-def _csv_field(text: str) -> str:
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-class _Writer:
-    """Field rows -> csv, json, jsonl or text on `out`, a batch at a time."""
+class _Writer(RowWriter):
+    """Fields -> csv, json, jsonl or text (every field, its error included)."""
 
     def __init__(self, fmt: str, out):
-        self.fmt, self.out, self.count = fmt, out, 0
-        if fmt == "csv":
-            out.write("path,member,index,text,confidence,error\n")
-        elif fmt == "json":
-            out.write("[")
+        super().__init__(fmt, out, ["path", "member", "index", "text", "confidence", "error"])
 
-    def rows(self, rows) -> None:
-        lines = []
-        for f in rows:
-            conf = "" if f.error is not None else f"{f.confidence:.6f}"
-            if self.fmt == "csv":
-                lines.append(",".join([
-                    _csv_field(safe_name(f.source)),
-                    "" if f.member is None else _csv_field(safe_name(f.member)),
-                    "" if f.index is None else str(f.index),
-                    f.text, conf, "" if f.error is None else _csv_field(f.error)]) + "\n")
-            elif self.fmt == "text":
-                lines.append(f"{safe_name(f.name)}  " + (
-                    f"{f.text or '-'}  {conf}" if f.error is None else f"error: {f.error}")
-                             + "\n")
-            else:
-                rec = {"path": safe_name(f.source),
-                       "member": None if f.member is None else safe_name(f.member),
-                       "index": f.index, "text": f.text,
-                       "confidence": None if f.error is not None else round(f.confidence, 6),
-                       "digits": [{"label": d.label, "confidence": round(d.confidence, 6),
-                                   "box": list(d.box),
-                                   "alternatives": [[c, round(p, 6)] for c, p in d.alternatives]}
-                                  for d in f.digits],
-                       "error": f.error}
-                if self.fmt == "jsonl":
-                    lines.append(json.dumps(rec) + "\n")
-                else:
-                    lines.append((",\n" if self.count else "\n") + json.dumps(rec))
-            self.count += 1
-        if lines:
-            self.out.write("".join(lines))
-            self.out.flush()
+    def line(self, f):
+        conf = "" if f.error is not None else f"{f.confidence:.6f}"
+        if self.fmt == "text":
+            return f"{safe_name(f.name)}  " + (
+                f"{f.text or '-'}  {conf}" if f.error is None else f"error: {f.error}")
+        return ",".join([csv_field(safe_name(f.source)),
+                         "" if f.member is None else csv_field(safe_name(f.member)),
+                         "" if f.index is None else str(f.index),
+                         f.text, conf, "" if f.error is None else csv_field(f.error)])
 
-    def close(self) -> None:
-        if self.fmt == "json":
-            self.out.write("\n]\n" if self.count else "]\n")
-        self.out.flush()
+    def record(self, f):
+        return {"path": safe_name(f.source),
+                "member": None if f.member is None else safe_name(f.member),
+                "index": f.index, "text": f.text,
+                "confidence": None if f.error is not None else round(f.confidence, 6),
+                "digits": [{"label": d.label, "confidence": round(d.confidence, 6),
+                            "box": list(d.box),
+                            "alternatives": [[c, round(p, 6)] for c, p in d.alternatives]}
+                           for d in f.digits],
+                "error": f.error}
 
 
 def cmd_read(args) -> int:
