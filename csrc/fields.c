@@ -731,9 +731,17 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
     float *out = malloc(plane * sizeof *out), *crop = NULL;
     size_t crop_cap = 0;
     if (!out) return FL_ERR_NOMEM;
+    /* each blob's first and last piece in reading order: a run is whole blobs when every
+     * blob it touches lies inside it */
+    int bfirst[FD_MAX_KEEP], blast[FD_MAX_KEEP];
+    for (int b = 0; b < st->nblob; b++) { bfirst[b] = np; blast[b] = -1; }
+    for (int i = 0; i < np; i++) {
+        const int b = st->pieces[i].blob;
+        bfirst[b] = imin(bfirst[b], i); blast[b] = imax(blast[b], i);
+    }
     int ns = 0, rc = FL_OK;
     for (int i = 0; i < np && rc == FL_OK; i++) {
-        int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0;
+        int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0, lo = np, hi = -1;
         double mass = 0;
         for (int k = 1; k <= FL_FIELD_SPAN && i + k <= np; k++) {
             const fd_piece *p = &st->pieces[i + k - 1];
@@ -749,6 +757,7 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             if (walled) break;
             mass += p->mass;
             gaps += gap > 0 ? gap : 0;
+            lo = imin(lo, bfirst[p->blob]); hi = imax(hi, blast[p->blob]);
             x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
             y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
             const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
@@ -776,6 +785,7 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             fl_segment *s = &segs[ns++];
             s->p0 = i;
             s->p1 = i + k;
+            s->whole = lo >= i && hi < i + k;
             s->x0 = x0 * f;
             s->y0 = y0 * f;
             s->x1 = imin(st->W, (x1 + 1) * f);

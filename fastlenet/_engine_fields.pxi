@@ -8,6 +8,7 @@ cdef extern from "fastlenet.h" nogil:
     ctypedef struct fl_segment:
         int p0, p1
         int x0, y0, x1, y1
+        int whole
         float shape
     ctypedef struct fl_field:
         int pieces, segments
@@ -27,10 +28,10 @@ cdef extern from "fastlenet.h" nogil:
                         float *skipped, int *met)
 
 FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
-# fl_segment as numpy sees it (the C struct: 6 ints and a float, no padding)
+# fl_segment as numpy sees it (the C struct: 7 ints and a float, no padding)
 SEGMENT_DTYPE = np.dtype([("p0", np.int32), ("p1", np.int32), ("x0", np.int32),
                           ("y0", np.int32), ("x1", np.int32), ("y1", np.int32),
-                          ("shape", np.float32)])
+                          ("whole", np.int32), ("shape", np.float32)])
 assert SEGMENT_DTYPE.itemsize == sizeof(fl_segment)
 
 

@@ -130,6 +130,20 @@ def read_arrays(images: Sequence, net, *, length=None, invert: str = "auto",
     return out
 
 
+def _digit_proba(proba, whole):
+    """The search's and the Digits' probabilities. "Not a digit" (classes past 9) speaks only
+    against segments bounded by a cut: a whole blob is no mis-cut, and the fields model took
+    1.9% of true, uncut MNIST digits (thin 1s, open 6s) for one. On whole blobs the digits'
+    probabilities are renormalized among themselves (specks stay cheap to skip by their ink)."""
+    if proba.shape[1] <= 10 or not whole.any():
+        return proba
+    proba = proba.copy()
+    digits = proba[whole, :10]
+    proba[whole, :10] = digits / np.maximum(digits.sum(axis=1, keepdims=True), 1e-12)
+    proba[whole, 10:] = 0
+    return proba
+
+
 def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
     arrays, errors = [], []
     for k, im in enumerate(part):
@@ -146,6 +160,7 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
         arrays, scales, size, invert, light, threads)
     proba = net.predict_proba(inputs) if len(inputs) else np.zeros((0, net.num_classes),
                                                                     np.float32)
+    proba = _digit_proba(proba, segs["whole"] == 1)
     path, nd, logp, skipped, met = _engine._field_search(segs, counts, ink, proba, DIGIT_COST,
                                                          SHAPE_COST, SKIP_COST, lo, hi)
     first = np.concatenate([[0], np.cumsum(counts[:, 1])]) if len(counts) else [0]
