@@ -585,7 +585,7 @@ static int fd_pieces(fd_state *st) {
     const int margin = imax(2, (int)(0.1 * hgt));
     for (int b = 0; b < st->nblob && ncand < MAX_CAND; b++) {
         const fd_comp *bl = &st->blobs[b];
-        if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 0.8 * hgt) continue; /* -2: dropped */
+        if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 1.0 * hgt) continue; /* -2: dropped */
         for (int x = bl->x0; x <= bl->x1; x++) prof[x] = 0;
         for (int y = bl->y0; y <= bl->y1; y++)
             for (int x = bl->x0; x <= bl->x1; x++) prof[x] += blob_of(st, (size_t)y * w + x) == b;
