@@ -149,7 +149,8 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
 
 /* A candidate digit: pieces p0 .. p1 - 1; its box in the field image's pixels (x1, y1
  * exclusive); `shape` >= 0 the cost of its shape as a digit (too wide, too short); `whole` 1
- * when its ink is whole blobs (no cut through a stroke bounds it), 0 when a cut does. */
+ * when its ink is whole blobs that no removed line touched (no cut through a stroke bounds
+ * it), 0 otherwise. */
 typedef struct {
     int p0, p1;
     int x0, y0, x1, y1;

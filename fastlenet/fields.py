@@ -131,10 +131,11 @@ def read_arrays(images: Sequence, net, *, length=None, invert: str = "auto",
 
 
 def _digit_proba(proba, whole):
-    """The search's and the Digits' probabilities. "Not a digit" (classes past 9) speaks only
-    against segments bounded by a cut: a whole blob is no mis-cut, and the fields model took
-    1.9% of true, uncut MNIST digits (thin 1s, open 6s) for one. On whole blobs the digits'
-    probabilities are renormalized among themselves (specks stay cheap to skip by their ink)."""
+    """The search's scores. "Not a digit" (classes past 9) speaks only against segments
+    bounded by a cut or a removed line (fl_segment.whole 0): a whole blob is no mis-cut, and
+    the fields model took 1.9% of true, uncut MNIST digits (thin 1s, open 6s) for one. On
+    whole blobs the digits' probabilities are renormalized among themselves (specks stay cheap
+    to skip by their ink)."""
     if proba.shape[1] <= 10 or not whole.any():
         return proba
     proba = proba.copy()
@@ -160,9 +161,11 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
         arrays, scales, size, invert, light, threads)
     proba = net.predict_proba(inputs) if len(inputs) else np.zeros((0, net.num_classes),
                                                                     np.float32)
-    proba = _digit_proba(proba, segs["whole"] == 1)
-    path, nd, logp, skipped, met = _engine._field_search(segs, counts, ink, proba, DIGIT_COST,
-                                                         SHAPE_COST, SKIP_COST, lo, hi)
+    # the path is chosen on the search's scores; the Digits and the string's confidence keep
+    # the model's own probabilities, doubt about a whole blob included (noise stays unsure)
+    path, nd, _, skipped, met = _engine._field_search(
+        segs, counts, ink, _digit_proba(proba, segs["whole"] == 1), DIGIT_COST, SHAPE_COST,
+        SKIP_COST, lo, hi)
     first = np.concatenate([[0], np.cumsum(counts[:, 1])]) if len(counts) else [0]
     rows, j = [], 0
     for k, err in enumerate(errors):
@@ -183,8 +186,8 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
         # ink left unread (specks are far below a digit's) lowers the string's probability;
         # a field cut short by the bound on pieces, or whose length could not be met, has none
         ok = met[j] and not counts[j, 2]
-        conf = float(math.exp(float(logp[j]) - max(0.0, float(skipped[j]) - 0.25))) if ok \
-            else 0.0
+        logp = sum(math.log(max(d.confidence, 1e-6)) for d in digits)
+        conf = float(math.exp(logp - max(0.0, float(skipped[j]) - 0.25))) if ok else 0.0
         rows.append(Field(src, member, index, text, conf, tuple(digits), None))
         j += 1
     return rows

@@ -230,6 +230,38 @@ def test_large_canvases_are_reduced_and_boxes_are_in_source_pixels(pad, spaced, 
             assert all(abs(u - v) <= 2 * factor for u, v in zip(d.box, moved)), (d.box, moved)
 
 
+# ---- whole blobs and cuts -----------------------------------------------------------------------
+def _segments(samples):
+    from fastlenet import _engine
+    from fastlenet.pixels import unit_scale
+    ims = [s.image for s in samples]
+    return _engine._field_segments(ims, [unit_scale(a) for a in ims], 28, "auto", True, 1)
+
+
+def test_segments_say_whether_a_cut_bounds_them(digits):
+    """fl_segment.whole: 1 for runs of whole blobs, 0 when a cut through a stroke bounds the run.
+    Printed clean digits are one blob each and never cut; touching handwriting is cut."""
+    clean = _make("printed_clean", 20, digits, seed=4)
+    _, segs, counts, _, _ = _segments(clean)
+    assert len(segs) and set(np.unique(segs["whole"])) == {1}
+    _, segs, counts, _, _ = _segments(_make("touching", 20, digits, seed=4))
+    assert set(np.unique(segs["whole"])) == {0, 1}
+    # a run of one piece of a cut blob is never whole; the whole blob (all its pieces) is
+    assert (segs["whole"][segs["p1"] - segs["p0"] == 1] == 0).any()
+
+
+def test_not_a_digit_speaks_only_against_cut_segments():
+    """fields._digit_proba: on whole blobs the garbage class is dropped and the digits
+    renormalized; rows bounded by a cut, and 10-class models, are left as they are."""
+    p = np.array([[0.05, 0.05, 0, 0, 0, 0, 0, 0, 0, 0, 0.9],
+                  [0.05, 0.05, 0, 0, 0, 0, 0, 0, 0, 0, 0.9]], np.float32)
+    q = FL._digit_proba(p, np.array([True, False]))
+    assert np.allclose(q[0], [0.5, 0.5] + [0] * 9) and np.array_equal(q[1], p[1])
+    assert np.array_equal(p[0, 10], np.float32(0.9))  # the caller's array is not touched
+    ten = p[:, :10] / p[:, :10].sum(1, keepdims=True)
+    assert FL._digit_proba(ten, np.array([True, True])) is ten
+
+
 # ---- blank, noise, tiny ------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [255, 0, 128])
 def test_a_blank_image_reads_nothing(value):
