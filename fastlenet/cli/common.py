@@ -11,6 +11,7 @@ from typing import Optional
 
 from fastlenet import models
 from fastlenet.io import sources
+from fastlenet.names import safe_name
 from fastlenet.pixels import INVERT_CHOICES
 
 PROG = "fastlenet"
@@ -226,6 +227,44 @@ class RowWriter:
 
 
 # ---- progress ------------------------------------------------------------------------------
+def write_rows(batches, writer, progress, keep=None):
+    """A CLI job's rows, batch by batch: each error row reported on stderr, the others passed
+    to keep (if given), every row written. The pipeline's refusals (the model's metadata, an
+    argument) become UserError; the worker pool and the bar are closed on any exit, also on a
+    closed pipe or Ctrl-C. -> (rows, error rows)."""
+    done = failed = 0
+    try:
+        for rows in batches:
+            for r in rows:
+                if r.error is not None:
+                    failed += 1
+                    progress.error(f"{safe_name(r.name)}: {r.error}")
+                elif keep is not None:
+                    keep(r)
+            done += len(rows)
+            writer.rows(rows)
+            progress.update(len(rows))
+        writer.close()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    finally:
+        batches.close()
+        progress.close()
+    return done, failed
+
+
+def job_status(done: int, failed: int, paths, what: str) -> int:
+    """The exit status of a job over paths: 1, said on stderr, when no image was found or some
+    failed (what: the others, as "image(s) predicted")."""
+    if done == 0:
+        _err("no images found in " + ", ".join(safe_name(p) for p in paths))
+        return 1
+    if failed:
+        _err(f"{failed} input(s) failed; {done - failed} {what}")
+        return 1
+    return 0
+
+
 class _Progress:
     """A tqdm bar on stderr (total when known, rate) when stderr is a terminal and tqdm is
     installed; else nothing. Error lines go through it so that they do not break the bar."""

@@ -6,8 +6,8 @@ import sys
 from typing import List
 
 from fastlenet.cli.cluster import dask_job, require_dask
-from fastlenet.cli.common import (RowWriter, UserError, _err, _pipeline_options, _progress_for,
-                                  csv_field, load_net)
+from fastlenet.cli.common import (RowWriter, _pipeline_options, _progress_for, csv_field,
+                                  job_status, load_net, write_rows)
 from fastlenet.names import safe_name
 
 class _Writer(RowWriter):
@@ -55,31 +55,9 @@ def cmd_predict(args) -> int:
     k = min(args.top_k, net.num_classes)  # --top-k goes up to the model's K
     writer = _Writer(args.format, net.classes, k, sys.stdout)
     progress = _progress_for(args, "predict", args.paths)
-    done = failed = 0
     batches = predict_batches(args.paths, net, top_k=k, **_pipeline_options(args))
-    try:
-        for rows in batches:
-            for p in rows:
-                if p.error is not None:
-                    failed += 1
-                    progress.error(f"{safe_name(p.name)}: {p.error}")
-            done += len(rows)
-            writer.rows(rows)
-            progress.update(len(rows))
-        writer.close()
-    except ValueError as e:  # the model's metadata or an argument the pipeline refuses
-        raise UserError(str(e)) from None
-    finally:
-        batches.close()  # stops the worker pool at once, also on a closed pipe or Ctrl-C
-        progress.close()
-    predicted = done - failed
-    if done == 0:
-        _err("no images found in " + ", ".join(safe_name(p) for p in args.paths))
-        return 1
-    if failed:
-        _err(f"{failed} input(s) failed; {predicted} image(s) predicted")
-        return 1
-    return 0
+    done, failed = write_rows(batches, writer, progress)
+    return job_status(done, failed, args.paths, "image(s) predicted")
 
 
 # ---- fastlenet predict --scheduler/--output ----------------------------------------------

@@ -8,7 +8,7 @@ from typing import Optional
 
 from fastlenet import fields
 from fastlenet.cli.common import (RowWriter, UsageError, UserError, _err, _progress_for,
-                                  csv_field, load_net)
+                                  csv_field, job_status, load_net, write_rows)
 from fastlenet.names import safe_name
 
 # Fields drawn by --plot.
@@ -75,39 +75,21 @@ def cmd_read(args) -> int:
                    precision=args.precision)
     writer = _Writer(args.format, sys.stdout)
     progress = _progress_for(args, "read", args.paths)
-    done = failed = 0
     shown: list = []
     try:
         batches = read_field_batches(args.paths, net, workers=args.jobs, length=length,
                                      invert=args.invert, max_pixels=args.max_pixels)
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from None
-    try:
-        for rows in batches:
-            for f in rows:
-                if f.error is not None:
-                    failed += 1
-                    progress.error(f"{safe_name(f.name)}: {f.error}")
-                elif args.plot and len(shown) < PLOT_FIELDS:
-                    shown.append(f)
-            done += len(rows)
-            writer.rows(rows)
-            progress.update(len(rows))
-        writer.close()
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    finally:
-        batches.close()
-        progress.close()
+
+    def keep(f):  # the first fields read, for --plot
+        if len(shown) < PLOT_FIELDS:
+            shown.append(f)
+
+    done, failed = write_rows(batches, writer, progress, keep if args.plot else None)
     if args.plot:
         _plot(shown, args.plot, args.max_pixels)
-    if done == 0:
-        _err("no images found in " + ", ".join(safe_name(p) for p in args.paths))
-        return 1
-    if failed:
-        _err(f"{failed} input(s) failed; {done - failed} field(s) read")
-        return 1
-    return 0
+    return job_status(done, failed, args.paths, "field(s) read")
 
 
 def _read_on_dask(args, length) -> int:
