@@ -279,3 +279,21 @@ def assert_within(got, want, bound, scale=1.0, what=""):
         raise AssertionError(f"{what}: {int((~ok).sum())} value(s) beyond the derived bound; "
                              f"first at {np.unravel_index(i, ok.shape)}: got {got.ravel()[i]!r}, "
                              f"want {want.ravel()[i]!r}, bound {scale * bound.ravel()[i]:.3g}")
+
+
+# ---- image files as bytes ------------------------------------------------------------------
+def png_bytes(arr, fmt="PNG", **kw) -> bytes:
+    """arr encoded by Pillow (PNG unless fmt says otherwise)."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def idx_bytes(arr) -> bytes:
+    """arr (uint8, any rank) as an IDX file: magic 0x0000 08 <rank>, big-endian sizes, data."""
+    import struct
+    arr = np.asarray(arr, np.uint8)
+    return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()

@@ -16,17 +16,12 @@ pd = pytest.importorskip("pandas")
 
 import _fields as F
 from _cluster import client  # noqa: F401
-from PIL import Image
 
+from _helpers import png_bytes
 import fastlenet
 from fastlenet import cli
 from fastlenet import dask as fld
 
-
-def _png(img):
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +34,13 @@ def data(tmp_path_factory):
     pngs = root / "pngs"
     pngs.mkdir()
     for i in range(14):
-        (pngs / f"f{i + 1}.png").write_bytes(_png(samples[i].image))
+        (pngs / f"f{i + 1}.png").write_bytes(png_bytes(samples[i].image))
     (pngs / "f7b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)
     (pngs / "f99.png").write_bytes(b"")
     shard = root / "shard.tar"
     with tarfile.open(shard, "w") as t:
-        for i, payload in enumerate([_png(samples[14].image), b"junk", _png(samples[15].image),
-                                     _png(samples[16].image)]):
+        for i, payload in enumerate([png_bytes(samples[14].image), b"junk", png_bytes(samples[15].image),
+                                     png_bytes(samples[16].image)]):
             info = tarfile.TarInfo(f"m{i}.png")
             info.size = len(payload)
             t.addfile(info, io.BytesIO(payload))

@@ -9,7 +9,6 @@ import gzip
 import io
 import math
 import os
-import struct
 import tarfile
 
 import numpy as np
@@ -21,8 +20,8 @@ pytest.importorskip("fastlenet.pipeline")  # the file pipeline (issue 8) this bu
 from _cluster import (client, kill_worker_mid_job, wait_for_two_workers,  # noqa: E402,F401
                       worker_totals)
 from distributed.protocol.pickle import dumps as task_dumps  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from _helpers import idx_bytes, png_bytes
 import fastlenet  # noqa: E402
 from fastlenet import cli  # noqa: E402
 from fastlenet.io import sources  # noqa: E402
@@ -33,15 +32,6 @@ from fastlenet.cli.bench import _sample  # noqa: E402
 TASK_LIMIT = 10_000
 
 
-def _png(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _idx(images: np.ndarray) -> bytes:
-    n, h, w = images.shape
-    return struct.pack(">IIII", 0x00000803, n, h, w) + images.tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +48,20 @@ def data(tmp_path_factory):
             img = x[start + i]
             if i % 3 == 1:
                 img = np.pad(255 - img, 5, constant_values=255)
-            (pngs / sub / f"img{i}.png").write_bytes(_png(img))
+            (pngs / sub / f"img{i}.png").write_bytes(png_bytes(img))
     (pngs / "b" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)
     (pngs / "b" / "empty.png").write_bytes(b"")
     shard = root / "shard.tar"
     with tarfile.open(shard, "w") as tar:
         for i in range(12):
-            payload = _png(x[100 + i]) if i != 5 else b"not an image at all"
+            payload = png_bytes(x[100 + i]) if i != 5 else b"not an image at all"
             info = tarfile.TarInfo(f"member{i}.png" if i != 5 else "bad.png")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     npy = root / "batch.npy"
     np.save(npy, x[200:230])
     idx = root / "t10k-images-idx3-ubyte.gz"
-    idx.write_bytes(gzip.compress(_idx(x[300:325])))
+    idx.write_bytes(gzip.compress(idx_bytes(x[300:325])))
     missing = root / "does-not-exist.png"
     return {"root": root, "sources": [str(pngs), str(shard), str(npy), str(idx), str(missing)],
             "pngs": pngs, "bad": {str(pngs / "b" / "corrupt.png"), str(pngs / "b" / "empty.png"),

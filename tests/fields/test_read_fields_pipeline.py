@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _helpers import idx_bytes, png_bytes
 import fastlenet
 from fastlenet import fields as FL
 from fastlenet.pipeline.fields import read_field_batches, read_fields
@@ -22,15 +23,6 @@ from fastlenet.pipeline.fields import read_field_batches, read_fields
 N = 24
 
 
-def _png(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _idx(images: np.ndarray) -> bytes:
-    n, h, w = images.shape
-    return struct.pack(">IIII", 0x00000803, n, h, w) + images.tobytes()
 
 
 def _same_rows(a, b, tol=1e-5):
@@ -72,7 +64,7 @@ def folder(tmp_path_factory, samples):
         sub = root / ("a" if i < N // 2 else "b")
         sub.mkdir(exist_ok=True)
         p = sub / f"f{i + 1}.png"
-        p.write_bytes(_png(s.image))
+        p.write_bytes(png_bytes(s.image))
         names.append(str(p))
     return root, names
 
@@ -80,12 +72,12 @@ def folder(tmp_path_factory, samples):
 @pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory, samples):
     root = tmp_path_factory.mktemp("field_bad")
-    good = _png(samples[0].image)
+    good = png_bytes(samples[0].image)
     (root / "a_good.png").write_bytes(good)
     (root / "b_truncated.png").write_bytes(good[: len(good) // 2])
     (root / "c_empty.png").write_bytes(b"")
     (root / "d_text.png").write_bytes(b"hello, not an image")
-    (root / "e_good.png").write_bytes(_png(samples[1].image))
+    (root / "e_good.png").write_bytes(png_bytes(samples[1].image))
     (root / "f_bomb.png").write_bytes(_bomb_png())
     return root
 
@@ -213,7 +205,7 @@ def test_tar_shard_members(tmp_path, samples, direct):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
         for i in range(6):
-            payload = _png(samples[i].image) if i != 3 else b"junk, not a png"
+            payload = png_bytes(samples[i].image) if i != 3 else b"junk, not a png"
             info = tarfile.TarInfo(f"m{i}.png")
             info.size = len(payload)
             t.addfile(info, io.BytesIO(payload))
@@ -247,10 +239,10 @@ def test_array_files_one_field_per_image(tmp_path, samples, fnet, kind):
         np.save(path, stack)
     elif kind == "idx":
         path = tmp_path / "fields-idx3-ubyte"
-        path.write_bytes(_idx(stack))
+        path.write_bytes(idx_bytes(stack))
     else:
         path = tmp_path / "fields-idx3-ubyte.gz"
-        path.write_bytes(gzip.compress(_idx(stack)))
+        path.write_bytes(gzip.compress(idx_bytes(stack)))
     want = FL.read_arrays(stack, fnet)
     for workers in (0, 2):
         rows = list(read_fields(str(path), workers=workers))
@@ -268,7 +260,7 @@ def test_truncated_idx(tmp_path, samples):
     """As predict_files: a raw IDX file whose size disagrees with its header is one error row;
     a gzipped one gives its whole images, then an error row."""
     stack = _stack(samples, 4)
-    data = _idx(stack)[: 16 + 2 * stack[0].size + 10]
+    data = idx_bytes(stack)[: 16 + 2 * stack[0].size + 10]
     raw = tmp_path / "cut-idx3-ubyte"
     raw.write_bytes(data)
     (r,) = list(read_fields(str(raw), workers=0))
@@ -297,7 +289,7 @@ def test_extreme_shapes_and_noise(shape):
 def test_extreme_shapes_as_files(tmp_path):
     rng = np.random.default_rng(5)
     for i, shape in enumerate([(1, 100_000), (100_000, 1), (2, 2)]):
-        (tmp_path / f"x{i}.png").write_bytes(_png(rng.integers(0, 256, shape).astype(np.uint8)))
+        (tmp_path / f"x{i}.png").write_bytes(png_bytes(rng.integers(0, 256, shape).astype(np.uint8)))
     for workers in (0, 2):
         rows = list(read_fields(str(tmp_path), workers=workers))
         assert len(rows) == 3 and all(r.error is None for r in rows)
@@ -306,7 +298,7 @@ def test_extreme_shapes_as_files(tmp_path):
 
 def test_a_noise_file_reads_without_error(tmp_path):
     p = tmp_path / "noise.png"
-    p.write_bytes(_png(np.random.default_rng(4).integers(0, 256, (200, 1500)).astype(np.uint8)))
+    p.write_bytes(png_bytes(np.random.default_rng(4).integers(0, 256, (200, 1500)).astype(np.uint8)))
     (r,) = list(read_fields(str(p), workers=0))
     assert r.error is None and len(r.text) <= FL.FIELD_MAX_PIECES
 

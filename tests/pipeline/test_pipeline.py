@@ -19,7 +19,7 @@ import pytest
 import fastlenet
 from fastlenet.io import containers, kinds, sources
 from fastlenet.pipeline import Prediction, predict_batches, predict_files
-from _helpers import ROOT  # noqa: E402
+from _helpers import ROOT, idx_bytes, png_bytes  # noqa: E402
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -28,15 +28,10 @@ SHARED = os.path.join(str(ROOT), "..", "shared", "data", "mnist")
 
 
 
-def png_bytes(arr, fmt="PNG", **kw):
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, fmt, **kw)
-    return buf.getvalue()
-
 
 def write_idx(path, arr, gz=False):
     arr = np.asarray(arr, np.uint8)
-    data = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    data = idx_bytes(arr)
     with (gzip.open(path, "wb") if gz else open(path, "wb")) as f:
         f.write(data)
     return str(path)
