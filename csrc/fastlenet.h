@@ -155,6 +155,7 @@ typedef struct {
     int p0, p1;
     int x0, y0, x1, y1;
     int whole;
+    int cell; /* the box of a comb holding its ink's centre (1, 2, ... left to right), -1 none */
     float shape;
 } fl_segment;
 
@@ -188,8 +189,9 @@ typedef struct {
  * first[i] + info[i].segments - 1. Writes the digits' segment indices to path + i *
  * FL_FIELD_MAX_PIECES, their count to ndigits[i], the sum of their digits' log-probability
  * to logp[i] and the ink of the pieces left unread (in typical digits) to skipped[i]; met[i] =
- * 0 when no path has min_len .. max_len digits (then the best of any length is given). FL_OK
- * or FL_ERR_ARG. */
+ * 0 when no path has min_len .. max_len digits (then the best of any length is given). Digits
+ * in a comb's boxes (cell >= 1) take rising boxes: one digit a box. FL_OK, FL_ERR_ARG or
+ * FL_ERR_NOMEM. */
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
                     const int64_t *first, int classes, const fl_search_params *params,
                     int *path, int *ndigits, float *logp, float *skipped, int *met);

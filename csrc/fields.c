@@ -9,9 +9,11 @@
  * digit's stroke crosses them -> 8-connected components -> the digits' height (the median of
  * the large components), specks and line remnants dropped -> components stacked over each
  * other merged into blobs (broken digits) -> cuts through wide blobs: least-ink paths from
- * the top to the bottom near minima of the column profile -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
+ * the top to the bottom near minima of the column profile (in a comb of boxes, only where a
+ * blob spans a wall) -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
  * narrow enough to be one digit, preprocessed exactly as a picture of one digit
- * (preprocess.c), so the recognizer sees what it was trained on.
+ * (preprocess.c), so the recognizer sees what it was trained on. The search reads at most one
+ * digit per comb box.
  *
  * Bounds: at most FL_FIELD_MAX_PIECES pieces (the largest blobs kept first, then the best
  * cuts), so a field of noise costs no more preprocessing and recognition than a long field.
@@ -40,11 +42,19 @@
 #define FD_MIN_HEIGHT 6
 /* Box walls remembered (a comb of boxes: no digit spans two boxes). */
 #define FD_MAX_WALLS 256
+/* Skews of scans undone, at most (degrees), and a degree in radians. */
+#define FD_MAX_SKEW 6.0
+#define FD_DEGREE 0.017453292519943295
 /* Components kept at most (by ink) before blobs are formed. */
 #define FD_MAX_KEEP 128
 
 static int imax(int a, int b) { return a > b ? a : b; }
 static int imin(int a, int b) { return a < b ? a : b; }
+
+static int cmp_int(const void *a, const void *b) {
+    const int p = *(const int *)a, q = *(const int *)b;
+    return (p > q) - (p < q);
+}
 
 typedef struct {
     int x0, y0, x1, y1; /* inclusive */
@@ -57,7 +67,7 @@ typedef struct {
 typedef struct {
     int blob;           /* its pixels: the blob's between two of its cuts */
     int x0, y0, x1, y1; /* their box, inclusive */
-    double mass;
+    double mass, sx;    /* ink, and ink times column (its centre: sx / mass) */
     float cx;
 } fd_piece;
 
@@ -100,6 +110,11 @@ typedef struct {
     int ncuts;
     int truncated;
     double height, typical;
+    int paper;           /* the gray level of paper */
+    double skew;         /* deskewed: tan of the lines' slope (0: not), and the margins */
+    int w0, h0, pv, ph;  /* added (rows, columns) around the field of w0 x h0 */
+    int comb;            /* the walls make a comb of boxes about a digit wide */
+    double boxw;         /* then their median width */
 } fd_state;
 
 static void fd_free(fd_state *st) { /* what one field allocated (not the fd_buffers) */
@@ -158,6 +173,7 @@ static int fd_gray(fd_state *st, int invert) {
     st->light = invert == FL_INVERT_AUTO ? above < below : invert == FL_INVERT_YES;
     st->thr = thr;
     const double ink_level = st->light ? hi : lo, paper = st->light ? lo : hi;
+    st->paper = (int)(paper + 0.5);
     for (int v = 0; v < 256; v++) {
         double t = (v - paper) / (ink_level - paper);
         st->ink[v] = (float)(t < 0 ? 0 : t > 1 ? 1 : t);
@@ -221,13 +237,143 @@ static void fd_measure(fd_state *st) {
     st->band = band;
 }
 
+static int fd_reserve(fd_buffers *b, size_t n);
+
+/* Rows of the points pts[0..np) (x in the low 16 bits, y above) after undoing a slope of t
+ * (rows y - x t): how far the fullest row stands above the rows a few stroke widths off it
+ * (a line is thin; digits fill many rows alike). */
+static int skew_peak(const fd_state *st, const int32_t *pts, int np, double t, int *bins,
+                     int pad) {
+    const int nb = st->h + 2 * pad, k = (int)(2 * st->sw) + 2;
+    const double c = 0.5 * st->w;
+    memset(bins, 0, (size_t)nb * sizeof *bins);
+    for (int i = 0; i < np; i++) {
+        const int x = pts[i] & 0xffff, y = pts[i] >> 16;
+        bins[y + pad - (int)lround((x - c) * t)]++;
+    }
+    int peak = 0;
+    for (int y = 0; y < nb; y++) {
+        const int a = y >= k ? bins[y - k] : 0, b = y + k < nb ? bins[y + k] : 0;
+        peak = imax(peak, bins[y] - (a > b ? a : b));
+    }
+    return peak;
+}
+
+/* A skewed scan: rule lines, underlines and comb boxes are found only when they run along the
+ * rows. The slope whose rows hold the longest line (projection profiles, 1 degree then a
+ * quarter, within +-FD_MAX_SKEW degrees, of the ink in horizontal runs of every other column);
+ * when it holds a line across half the field and beats the rows as they are, the field is
+ * turned straight by two shears (columns, then rows), on a canvas grown to hold it. Boxes are
+ * mapped back (fd_to_source). FL_OK or FL_ERR_NOMEM. */
+static int fd_deskew(fd_state *st) {
+    const int h = st->h, w = st->w;
+    if (w > 0xffff || h > 0x7fff) return FL_OK; /* not after FD_MAX_SIDE */
+    const double lim = tan(FD_MAX_SKEW * FD_DEGREE);
+    const int pad = (int)ceil(lim * w * 0.5) + 2, along = (int)(2 * st->sw) + 1;
+    int32_t *pts = st->lab; /* free until the components */
+    int np = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x += 2) {
+            const size_t i = (size_t)y * w + x;
+            if (st->m[i] && st->run[i] >= along) pts[np++] = (int32_t)((y << 16) | x);
+        }
+    if (4 * np < w) return FL_OK; /* too little to make a line across half the field */
+    int *bins = malloc((size_t)(h + 2 * pad) * sizeof *bins);
+    if (!bins) return FL_ERR_NOMEM;
+    const int flat = skew_peak(st, pts, np, 0.0, bins, pad);
+    double best_t = 0;
+    int best = flat;
+    for (int d = -(int)FD_MAX_SKEW; d <= (int)FD_MAX_SKEW; d++) {
+        const double t = tan(d * FD_DEGREE);
+        const int v = d ? skew_peak(st, pts, np, t, bins, pad) : flat;
+        if (v > best) { best = v; best_t = t; }
+    }
+    const double coarse = atan(best_t) * (1.0 / FD_DEGREE);
+    for (double d = coarse - 0.75; d <= coarse + 0.76; d += 0.25) {
+        const double t = tan(d * FD_DEGREE);
+        if (fabs(t) > lim || fabs(d - coarse) < 0.1) continue;
+        const int v = skew_peak(st, pts, np, t, bins, pad);
+        if (v > best) { best = v; best_t = t; }
+    }
+    free(bins);
+    /* every other column counted: a line across half the field fills w / 4 */
+    if (fabs(best_t) < tan(0.4 * FD_DEGREE) || 4 * best < w || 10 * best < 12 * flat)
+        return FL_OK;
+    const double t = best_t;
+    const int pv = (int)ceil(fabs(t) * w * 0.5) + 1, h1 = h + 2 * pv;
+    const int ph = (int)ceil(fabs(t) * h1 * 0.5) + 1, w2 = w + 2 * ph;
+    const size_t n2 = (size_t)h1 * w2;
+    /* linear between the two nearest pixels at each shear: nearest ones would leave steps
+     * that break a line's rows into short runs */
+    unsigned char *q1 = malloc((size_t)h1 * w), *q2 = malloc(n2);
+    if (!q1 || !q2) { free(q1); free(q2); return FL_ERR_NOMEM; }
+    const double paper = st->paper;
+    for (int x = 0; x < w; x++) { /* columns moved: rows y - (x - w/2) t */
+        const double off = (x - 0.5 * w) * t - pv;
+        for (int y1 = 0; y1 < h1; y1++) {
+            const double ys = y1 + off, fy = floor(ys), a = ys - fy;
+            const int y = (int)fy;
+            const double v0 = y >= 0 && y < h ? st->q[(size_t)y * w + x] : paper;
+            const double v1 = y + 1 >= 0 && y + 1 < h ? st->q[(size_t)(y + 1) * w + x] : paper;
+            q1[(size_t)y1 * w + x] = (unsigned char)(v0 + a * (v1 - v0) + 0.5);
+        }
+    }
+    for (int y1 = 0; y1 < h1; y1++) { /* rows moved: columns x + (y - h/2) t */
+        const double off = -(y1 - 0.5 * h1) * t - ph;
+        const unsigned char *r = q1 + (size_t)y1 * w;
+        for (int x2 = 0; x2 < w2; x2++) {
+            const double xs = x2 + off, fx = floor(xs), a = xs - fx;
+            const int x = (int)fx;
+            const double v0 = x >= 0 && x < w ? r[x] : paper;
+            const double v1 = x + 1 >= 0 && x + 1 < w ? r[x + 1] : paper;
+            q2[(size_t)y1 * w2 + x2] = (unsigned char)(v0 + a * (v1 - v0) + 0.5);
+        }
+    }
+    free(q1);
+    int rc = fd_reserve(st->buf, n2);
+    if (rc == FL_OK) {
+        fd_buffers *b = st->buf;
+        memcpy(b->q, q2, n2);
+        st->q = b->q; st->m = b->m; st->run = b->run; st->lab = b->lab; st->stack = b->stack;
+        st->skew = t; st->w0 = w; st->h0 = h; st->pv = pv; st->ph = ph;
+        st->h = h1; st->w = w2; st->n = n2;
+        for (size_t i = 0; i < n2; i++) st->m[i] = (st->q[i] > st->thr) == st->light;
+    }
+    free(q2);
+    return rc;
+}
+
+/* A box of the (deskewed, reduced) field -> the box in the source image's pixels, x1 and y1
+ * exclusive. */
+static void fd_to_source(const fd_state *st, int x0, int y0, int x1, int y1, int *out) {
+    double bx0 = x0, by0 = y0, bx1 = x1 + 1, by1 = y1 + 1;
+    if (st->skew != 0) { /* the corners, sheared back */
+        const double t = st->skew, h1 = st->h0 + 2 * st->pv;
+        double lo_x = 1e30, lo_y = 1e30, hi_x = -1e30, hi_y = -1e30;
+        for (int k = 0; k < 4; k++) {
+            const double cx = k & 1 ? bx1 : bx0, cy = k & 2 ? by1 : by0;
+            const double x = cx - st->ph - (cy - 0.5 * h1) * t;
+            const double y = cy - st->pv + (x - 0.5 * st->w0) * t;
+            lo_x = fmin(lo_x, x); hi_x = fmax(hi_x, x);
+            lo_y = fmin(lo_y, y); hi_y = fmax(hi_y, y);
+        }
+        bx0 = fmax(0, floor(lo_x)); by0 = fmax(0, floor(lo_y));
+        bx1 = fmin(st->w0, ceil(hi_x)); by1 = fmin(st->h0, ceil(hi_y));
+    }
+    const int f = st->f;
+    out[0] = imin(st->W - 1, (int)bx0 * f);
+    out[1] = imin(st->H - 1, (int)by0 * f);
+    out[2] = imax(out[0] + 1, imin(st->W, (int)bx1 * f));
+    out[3] = imax(out[1] + 1, imin(st->H, (int)by1 * f));
+}
+
 /* Long horizontal strokes, then (if there were any) the vertical strokes that join them (the
  * walls of comb boxes): removed, except where a digit's stroke crosses them. */
 static int fd_lines(fd_state *st) {
     const int h = st->h, w = st->w;
     unsigned char *m = st->m;
     const double min_len = fmax(FD_LINE_SW * st->sw, FD_LINE_BAND * st->band);
-    const int own = (int)(2 * st->sw) + 1;
+    const int own = imax((int)(2 * st->sw) + 1, (int)(0.4 * min_len));
     int found = 0;
     /* runs over three rows (a line may slope by a pixel every few dozen) */
     for (int y = 0; y < h; y++) {
@@ -258,6 +404,8 @@ static int fd_lines(fd_state *st) {
             y = e;
         }
     if (!found) return 0;
+    unsigned char *wallcol = calloc((size_t)w, 1);
+    if (!wallcol) return 0; /* no walls found: the lines are still removed */
     /* walls: vertical runs from a removed line (or the edge) to a removed line (or the edge) */
     const int thin = (int)(3 * st->sw) + 2;
     const int min_wall = (int)(0.5 * st->band);
@@ -277,9 +425,7 @@ static int fd_lines(fd_state *st) {
             if (top && bot && e - y >= min_wall) {
                 for (int k = y; k < e; k++)
                     if (st->run[(size_t)k * w + x] <= thin) m[(size_t)k * w + x] = 4;
-                if (st->nwalls < FD_MAX_WALLS &&
-                    (!st->nwalls || st->walls[st->nwalls - 1] < x - 1))
-                    st->walls[st->nwalls++] = x;
+                wallcol[x] = 1;
             }
             y = e;
         }
@@ -306,9 +452,52 @@ static int fd_lines(fd_state *st) {
             for (int k = bs; k < bs + best; k++)
                 if (m[(size_t)k * w + x] == 1 && st->run[(size_t)k * w + x] <= thin)
                     m[(size_t)k * w + x] = 4;
-            if (st->nwalls < FD_MAX_WALLS && (!st->nwalls || st->walls[st->nwalls - 1] < x - 1))
-                st->walls[st->nwalls++] = x;
+            wallcol[x] = 1;
         }
+    }
+    /* a wall's pixels with ink just left and right of them (in their row) are a stroke that
+     * crosses the wall (a digit written over its box): kept, as crossings of lines are */
+    for (int y = 0; y < h; y++) {
+        unsigned char *mr = m + (size_t)y * w;
+        for (int x = 0; x < w;) {
+            if (mr[x] != 4) { x++; continue; }
+            int e = x;
+            while (e < w && mr[e] == 4) e++;
+            if (x > 0 && e < w && mr[x - 1] == 1 && mr[e] == 1)
+                for (int k = x; k < e; k++) mr[k] = 1;
+            x = e;
+        }
+    }
+    /* a wall of several columns (a thick line, a slope) is one wall, at its middle */
+    int wx0[FD_MAX_WALLS], wx1[FD_MAX_WALLS], nw = 0;
+    for (int x = 0; x < w && nw < FD_MAX_WALLS;) {
+        if (!wallcol[x]) { x++; continue; }
+        int e = x;
+        while (e + 1 < w && (wallcol[e + 1] || (e + 2 < w && wallcol[e + 2]))) e++;
+        wx0[nw] = x; wx1[nw++] = e;
+        x = e + 1;
+    }
+    free(wallcol);
+    /* a tall 1 written from line to line looks like a wall, but splits its box in two narrow
+     * parts where the walls are evenly spaced: it is put back */
+    int gaps[FD_MAX_WALLS], med = 0;
+    for (int v = 1; v < nw; v++) gaps[v - 1] = (wx0[v] + wx1[v] - wx0[v - 1] - wx1[v - 1]) / 2;
+    if (nw >= 4) {
+        qsort(gaps, nw - 1, sizeof *gaps, cmp_int);
+        med = gaps[(nw - 1) / 2];
+    }
+    for (int v = 0; v < nw; v++) {
+        const int c = (wx0[v] + wx1[v]) / 2;
+        const int gl = v > 0 ? c - st->walls[st->nwalls - 1] : -1;
+        const int gr = v + 1 < nw ? (wx0[v + 1] + wx1[v + 1]) / 2 - c : -1;
+        if (med > 0 && gl > 0 && gr > 0 && 10 * imin(gl, gr) < 6 * med &&
+            100 * (gl + gr) <= 135 * med) {
+            for (int y = 0; y < h; y++)
+                for (int x = wx0[v]; x <= wx1[v]; x++)
+                    if (m[(size_t)y * w + x] == 4) m[(size_t)y * w + x] = 1;
+            continue;
+        }
+        st->walls[st->nwalls++] = c;
     }
     for (size_t i = 0; i < st->n; i++) m[i] = m[i] == 1 ? 1 : m[i] ? 2 : 0; /* 2: removed */
     return 1;
@@ -361,11 +550,6 @@ static int fd_components(fd_state *st) {
     }
     st->ncomp = nc;
     return FL_OK;
-}
-
-static int cmp_int(const void *a, const void *b) {
-    const int p = *(const int *)a, q = *(const int *)b;
-    return (p > q) - (p < q);
 }
 
 typedef struct { double mass; int idx; } fd_rank;
@@ -562,6 +746,15 @@ static int fd_pieces(fd_state *st) {
         if (sort_by_mass(order, st->nblob, st->blobs) != FL_OK) return FL_ERR_NOMEM;
         for (int i = FL_FIELD_MAX_PIECES; i < st->nblob; i++) st->blobs[order[i]].blob = -2;
     }
+    /* a comb: three walls or more, a median box at most two digits wide (a frame around a
+     * whole field is no box: it may hold many digits) */
+    if (st->nwalls >= 3) {
+        int gaps[FD_MAX_WALLS];
+        for (int v = 1; v < st->nwalls; v++) gaps[v - 1] = st->walls[v] - st->walls[v - 1];
+        qsort(gaps, st->nwalls - 1, sizeof *gaps, cmp_int);
+        st->boxw = gaps[(st->nwalls - 1) / 2];
+        st->comb = st->boxw <= 2.0 * hgt;
+    }
     const int R = imax(2, (int)(0.2 * hgt));
     /* candidates per blob: at most this many, the lowest profile minima */
     enum { PER_BLOB = 2 * FL_FIELD_MAX_PIECES, MAX_CAND = 4 * FL_FIELD_MAX_PIECES };
@@ -592,7 +785,12 @@ static int fd_pieces(fd_state *st) {
     const int margin = imax(2, (int)(0.1 * hgt));
     for (int b = 0; b < st->nblob && ncand < MAX_CAND; b++) {
         const fd_comp *bl = &st->blobs[b];
-        if (bl->blob == -2 || bl->x1 - bl->x0 + 1 < 1.0 * hgt) continue; /* -2: dropped */
+        if (bl->blob == -2) continue; /* dropped */
+        /* in a comb a box holds one digit: a blob is cut only where it spans a wall */
+        int inside = 0;
+        for (int v = 0; st->comb && v < st->nwalls; v++)
+            inside += st->walls[v] >= bl->x0 + margin && st->walls[v] <= bl->x1 - margin;
+        if (st->comb ? !inside : bl->x1 - bl->x0 + 1 < 1.0 * hgt) continue;
         for (int x = bl->x0; x <= bl->x1; x++) prof[x] = 0;
         for (int y = bl->y0; y <= bl->y1; y++)
             for (int x = bl->x0; x <= bl->x1; x++) prof[x] += blob_of(st, (size_t)y * w + x) == b;
@@ -612,13 +810,20 @@ static int fd_pieces(fd_state *st) {
         }
         qsort(mins, nm, sizeof *mins, cmp_min);
         const double near = 0.1 * hgt;
+        if (st->comb) /* the walls it spans, then the minima near them */
+            for (int v = 0; v < st->nwalls && nx < PER_BLOB; v++)
+                if (st->walls[v] >= bl->x0 + margin && st->walls[v] <= bl->x1 - margin)
+                    xs[nx++] = st->walls[v];
         for (int k = 0; k < nm && nx < PER_BLOB; k++) {
-            int ok = 1;
+            int ok = 1, by_wall = !st->comb;
             for (int j = 0; j < nx && ok; j++) ok = abs(xs[j] - mins[k].x) >= near;
-            if (ok) xs[nx++] = mins[k].x;
+            for (int v = 0; v < st->nwalls && !by_wall; v++)
+                by_wall = fabs((double)(st->walls[v] - mins[k].x)) <= 0.3 * hgt;
+            if (ok && by_wall) xs[nx++] = mins[k].x;
         }
         const double step = hgt / 6.0;
-        for (double xg = bl->x0 + step; xg <= bl->x1 - margin && nx < PER_BLOB; xg += step) {
+        for (double xg = bl->x0 + step; !st->comb && xg <= bl->x1 - margin && nx < PER_BLOB;
+             xg += step) {
             int ok = 1;
             for (int j = 0; j < nx && ok; j++) ok = fabs(xs[j] - xg) >= near;
             if (ok) xs[nx++] = (int)xg;
@@ -673,7 +878,7 @@ static int fd_pieces(fd_state *st) {
         for (int k = 0; k <= nx; k++) {
             fd_piece *p = &st->pieces[nt++];
             p->blob = b;
-            p->x0 = w; p->x1 = -1; p->y0 = h; p->y1 = -1; p->mass = 0;
+            p->x0 = w; p->x1 = -1; p->y0 = h; p->y1 = -1; p->mass = 0; p->sx = 0;
         }
         for (int y = bl->y0; y <= bl->y1; y++)
             for (int x = bl->x0; x <= bl->x1; x++) {
@@ -688,6 +893,7 @@ static int fd_pieces(fd_state *st) {
                 p->x0 = imin(p->x0, x); p->x1 = imax(p->x1, x);
                 p->y0 = imin(p->y0, y); p->y1 = imax(p->y1, y);
                 p->mass += st->ink[st->q[i]];
+                p->sx += (double)st->ink[st->q[i]] * x;
                 st->m[i] = (unsigned char)(base + lo);
             }
     }
@@ -732,7 +938,7 @@ static int fd_pieces(fd_state *st) {
  * model input. */
 static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char *inputs,
                        fl_segment *segs, fl_field *info) {
-    const int w = st->w, f = st->f, np = st->npieces;
+    const int w = st->w, np = st->npieces;
     const double hgt = st->height;
     const size_t plane = (size_t)size * size;
     float *out = malloc(plane * sizeof *out), *crop = NULL;
@@ -751,10 +957,13 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
         if (bfirst[b] >= 0) bfirst[b] = imin(bfirst[b], i);
         blast[b] = imax(blast[b], i);
     }
+    const int comb = st->comb;
+    /* a digit is at most this wide (one too big for its comb box: a little wider than it) */
+    const double widest = comb ? fmax(1.2 * hgt, 1.25 * st->boxw) : 1.2 * hgt;
     int ns = 0, rc = FL_OK;
     for (int i = 0; i < np && rc == FL_OK; i++) {
         int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0, lo = np, hi = -1;
-        double mass = 0;
+        double mass = 0, sx = 0;
         for (int k = 1; k <= FL_FIELD_SPAN && i + k <= np; k++) {
             const fd_piece *p = &st->pieces[i + k - 1];
             /* paper between pieces: two digits (a broken digit's pieces overlap or nearly) */
@@ -763,17 +972,18 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             /* a box wall between the run and this piece, with a digit's worth of ink on each
              * side: two boxes (a digit that crosses a wall leaves little beyond it) */
             int walled = 0;
-            if (k > 1 && mass >= 0.3 * st->typical && p->mass >= 0.3 * st->typical)
+            if (k > 1 && mass >= 99 * st->typical && p->mass >= 99 * st->typical)
                 for (int v = 0; v < st->nwalls && !walled; v++)
                     walled = st->walls[v] >= x1 && st->walls[v] <= p->x0;
             if (walled) break;
             mass += p->mass;
+            sx += p->sx;
             gaps += gap > 0 ? gap : 0;
             lo = imin(lo, bfirst[p->blob]); hi = imax(hi, blast[p->blob]);
             x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
             y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
             const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
-            if (k > 1 && segw > 1.2 * hgt) break;
+            if (k > 1 && segw > widest) break;
             /* the crop: these pieces' ink only, a margin of paper around it */
             const int mg = 2, cw = (int)segw + 2 * mg, ch = (int)sh + 2 * mg;
             if ((size_t)cw * ch > crop_cap) {
@@ -798,10 +1008,17 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             s->p0 = i;
             s->p1 = i + k;
             s->whole = lo >= i && hi < i + k;
-            s->x0 = x0 * f;
-            s->y0 = y0 * f;
-            s->x1 = imin(st->W, (x1 + 1) * f);
-            s->y1 = imin(st->H, (y1 + 1) * f);
+            s->cell = -1;
+            if (comb) { /* the box holding the centre of its ink */
+                const double cx = mass > 0 ? sx / mass : 0.5 * (x0 + x1);
+                int v = 0;
+                while (v < st->nwalls && st->walls[v] < cx) v++;
+                if (v >= 1 && v < st->nwalls && st->walls[v] - st->walls[v - 1] <= 2.0 * hgt)
+                    s->cell = v;
+            }
+            int box[4];
+            fd_to_source(st, x0, y0, x1, y1, box);
+            s->x0 = box[0]; s->y0 = box[1]; s->x1 = box[2]; s->y1 = box[3];
             const double r = segw / hgt, t = sh / hgt;
             s->shape = (float)(fmax(0.0, r - 1.0) + 2.0 * fmax(0.0, 0.5 - t) + 4.0 * gaps / hgt);
         }
@@ -861,6 +1078,12 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
         st->n = (size_t)st->h * st->w;
         ok = fd_gray(st, invert);
         if (ok) fd_measure(st);
+    }
+    if (ok) {
+        const int w_before = st->w;
+        rc = fd_deskew(st);
+        if (rc != FL_OK) { fd_free(st); free(st); return rc; }
+        if (st->w != w_before) fd_measure(st);
     }
     if (ok) {
         info->ink_is_light = st->light;
@@ -933,54 +1156,91 @@ static float digit_logp(const float *row, int classes) {
     return logf(best > 1e-6f ? best : 1e-6f);
 }
 
-/* Viterbi over piece boundaries 0..P with the digit count as a second coordinate: an arc is a
- * segment (pieces p0..p1-1 read as its best digit) or a skipped piece (noise). */
-static void search_one(const fl_field *fi, const fl_segment *sg, const float *proba, int classes,
-                       const fl_search_params *p, int *path, int *ndigits, float *logp,
-                       float *skipped, int *met) {
-    const int P = fi->pieces, L = P; /* at most one digit per piece */
-    enum { N = FL_FIELD_MAX_PIECES + 1 };
+/* Viterbi over piece boundaries 0..P, with the digit count and the comb box of the last digit
+ * read as further coordinates: an arc is a segment (pieces p0..p1-1 read as its best digit)
+ * or a skipped piece (noise). The boxes of a comb rise strictly along a path: a box holds
+ * one digit, so a digit that crosses a wall is not read again from its overhang. */
+static int search_one(const fl_field *fi, const fl_segment *sg, const float *proba, int classes,
+                      const fl_search_params *p, int *path, int *ndigits, float *logp,
+                      float *skipped, int *met) {
+    const int P = fi->pieces, L = P, S = fi->segments; /* at most one digit per piece */
     static const float NEG = -1e30f;
-    float best[N][N];
-    short from[N][N], via[N][N]; /* previous node's count, and the arc: segment or -1 (skip) */
-    int start[N]; /* segments come in order of p0: those from piece i are start[i] .. start[i+1]-1 */
+    /* boxes ranked 1..K among the segments' (0: no box) */
+    int rank[FL_FIELD_MAX_SEGMENTS], cells[FL_FIELD_MAX_SEGMENTS], K = 0;
+    for (int s = 0; s < S; s++) if (sg[s].cell >= 1) cells[K++] = sg[s].cell;
+    qsort(cells, K, sizeof *cells, cmp_int);
+    int u = 0;
+    for (int k = 0; k < K; k++) if (!u || cells[k] != cells[u - 1]) cells[u++] = cells[k];
+    K = u;
+    for (int s = 0; s < S; s++) {
+        rank[s] = 0;
+        if (sg[s].cell < 1) continue;
+        int lo = 0, hi = K - 1;
+        while (lo < hi) {
+            const int mid = (lo + hi) / 2;
+            if (cells[mid] < sg[s].cell) lo = mid + 1; else hi = mid;
+        }
+        rank[s] = lo + 1;
+    }
+    const size_t NC = (size_t)L + 1, NK = (size_t)K + 1, total = ((size_t)P + 1) * NC * NK;
+    float *best = malloc(total * sizeof *best), score[FL_FIELD_MAX_SEGMENTS];
+    short *from_c = malloc(total * sizeof *from_c), *from_k = malloc(total * sizeof *from_k);
+    short *via = malloc(total * sizeof *via); /* the arc: a segment, or -1 (a skip) */
+    if (!best || !from_c || !from_k || !via) {
+        free(best); free(from_c); free(from_k); free(via);
+        return FL_ERR_NOMEM;
+    }
+#define AT(i, c, k) ((((size_t)(i)) * NC + (size_t)(c)) * NK + (size_t)(k))
+    int start[FL_FIELD_MAX_PIECES + 2]; /* segments come in order of p0 */
     for (int i = 0, s = 0; i <= P; i++) {
-        while (s < fi->segments && sg[s].p0 < i) s++;
+        while (s < S && sg[s].p0 < i) s++;
         start[i] = s;
     }
-    for (int i = 0; i <= P; i++)
-        for (int c = 0; c <= L; c++) best[i][c] = NEG;
-    best[0][0] = 0;
-    for (int i = 0; i < P; i++)
-        for (int c = 0; c <= L; c++) {
-            if (best[i][c] == NEG) continue;
-            const float skip = best[i][c] - p->skip_cost * fminf(3.0f, fi->piece_ink[i]);
-            if (skip > best[i + 1][c]) {
-                best[i + 1][c] = skip; from[i + 1][c] = (short)c; via[i + 1][c] = -1;
-            }
-            if (c == L) continue;
-            for (int s = start[i]; s < start[i + 1]; s++) {
-                const int j = sg[s].p1;
-                const float v = best[i][c] + digit_logp(proba + (size_t)s * classes, classes) -
-                                p->digit_cost - p->shape_cost * sg[s].shape;
-                if (v > best[j][c + 1]) {
-                    best[j][c + 1] = v; from[j][c + 1] = (short)c; via[j][c + 1] = (short)s;
+    start[P + 1] = S;
+    for (int s = 0; s < S; s++)
+        score[s] = digit_logp(proba + (size_t)s * classes, classes) - p->digit_cost -
+                   p->shape_cost * sg[s].shape;
+    for (size_t t = 0; t < total; t++) best[t] = NEG;
+    best[AT(0, 0, 0)] = 0;
+    for (int i = 0; i < P; i++) {
+        const float skip_cost = p->skip_cost * fminf(3.0f, fi->piece_ink[i]);
+        for (int c = 0; c <= L; c++)
+            for (int k = 0; k <= K; k++) {
+                const float here = best[AT(i, c, k)];
+                if (here == NEG) continue;
+                const size_t sk = AT(i + 1, c, k);
+                if (here - skip_cost > best[sk]) {
+                    best[sk] = here - skip_cost; from_c[sk] = (short)c; from_k[sk] = (short)k;
+                    via[sk] = -1;
+                }
+                if (c == L) continue;
+                for (int s = start[i]; s < start[i + 1]; s++) {
+                    if (rank[s] && rank[s] <= k) continue; /* this box, or one before it */
+                    const size_t to = AT(sg[s].p1, c + 1, rank[s] ? rank[s] : k);
+                    const float v = here + score[s];
+                    if (v > best[to]) {
+                        best[to] = v; from_c[to] = (short)c; from_k[to] = (short)k;
+                        via[to] = (short)s;
+                    }
                 }
             }
-        }
-    int bc = -1;
-    *met = 1;
-    for (int c = imax(0, p->min_len); c <= imin(L, p->max_len); c++)
-        if (best[P][c] > NEG && (bc < 0 || best[P][c] > best[P][bc])) bc = c;
-    if (bc < 0) {
-        *met = 0;
-        for (int c = 0; c <= L; c++)
-            if (best[P][c] > NEG && (bc < 0 || best[P][c] > best[P][bc])) bc = c;
     }
-    int tmp[FL_FIELD_MAX_PIECES], nd = 0, node = P, c = bc < 0 ? 0 : bc;
+    int bc = -1, bk = 0;
+    *met = 1;
+    for (int pass = 0; pass < 2 && bc < 0; pass++) {
+        const int c0 = pass ? 0 : imax(0, p->min_len), c1 = pass ? L : imin(L, p->max_len);
+        for (int c = c0; c <= c1; c++)
+            for (int k = 0; k <= K; k++) {
+                const float v = best[AT(P, c, k)];
+                if (v > NEG && (bc < 0 || v > best[AT(P, bc, bk)])) { bc = c; bk = k; }
+            }
+        if (bc < 0) *met = 0;
+    }
+    int tmp[FL_FIELD_MAX_PIECES], nd = 0, node = P, c = bc < 0 ? 0 : bc, k = bk;
     float lp = 0, sk = 0;
     while (node > 0 && bc >= 0) {
-        const int s = via[node][c], pc = from[node][c];
+        const size_t t = AT(node, c, k);
+        const int s = via[t], pc = from_c[t], pk = from_k[t];
         if (s >= 0) {
             tmp[nd++] = s;
             lp += digit_logp(proba + (size_t)s * classes, classes);
@@ -990,11 +1250,15 @@ static void search_one(const fl_field *fi, const fl_segment *sg, const float *pr
             sk += fi->piece_ink[node];
         }
         c = pc;
+        k = pk;
     }
+#undef AT
+    free(best); free(from_c); free(from_k); free(via);
     *skipped = sk;
-    for (int k = 0; k < nd; k++) path[k] = tmp[nd - 1 - k];
+    for (int q = 0; q < nd; q++) path[q] = tmp[nd - 1 - q];
     *ndigits = nd;
     *logp = lp;
+    return FL_OK;
 }
 
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
@@ -1015,10 +1279,11 @@ int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, cons
                 return FL_ERR_ARG;
     }
     for (size_t i = 0; i < n; i++) {
-        search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
-                   proba + (size_t)first[i] * classes, classes, params,
-                   path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i], &skipped[i],
-                   &met[i]);
+        const int rc = search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
+                                  proba + (size_t)first[i] * classes, classes, params,
+                                  path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i],
+                                  &skipped[i], &met[i]);
+        if (rc != FL_OK) return rc;
     }
     return FL_OK;
 }

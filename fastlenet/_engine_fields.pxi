@@ -8,7 +8,7 @@ cdef extern from "fastlenet.h" nogil:
     ctypedef struct fl_segment:
         int p0, p1
         int x0, y0, x1, y1
-        int whole
+        int whole, cell
         float shape
     ctypedef struct fl_field:
         int pieces, segments
@@ -28,10 +28,11 @@ cdef extern from "fastlenet.h" nogil:
                         float *skipped, int *met)
 
 FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
-# fl_segment as numpy sees it (the C struct: 7 ints and a float, no padding)
+# fl_segment as numpy sees it (the C struct: 8 ints and a float, no padding)
 SEGMENT_DTYPE = np.dtype([("p0", np.int32), ("p1", np.int32), ("x0", np.int32),
                           ("y0", np.int32), ("x1", np.int32), ("y1", np.int32),
-                          ("whole", np.int32), ("shape", np.float32)])
+                          ("whole", np.int32), ("cell", np.int32),
+                          ("shape", np.float32)])
 assert SEGMENT_DTYPE.itemsize == sizeof(fl_segment)
 
 
@@ -141,6 +142,8 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
     with nogil:
         rc = fl_field_search(ip, fp, <size_t>n, pp, firstp, classes, &prm, pathp, ndp, lpp, skp,
                              metp)
+    if rc == FL_ERR_NOMEM:
+        raise MemoryError("fields: out of memory in the search")
     if rc != FL_OK:
         raise ValueError(f"fields: invalid search arguments (engine error {rc})")
     return path[:n], nd[:n], lp[:n], sk[:n], met[:n]

@@ -84,11 +84,11 @@ def _digit_accuracy(rows, samples):
 
 # style: (exact-string floor, digit floor). Measured on n=60, seeds 1 and 2 (exact / digit):
 # spaced .87-.90/.97-.98, touching .08-.15/.63-.67, scanned .85-.92/.96-.99, comb
-# .52-.55/.84, printed_clean 1.0/1.0, printed_scanned .95-.98/.96-.99, printed_tight
-# .08-.17/.67, page .82/.93-.94. Touching, comb and tight print are far below the issue's
-# targets (reported); these floors only catch regressions.
+# .87-.93 exact (one digit a box, cuts only at walls), printed_clean 1.0/1.0, printed_scanned
+# .95-.98/.96-.99, printed_tight .08-.17/.67, page .85 exact. Touching, comb and tight print
+# are below the issue's targets (reported); these floors only catch regressions.
 FLOORS = {"handwritten_spaced": (0.7, 0.9), "touching": (0.0, 0.5), "scanned": (0.7, 0.9),
-          "comb": (0.35, 0.7), "printed_clean": (0.9, 0.95), "printed_scanned": (0.85, 0.9),
+          "comb": (0.7, 0.9), "printed_clean": (0.9, 0.95), "printed_scanned": (0.85, 0.9),
           "printed_tight": (0.0, 0.5), "page": (0.65, 0.85)}
 
 
@@ -260,6 +260,116 @@ def test_not_a_digit_speaks_only_against_cut_segments():
     assert np.array_equal(p[0, 10], np.float32(0.9))  # the caller's array is not touched
     ten = p[:, :10] / p[:, :10].sum(1, keepdims=True)
     assert FL._digit_proba(ten, np.array([True, True])) is ten
+
+
+def _comb_with_a_bar(digits, picks, bar_at, cw=40, ch=52, line=2):
+    """A comb of len(picks) + 1 boxes: MNIST digits in all but box bar_at, which holds a "1" as
+    tall as the box (a vertical bar from its top line to its bottom line)."""
+    n = len(picks) + 1
+    img = np.full((ch + 20, n * cw + line + 20), 245, np.uint8)
+    img[10:10 + line, 10:10 + n * cw + line] = 30
+    img[10 + ch - line:10 + ch, 10:10 + n * cw + line] = 30
+    for i in range(n + 1):
+        img[10:10 + ch, 10 + i * cw:10 + i * cw + line] = 30
+    picks = iter(picks)
+    for i in range(n):
+        x = 10 + i * cw
+        if i == bar_at:
+            img[10:10 + ch, x + cw // 2 - 1:x + cw // 2 + 2] = 20
+            continue
+        g = digits.images[next(picks)]
+        box = img[22:50, x + 6:x + 34]
+        np.minimum(box, 255 - g, out=box, where=g > 40)
+    return img
+
+
+def test_a_one_as_tall_as_its_box_is_no_wall(digits, fnet):
+    """A "1" drawn from line to line looks like a box wall, but it would split its box in two
+    narrow ones where the walls are evenly spaced: it is read, not removed."""
+    ok = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(digits.labels), 5, replace=False)
+        at = int(rng.integers(1, 5))
+        text = "".join(str(digits.labels[i]) for i in picks)
+        img = _comb_with_a_bar(digits, picks, at)
+        ok += FL.read_field(img, fnet).text == text[:at] + "1" + text[at:]
+    assert ok >= 8, ok
+
+
+def test_segments_know_their_comb_box(digits):
+    """fl_segment.cell: the box of a comb holding a segment's ink (1, 2, ... in reading order),
+    -1 outside combs."""
+    _, segs, _, _, _ = _segments(_make("handwritten_spaced", 10, digits, seed=5))
+    assert set(np.unique(segs["cell"])) == {-1}
+    picks = np.arange(5)
+    _, segs, counts, _, _ = _segments([F.FieldSample(_comb_with_a_bar(digits, picks, 2), "",
+                                                     [], "comb")])
+    one = segs[segs["p1"] - segs["p0"] == 1]
+    assert sorted(one["cell"]) == [1, 2, 3, 4, 5, 6], one["cell"]
+
+
+def test_a_comb_box_holds_one_digit():
+    """The search reads at most one digit a comb box: two confident pieces in one box are one
+    digit (the other a digit's overhang across a wall), in two boxes they are two."""
+    from fastlenet import _engine
+    segs = np.zeros(3, _engine.SEGMENT_DTYPE)
+    segs["p0"], segs["p1"] = [0, 0, 1], [1, 2, 2]
+    proba = np.zeros((3, 11), np.float32)
+    proba[0, 3], proba[1, 8], proba[2, 5] = 0.99, 0.6, 0.99
+    counts = np.array([[2, 3, 0]], np.int32)
+    ink = np.ones((1, _engine.FIELD_MAX_PIECES), np.float32)
+
+    def read(cells):
+        segs["cell"] = cells
+        path, nd, _, _, _ = _engine._field_search(segs, counts, ink, proba, 0.0, 0.0, 5.0, 0,
+                                                  99)
+        return [int(segs[k]["p0"]) for k in path[0, :nd[0]]], [int(segs[k]["p1"]) for k
+                                                                in path[0, :nd[0]]]
+    assert read([-1, -1, -1]) == ([0, 1], [1, 2])   # no comb: two digits
+    assert read([1, 1, 2]) == ([0, 1], [1, 2])      # two boxes: two digits
+    assert read([1, 1, 1]) == ([0], [2])            # one box: one digit, the whole ink
+
+
+def _rotated(img, degrees):
+    """img turned counter-clockwise about its centre (a skewed scan), the canvas grown, the new
+    corners filled with paper; and the map from its pixels back to img's."""
+    from PIL import Image
+    out = np.asarray(Image.fromarray(img).rotate(degrees, resample=Image.BILINEAR, expand=True,
+                                                 fillcolor=int(np.median(img))))
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    (h, w), (h2, w2) = img.shape, out.shape
+
+    def back(x, y):
+        dx, dy = x - w2 / 2, y - h2 / 2
+        return w / 2 + dx * c - dy * s, h / 2 + dx * s + dy * c
+    return out, back
+
+
+@pytest.mark.parametrize("style", ["comb", "page"])
+def test_skewed_lines_are_straightened(style, digits, fnet):
+    """A skewed scan of a comb or of a field on a rule line: the lines and walls are found
+    only once the field is turned straight (they read 0.0-0.07 for combs at 2.5 degrees
+    before). Measured on these 30 fields: comb 0.97 straight, 0.83-0.97 at -2.5..4 degrees;
+    page 0.93, 0.87. Boxes are in the skewed image's pixels: each correctly read digit's box
+    centre, mapped back, lies in its true box."""
+    samples = _make(style, 30, digits, seed=6)
+    straight = np.mean([r.text == s.text for r, s in
+                        zip(FL.read_arrays([s.image for s in samples], fnet), samples)])
+    for degrees in (2.5, -4.0):
+        turned = [_rotated(s.image, degrees) for s in samples]
+        rows = FL.read_arrays([t[0] for t in turned], fnet)
+        exact = np.mean([r.text == s.text for r, s in zip(rows, samples)])
+        assert exact >= min(0.7, straight - 0.2), (degrees, exact, straight)
+        inside = total = 0
+        for r, s, (_, back) in zip(rows, samples, turned):
+            if r.text != s.text:
+                continue
+            for d, (x0, y0, x1, y1) in zip(r.digits, s.boxes):
+                cx, cy = back((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2)
+                total += 1
+                inside += x0 - 2 <= cx <= x1 + 2 and y0 - 2 <= cy <= y1 + 2
+        assert inside >= 0.95 * total, (degrees, inside, total)
 
 
 # ---- blank, noise, tiny ------------------------------------------------------------------------
