@@ -158,17 +158,46 @@ static int fd_gray(fd_state *st, int invert) {
             st->q[(size_t)y * w + x] = (unsigned char)qv;
             hist[qv]++;
         }
-    const int thr = fl_otsu(hist);
-    if (thr < 0) return 0;
-    size_t above = 0;
-    double s_hi = 0, s_lo = 0;
-    for (int v = 0; v < 256; v++) {
-        if (v > thr) { above += hist[v]; s_hi += (double)hist[v] * v; }
-        else s_lo += (double)hist[v] * v;
+    int thr;
+    size_t above, below;
+    double hi, lo;
+    for (int pass = 0;; pass++) {
+        thr = fl_otsu(hist);
+        if (thr < 0) return 0;
+        above = 0;
+        double s_hi = 0, s_lo = 0;
+        for (int v = 0; v < 256; v++) {
+            if (v > thr) { above += hist[v]; s_hi += (double)hist[v] * v; }
+            else s_lo += (double)hist[v] * v;
+        }
+        below = st->n - above;
+        hi = s_hi / (double)above;
+        lo = s_lo / (double)below;
+        /* on the smoothed field (below) half the contrast: its grain is a third */
+        if ((hi - lo) / 255.0 >= (pass ? 0.5 : 1.0) * FL_MIN_CONTRAST) break;
+        /* faint ink in grainy paper: Otsu splits the grain. Once, the 3x3 mean of the field
+         * is tried (grain averages out, strokes keep most of their level); a blank field
+         * stays blank, as a blank digit does */
+        if (pass || h < 3 || w < 3) return 0;
+        unsigned char *tmp = st->m; /* free until the ink map */
+        for (int y = 0; y < h; y++) {
+            const unsigned char *r = st->q + (size_t)y * w;
+            for (int x = 0; x < w; x++) {
+                const int a = r[x > 0 ? x - 1 : x], b = r[x], c = r[x + 1 < w ? x + 1 : x];
+                tmp[(size_t)y * w + x] = (unsigned char)((a + b + c + 1) / 3);
+            }
+        }
+        memset(hist, 0, sizeof hist);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                const int a = tmp[(size_t)(y > 0 ? y - 1 : y) * w + x];
+                const int b = tmp[(size_t)y * w + x];
+                const int c = tmp[(size_t)(y + 1 < h ? y + 1 : y) * w + x];
+                const int v = (a + b + c + 1) / 3;
+                st->q[(size_t)y * w + x] = (unsigned char)v;
+                hist[v]++;
+            }
     }
-    const size_t below = st->n - above;
-    const double hi = s_hi / (double)above, lo = s_lo / (double)below;
-    if ((hi - lo) / 255.0 < FL_MIN_CONTRAST) return 0; /* a blank field, as a blank digit */
     /* ink is what there is less of: a field is mostly paper */
     st->light = invert == FL_INVERT_AUTO ? above < below : invert == FL_INVERT_YES;
     st->thr = thr;
