@@ -528,6 +528,20 @@ static int fd_lines(fd_state *st) {
         }
         st->walls[st->nwalls++] = c;
     }
+    /* lines printed lighter than the ink (a form's box lines often are): where a digit's
+     * stroke lies on a line, its pixels are darker than the line's own; they are kept */
+    size_t lh[256] = {0}, nl = 0;
+    for (size_t i = 0; i < st->n; i++)
+        if (m[i] == 2 || m[i] == 4) { lh[st->light ? st->q[i] : 255 - st->q[i]]++; nl++; }
+    if (nl) { /* in levels of inkness (0 paper-white .. 255 black ink on white) */
+        const int line_lvl = (int)median_hist(lh, 256, nl);
+        const int paper = st->light ? st->paper : 255 - st->paper;
+        const int margin = imax(12, (line_lvl - paper) / 3);
+        for (size_t i = 0; i < st->n; i++) {
+            const int lvl = st->light ? st->q[i] : 255 - st->q[i];
+            if ((m[i] == 2 || m[i] == 4) && lvl >= line_lvl + margin) m[i] = 1;
+        }
+    }
     for (size_t i = 0; i < st->n; i++) m[i] = m[i] == 1 ? 1 : m[i] ? 2 : 0; /* 2: removed */
     return 1;
 }

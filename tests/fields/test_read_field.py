@@ -372,6 +372,35 @@ def test_skewed_lines_are_straightened(style, digits, fnet):
         assert inside >= 0.95 * total, (degrees, inside, total)
 
 
+def _on_a_line(digits, picks, line_gray, thick=3):
+    """MNIST digits side by side, each standing on row 40, over a printed line of `thick` rows
+    ending on row 40 in gray line_gray (the ink, darker, wins where they overlap)."""
+    img = np.full((60, 24 * len(picks) + 40), 240, np.uint8)
+    for i, k in enumerate(picks):
+        g = digits.images[k]
+        y0 = 40 - np.nonzero(g.max(1) > 40)[0][-1]
+        box = img[y0:y0 + 28, 20 + 24 * i:20 + 24 * i + 28]
+        np.minimum(box, 255 - g, out=box, where=g > 40)
+    band = img[41 - thick:41]
+    band[band >= 128] = line_gray
+    return img
+
+
+def test_strokes_on_a_lighter_line_are_kept(digits, fnet):
+    """Digits written over a printed line lighter than their ink keep the pixels they share
+    with it (darker than the line's own), so their feet are not removed with the line.
+    Measured on these 40 fields: a line of gray 130 reads 39 (27 before), gray 90 38 (30); a
+    line as dark as the ink (gray 40) 33, as before."""
+    rng = np.random.default_rng(0)
+    ok = {130: 0, 40: 0}
+    for _ in range(40):
+        picks = rng.choice(len(digits.labels), 5, replace=False)
+        text = "".join(str(digits.labels[k]) for k in picks)
+        for gray in ok:
+            ok[gray] += FL.read_field(_on_a_line(digits, picks, gray), fnet).text == text
+    assert ok[130] >= 35 and ok[40] >= 28, ok
+
+
 # ---- blank, noise, tiny ------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [255, 0, 128])
 def test_a_blank_image_reads_nothing(value):
