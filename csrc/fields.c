@@ -97,6 +97,7 @@ typedef struct {
     float ink[256];      /* ink strength of each gray level */
     int thr, light;
     double sw, band;     /* stroke width, text band height */
+    int maxrun;          /* the longest horizontal run of ink */
     int walls[FD_MAX_WALLS], nwalls; /* columns of removed box walls, ascending */
     fd_comp *comps;
     int ncomp;
@@ -224,6 +225,7 @@ static double median_hist(const size_t *hist, int len, size_t total) {
  * text band (rows holding short runs: lines excluded). */
 static void fd_measure(fd_state *st) {
     const int h = st->h, w = st->w;
+    st->maxrun = 0;
     size_t hist[256] = {0}, total = 0;
     for (int y = 0; y < h; y++) {
         const unsigned char *mr = st->m + (size_t)y * w;
@@ -234,6 +236,7 @@ static void fd_measure(fd_state *st) {
             while (e < w && mr[e]) e++;
             const int len = e - x;
             for (int k = x; k < e; k++) rr[k] = (uint16_t)imin(len, 65535);
+            st->maxrun = imax(st->maxrun, len);
             hist[imin(len, 255)]++;
             total++;
             x = e;
@@ -403,7 +406,8 @@ static int fd_lines(fd_state *st) {
     unsigned char *m = st->m;
     const double min_len = fmax(FD_LINE_SW * st->sw, FD_LINE_BAND * st->band);
     const int own = imax((int)(2 * st->sw) + 1, (int)(0.4 * min_len));
-    int found = 0;
+    int found = 0, marked = 0, ylo = h, yhi = -1; /* rows holding candidates */
+    if (st->maxrun < own) return 0; /* no candidates: most fields have no lines */
     /* runs over three rows (a line may slope by a pixel every few dozen) */
     for (int y = 0; y < h; y++) {
         const unsigned char *up = m + (size_t)imax(0, y - 1) * w, *mid = m + (size_t)y * w;
@@ -415,78 +419,98 @@ static int fd_lines(fd_state *st) {
             if (e - x >= min_len)
                 for (int k = x; k < e; k++) {
                     const size_t i = (size_t)y * w + k;
-                    if (m[i] == 1 && st->run[i] >= own) m[i] = 3; /* a line candidate */
+                    if (m[i] == 1 && st->run[i] >= own) { /* a line candidate */
+                        m[i] = 3;
+                        marked = 1;
+                        ylo = imin(ylo, y);
+                        yhi = imax(yhi, y);
+                    }
                 }
             x = e;
         }
     }
+    if (!marked) return 0;
+    /* Down the columns, but row by row (the field's rows are contiguous): per column, where
+     * its current run began. */
+    int *col = malloc((size_t)4 * w * sizeof *col), *start = col;
+    if (!col) return 0;
     /* in each column, a band of candidates with ink just above and below is a crossing */
-    for (int x = 0; x < w; x++)
-        for (int y = 0; y < h;) {
-            if (m[(size_t)y * w + x] != 3) { y++; continue; }
-            int e = y;
-            while (e < h && m[(size_t)e * w + x] == 3) e++;
-            const int cross = y > 0 && e < h && m[(size_t)(y - 1) * w + x] == 1 &&
-                              m[(size_t)e * w + x] == 1;
-            for (int k = y; k < e; k++) m[(size_t)k * w + x] = cross ? 1 : 2;
-            found += !cross;
-            y = e;
+    int ytop = h, ybot = -1; /* the rows of the removed lines */
+    for (int x = 0; x < w; x++) start[x] = -1;
+    for (int y = ylo; y <= yhi + 1; y++)
+        for (int x = 0; x < w; x++) {
+            if (y <= yhi && m[(size_t)y * w + x] == 3) {
+                if (start[x] < 0) start[x] = y;
+                continue;
+            }
+            if (start[x] < 0) continue;
+            const int y0 = start[x];
+            start[x] = -1;
+            const int cross = y0 > 0 && y < h && m[(size_t)(y0 - 1) * w + x] == 1 &&
+                              m[(size_t)y * w + x] == 1;
+            for (int k = y0; k < y; k++) m[(size_t)k * w + x] = cross ? 1 : 2;
+            if (!cross) { found++; ytop = imin(ytop, y0); ybot = imax(ybot, y - 1); }
         }
-    if (!found) return 0;
+    if (!found) { free(col); return 0; }
     unsigned char *wallcol = calloc((size_t)w, 1);
-    if (!wallcol) return 0; /* no walls found: the lines are still removed */
+    if (!wallcol) { free(col); return 0; } /* no walls found: the lines are still removed */
     /* walls: vertical runs from a removed line (or the edge) to a removed line (or the edge) */
     const int thin = (int)(3 * st->sw) + 2;
     const int min_wall = (int)(0.5 * st->band);
-    for (int x = 0; x < w; x++)
-        for (int y = 0; y < h;) {
-            if (m[(size_t)y * w + x] != 1) { y++; continue; }
-            int e = y;
-            while (e < h && m[(size_t)e * w + x] == 1) e++;
-            int top = y == 0, bot = e == h;
+    for (int x = 0; x < w; x++) start[x] = -1;
+    for (int y = 0; y <= h; y++)
+        for (int x = 0; x < w; x++) {
+            if (y < h && m[(size_t)y * w + x] == 1) {
+                if (start[x] < 0) start[x] = y;
+                continue;
+            }
+            if (start[x] < 0) continue;
+            const int y0 = start[x], e = y;
+            start[x] = -1;
+            if (e - y0 < min_wall) continue;
+            int top = y0 == 0, bot = e == h;
             for (int dy = 1; dy <= 3 && !(top && bot); dy++)
                 for (int dx = -1; dx <= 1; dx++) {
                     const int xx = x + dx;
                     if (xx < 0 || xx >= w) continue;
-                    if (y - dy >= 0 && m[(size_t)(y - dy) * w + xx] == 2) top = 1;
+                    if (y0 - dy >= 0 && m[(size_t)(y0 - dy) * w + xx] == 2) top = 1;
                     if (e - 1 + dy < h && m[(size_t)(e - 1 + dy) * w + xx] == 2) bot = 1;
                 }
-            if (top && bot && e - y >= min_wall) {
-                for (int k = y; k < e; k++)
+            if (top && bot) {
+                for (int k = y0; k < e; k++)
                     if (st->run[(size_t)k * w + x] <= thin) m[(size_t)k * w + x] = 4;
                 wallcol[x] = 1;
             }
-            y = e;
         }
     /* and walls as columns of ink (lines included) spanning the grid from its top line to its
      * bottom line: a digit that touches a wall or crosses a line breaks the test above, not
      * this one; a digit is never as tall as its box */
-    int ytop = h, ybot = -1;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            if (m[(size_t)y * w + x] == 2) { ytop = imin(ytop, y); ybot = imax(ybot, y); }
     if (ybot - ytop + 1 >= min_wall && ybot > ytop) {
         const int span = ybot - ytop + 1;
-        for (int x = 0; x < w; x++) {
-            int best = 0, bs = 0;
-            for (int y = ytop, r = 0, rs = ytop; y <= ybot; y++) {
+        int *r = col, *rs = col + w, *best = col + 2 * w, *bs = col + 3 * w;
+        memset(col, 0, (size_t)4 * w * sizeof *col);
+        for (int y = ytop; y <= ybot; y++) /* each column's longest run of ink or line */
+            for (int x = 0; x < w; x++) {
                 const unsigned char v = m[(size_t)y * w + x];
                 if (v == 1 || v == 2 || v == 4) {
-                    if (!r) rs = y;
-                    r++;
-                    if (r > best) { best = r; bs = rs; }
-                } else r = 0;
+                    if (!r[x]) rs[x] = y;
+                    if (++r[x] > best[x]) { best[x] = r[x]; bs[x] = rs[x]; }
+                } else r[x] = 0;
             }
-            if (10 * best < 9 * span) continue;
-            for (int k = bs; k < bs + best; k++)
+        for (int x = 0; x < w; x++) {
+            if (10 * best[x] < 9 * span) continue;
+            for (int k = bs[x]; k < bs[x] + best[x]; k++)
                 if (m[(size_t)k * w + x] == 1 && st->run[(size_t)k * w + x] <= thin)
                     m[(size_t)k * w + x] = 4;
             wallcol[x] = 1;
         }
     }
+    free(col);
     /* a wall's pixels with ink just left and right of them (in their row) are a stroke that
      * crosses the wall (a digit written over its box): kept, as crossings of lines are */
-    for (int y = 0; y < h; y++) {
+    int any_wall = 0;
+    for (int x = 0; x < w; x++) any_wall |= wallcol[x];
+    for (int y = 0; y < h && any_wall; y++) {
         unsigned char *mr = m + (size_t)y * w;
         for (int x = 0; x < w;) {
             if (mr[x] != 4) { x++; continue; }
