@@ -42,6 +42,8 @@
 #define FD_MIN_HEIGHT 6
 /* Box walls remembered (a comb of boxes: no digit spans two boxes). */
 #define FD_MAX_WALLS 256
+/* The quantile of a block's gray levels taken as its paper (fd_flatten). */
+#define FD_PAPER_Q 0.5
 /* Skews of scans undone, at most (degrees), and a degree in radians. */
 #define FD_MAX_SKEW 6.0
 #define FD_DEGREE 0.017453292519943295
@@ -122,13 +124,166 @@ static void fd_free(fd_state *st) { /* what one field allocated (not the fd_buff
     free(st->comps); free(st->keep); free(st->cuts);
 }
 
+static double median_hist(const size_t *hist, int len, size_t total) {
+    size_t acc = 0;
+    for (int i = 0; i < len; i++) {
+        acc += hist[i];
+        if (2 * acc >= total) return i;
+    }
+    return len - 1;
+}
+
+/* The level below which a share q of the histogram's total lies. */
+static int quantile_hist(const size_t *hist, size_t total, double q) {
+    size_t acc = 0;
+    for (int i = 0; i < 256; i++) {
+        acc += hist[i];
+        if ((double)acc >= q * (double)total) return i;
+    }
+    return 255;
+}
+
+/* Uneven light (a page lit from one side, a phone's shadow): one threshold for the whole field
+ * loses the strokes in its dark end. On light paper (dark paper is turned over first, and
+ * back after: a field and its negative read the same), each block half the field's height
+ * wide gives its paper level (its FD_PAPER_Q quantile); a plane through them, fitted again
+ * without the blocks far below it (mostly ink: a tight crop, a bold digit), is the light.
+ * Where it varies across the field, each pixel is scaled by ref / plane so the paper is even.
+ * Fills hist with the levels of q as it leaves. */
+static void fd_flatten(fd_state *st, size_t *hist) {
+    const int h = st->h, w = st->w, B = imax(8, h / 2);
+    const int gy = (h + B - 1) / B, gx = (w + B - 1) / B, nb = gy * gx;
+    /* per block row: histograms of even and odd columns apart (two counters of one level
+     * are not one chain of increments: paper repeats its level) */
+    uint32_t *bh = malloc((size_t)2 * gx * 256 * sizeof *bh);
+    float *bv = malloc((size_t)nb * 5 * sizeof *bv); /* level, its mirror, centre x, y, kept */
+    memset(hist, 0, 256 * sizeof *hist);
+    if (!bh || !bv) { /* out of memory: the field as it is */
+        free(bh); free(bv);
+        for (size_t i = 0; i < st->n; i++) hist[st->q[i]]++;
+        return;
+    }
+    for (int by = 0; by < gy; by++) {
+        const int ye = imin(h, (by + 1) * B);
+        memset(bh, 0, (size_t)2 * gx * 256 * sizeof *bh);
+        for (int y = by * B; y < ye; y++) {
+            const unsigned char *r = st->q + (size_t)y * w;
+            for (int bx = 0; bx < gx; bx++) {
+                uint32_t *h0 = bh + (size_t)bx * 512, *h1 = h0 + 256;
+                int x = bx * B;
+                const int xe = imin(w, x + B);
+                for (; x + 1 < xe; x += 2) { h0[r[x]]++; h1[r[x + 1]]++; }
+                if (x < xe) h0[r[x]]++;
+            }
+        }
+        for (int bx = 0; bx < gx; bx++) {
+            const int b = by * gx + bx, xe = imin(w, (bx + 1) * B);
+            uint32_t *h0 = bh + (size_t)bx * 512;
+            for (int v = 0; v < 256; v++) { h0[v] += h0[256 + v]; hist[v] += h0[v]; }
+            /* the FD_PAPER_Q quantile from below (light paper) and from above (dark paper,
+             * its mirror: a field's negative gets the same levels) */
+            const double want = FD_PAPER_Q * (double)(ye - by * B) * (double)(xe - bx * B);
+            int lo = 0, hi = 255;
+            for (double acc = h0[0]; acc < want && lo < 255;) acc += h0[++lo];
+            for (double acc = h0[255]; acc < want && hi > 0;) acc += h0[--hi];
+            bv[5 * b] = (float)lo;
+            bv[5 * b + 1] = (float)(255 - hi);
+            bv[5 * b + 2] = 0.5f * (bx * B + xe);
+            bv[5 * b + 3] = 0.5f * (by * B + ye);
+            bv[5 * b + 4] = 1;
+        }
+    }
+    free(bh);
+    const int dark_paper = quantile_hist(hist, st->n, 0.5) < 128;
+    const int flip = dark_paper ? 255 : 0; /* v ^ 255 == 255 - v */
+    for (int b = 0; b < nb; b++) { /* packed: level, centre x, centre y, kept */
+        bv[4 * b] = bv[5 * b + dark_paper];
+        bv[4 * b + 1] = bv[5 * b + 2];
+        bv[4 * b + 2] = bv[5 * b + 3];
+        bv[4 * b + 3] = bv[5 * b + 4];
+    }
+    if (nb < 3) { free(bv); return; }
+    double pa = 0, pb = 0, pc = 0; /* the plane: pa + pb (x - w/2) + pc (y - h/2) */
+    int kept = nb;
+    for (int it = 0; it < 3; it++) {
+        double m[3][4] = {{0}};
+        for (int b = 0; b < nb; b++) {
+            if (!bv[4 * b + 3]) continue;
+            const double u[3] = {1, bv[4 * b + 1] - 0.5 * w, bv[4 * b + 2] - 0.5 * h};
+            for (int i = 0; i < 3; i++) {
+                for (int j = 0; j < 3; j++) m[i][j] += u[i] * u[j];
+                m[i][3] += u[i] * bv[4 * b];
+            }
+        }
+        /* one row or one column of blocks: no slope across it */
+        if (gx < 2) { m[1][1] = 1; m[0][1] = m[1][0] = m[1][2] = m[2][1] = m[1][3] = 0; }
+        if (gy < 2) { m[2][2] = 1; m[0][2] = m[2][0] = m[1][2] = m[2][1] = m[2][3] = 0; }
+        for (int i = 0; i < 3; i++) { /* Gauss-Jordan, pivoting on the diagonal */
+            if (fabs(m[i][i]) < 1e-9) { free(bv); return; }
+            for (int r = 0; r < 3; r++) {
+                if (r == i) continue;
+                const double f = m[r][i] / m[i][i];
+                for (int c = i; c < 4; c++) m[r][c] -= f * m[i][c];
+            }
+        }
+        pa = m[0][3] / m[0][0]; pb = m[1][3] / m[1][1]; pc = m[2][3] / m[2][2];
+        int changed = 0;
+        for (int b = 0; b < nb; b++) {
+            const double fit = pa + pb * (bv[4 * b + 1] - 0.5 * w) + pc * (bv[4 * b + 2] - 0.5 * h);
+            const int keep = bv[4 * b] >= fit - 10;
+            if (bv[4 * b + 3] && !keep) { bv[4 * b + 3] = 0; kept--; changed = 1; }
+        }
+        if (!changed || kept < 3) break;
+    }
+    /* the blocks' levels, those mostly ink replaced by the plane's; bilinear between the
+     * block centres (the light need not be a plane: a scan's corners, a fold) */
+    float lo = 1e9f, hi = -1e9f;
+    for (int b = 0; b < nb; b++) {
+        if (!bv[4 * b + 3])
+            bv[4 * b] = (float)(pa + pb * (bv[4 * b + 1] - 0.5 * w) + pc * (bv[4 * b + 2] - 0.5 * h));
+        lo = fminf(lo, bv[4 * b]);
+        hi = fmaxf(hi, bv[4 * b]);
+    }
+    if (kept < 3 || hi - lo < 12 || pa < 16) { free(bv); return; }
+    /* per column: its two block columns and weight; per row: the light, then the scale */
+    int *cx = malloc((size_t)w * 2 * sizeof *cx);
+    float *ax = malloc((size_t)w * 2 * sizeof *ax), *scale = ax + w;
+    if (!cx || !ax) { free(cx); free(ax); free(bv); return; } /* the field as it is */
+    for (int x = 0; x < w; x++) {
+        const double fx = fmin(fmax((x + 0.5) / B - 0.5, 0.0), gx - 1.0);
+        cx[x] = (int)fx;
+        cx[w + x] = imin(gx - 1, cx[x] + 1);
+        ax[x] = (float)(fx - cx[x]);
+    }
+    memset(hist, 0, 256 * sizeof *hist);
+    for (int y = 0; y < h; y++) {
+        const double fy = fmin(fmax((y + 0.5) / B - 0.5, 0.0), gy - 1.0);
+        const int y0 = (int)fy, y1 = imin(gy - 1, y0 + 1);
+        const float ay = (float)(fy - y0);
+        const float *t0 = bv + 4 * (y0 * gx), *t1 = bv + 4 * (y1 * gx);
+        for (int x = 0; x < w; x++) {
+            const float a = t0[4 * cx[x]] + ax[x] * (t0[4 * cx[w + x]] - t0[4 * cx[x]]);
+            const float b = t1[4 * cx[x]] + ax[x] * (t1[4 * cx[w + x]] - t1[4 * cx[x]]);
+            scale[x] = (float)pa / fmaxf(8.0f, a + ay * (b - a));
+        }
+        unsigned char *r = st->q + (size_t)y * w;
+        for (int x = 0; x < w; x++) {
+            const float v = (float)(r[x] ^ flip) * scale[x];
+            r[x] = (unsigned char)((v > 255.0f ? 255 : (int)(v + 0.5f)) ^ flip);
+            hist[r[x]]++;
+        }
+    }
+    free(cx); free(ax); free(bv);
+    return;
+}
+
 /* Gray levels (block means when reduced), their histogram, the Otsu threshold and the ink
  * strength of each level. Returns 0 for a blank field. */
 static int fd_gray(fd_state *st, int invert) {
     const fl_image *im = st->im;
     const int H = st->H, W = st->W, f = st->f, h = st->h, w = st->w;
     const char *base = (const char *)im->data;
-    size_t hist[256] = {0};
+    size_t hist[256]; /* filled by fd_flatten */
     if (f == 1 && im->dtype == FL_PIX_U8) { /* 256 values: a table, the same arithmetic */
         unsigned char lut[256];
         for (int v = 0; v < 256; v++) {
@@ -139,10 +294,7 @@ static int fd_gray(fd_state *st, int invert) {
         for (int y = 0; y < h; y++) {
             const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
             unsigned char *qr = st->q + (size_t)y * w;
-            for (int x = 0; x < w; x++) {
-                qr[x] = lut[row[x * im->stride_w]];
-                hist[qr[x]]++;
-            }
+            for (int x = 0; x < w; x++) qr[x] = lut[row[x * im->stride_w]];
         }
     } else
     for (int y = 0; y < h; y++)
@@ -157,8 +309,8 @@ static int fd_gray(fd_state *st, int invert) {
                 }
             const int qv = (int)floor(sum / cnt * 255.0 + 0.5);
             st->q[(size_t)y * w + x] = (unsigned char)qv;
-            hist[qv]++;
         }
+    fd_flatten(st, hist);
     int thr;
     size_t above, below;
     double hi, lo;
@@ -210,15 +362,6 @@ static int fd_gray(fd_state *st, int invert) {
     }
     for (size_t i = 0; i < st->n; i++) st->m[i] = (st->q[i] > thr) == st->light;
     return 1;
-}
-
-static double median_hist(const size_t *hist, int len, size_t total) {
-    size_t acc = 0;
-    for (int i = 0; i < len; i++) {
-        acc += hist[i];
-        if (2 * acc >= total) return i;
-    }
-    return len - 1;
 }
 
 /* Stroke width (the median ink run, across and along rows and columns) and the height of the

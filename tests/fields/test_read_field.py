@@ -401,6 +401,36 @@ def test_strokes_on_a_lighter_line_are_kept(digits, fnet):
     assert ok[130] >= 35 and ok[40] >= 28, ok
 
 
+def test_uneven_light_is_levelled(spaced, spaced_read, fnet):
+    """A field lit from one side (darker by half towards one end): one threshold for the whole
+    field loses the strokes in its dark end unless the paper is levelled first. Measured on
+    these 40 fields: 38 read (14 before levelling); the negative reads the same."""
+    ok = 0
+    for i, s in enumerate(spaced):
+        ramp = np.linspace(0.0, 1.0, s.image.shape[1])[None, :]
+        img = (s.image * (1 - 0.5 * (ramp if i % 2 else ramp[:, ::-1]))).astype(np.uint8)
+        f = FL.read_field(img, fnet)
+        ok += f.text == s.text
+        _same(f, FL.read_field(255 - img, fnet))
+    assert ok >= 34, ok
+
+
+def test_levelling_spares_tight_bold_crops(spaced, spaced_read, fnet):
+    """A field cropped to its ink with bold strokes is mostly ink in places: those blocks are
+    not taken for dark paper (a plane through the paper's blocks, refitted without the blocks
+    far below it). Measured: 39 of 40 read as cropped, 35 with strokes 3 px bolder, as
+    before levelling."""
+    from scipy import ndimage
+    ok = {0: 0, 3: 0}
+    for s in spaced:
+        for k in ok:
+            img = ndimage.minimum_filter(s.image, k) if k else s.image
+            ys, xs = np.nonzero(img < 128)
+            crop = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+            ok[k] += FL.read_field(crop, fnet).text == s.text
+    assert ok[0] >= 36 and ok[3] >= 30, ok
+
+
 # ---- blank, noise, tiny ------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [255, 0, 128])
 def test_a_blank_image_reads_nothing(value):
