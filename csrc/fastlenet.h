@@ -142,7 +142,8 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
 
 /* ---- Fields (csrc/fields.c): an image holding a row of digits -> its reading ---- */
 /* Over-segmentation into pieces, every run of 1 .. FL_FIELD_SPAN consecutive pieces a candidate
- * digit: the bounds that make the work per field linear in its pieces. */
+ * digit (and a blob cut into more pieces, whole): the bounds that make the work per field
+ * linear in its pieces. */
 #define FL_FIELD_MAX_PIECES 96
 #define FL_FIELD_SPAN 5
 #define FL_FIELD_MAX_SEGMENTS (FL_FIELD_MAX_PIECES * FL_FIELD_SPAN)

@@ -42,6 +42,8 @@
 #define FD_MIN_HEIGHT 6
 /* Box walls remembered (a comb of boxes: no digit spans two boxes). */
 #define FD_MAX_WALLS 256
+/* A blob of more than FL_FIELD_SPAN pieces is a candidate whole up to this many heights wide. */
+#define FD_WHOLE_WIDE 1.6
 /* The quantile of a block's gray levels taken as its paper (fd_flatten). */
 #define FD_PAPER_Q 0.5
 /* Skews of scans undone, at most (degrees), and a degree in radians. */
@@ -1144,8 +1146,8 @@ static int fd_pieces(fd_state *st) {
     return FL_OK;
 }
 
-/* Every run of 1..FL_FIELD_SPAN consecutive pieces that could be one digit -> a segment and its
- * model input. */
+/* Every run of 1..FL_FIELD_SPAN consecutive pieces that could be one digit, and every blob of
+ * more pieces narrow enough to be one -> a segment and its model input. */
 static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char *inputs,
                        fl_segment *segs, fl_field *info) {
     const int w = st->w, np = st->npieces;
@@ -1174,18 +1176,19 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
     for (int i = 0; i < np && rc == FL_OK; i++) {
         int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0, lo = np, hi = -1;
         double mass = 0, sx = 0;
-        for (int k = 1; k <= FL_FIELD_SPAN && i + k <= np; k++) {
+        /* a blob cut into more pieces than a run spans (a wide 0, a 2 with a long foot) is
+         * a candidate whole too, up to FD_WHOLE_WIDE digit heights wide */
+        const int b0 = st->pieces[i].blob;
+        int whole_k = 0;
+        if ((i == 0 || st->pieces[i - 1].blob != b0) && blast[b0] - i + 1 > FL_FIELD_SPAN) {
+            whole_k = blast[b0] - i + 1;
+            for (int j = i; j <= blast[b0] && whole_k; j++) whole_k *= st->pieces[j].blob == b0;
+        }
+        for (int k = 1; k <= imax(FL_FIELD_SPAN, whole_k) && i + k <= np; k++) {
             const fd_piece *p = &st->pieces[i + k - 1];
             /* paper between pieces: two digits (a broken digit's pieces overlap or nearly) */
             const int gap = k > 1 ? p->x0 - x1 - 1 : 0;
             if (gap > 0.25 * hgt) break;
-            /* a box wall between the run and this piece, with a digit's worth of ink on each
-             * side: two boxes (a digit that crosses a wall leaves little beyond it) */
-            int walled = 0;
-            if (k > 1 && mass >= 99 * st->typical && p->mass >= 99 * st->typical)
-                for (int v = 0; v < st->nwalls && !walled; v++)
-                    walled = st->walls[v] >= x1 && st->walls[v] <= p->x0;
-            if (walled) break;
             mass += p->mass;
             sx += p->sx;
             gaps += gap > 0 ? gap : 0;
@@ -1193,7 +1196,10 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
             y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
             const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
-            if (k > 1 && segw > widest) break;
+            const int emit = k <= FL_FIELD_SPAN ? k == 1 || segw <= widest
+                                                : k == whole_k && segw <= FD_WHOLE_WIDE * hgt;
+            if (!emit && k >= whole_k) break;
+            if (!emit || ns >= FL_FIELD_MAX_SEGMENTS) continue;
             /* the crop: these pieces' ink only, a margin of paper around it */
             const int mg = 2, cw = (int)segw + 2 * mg, ch = (int)sh + 2 * mg;
             if ((size_t)cw * ch > crop_cap) {
@@ -1485,7 +1491,7 @@ int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, cons
         const fl_segment *sg = segs + i * FL_FIELD_MAX_SEGMENTS;
         for (int k = 0; k < info[i].segments; k++) /* in order of p0, within the pieces */
             if (sg[k].p0 < 0 || sg[k].p1 <= sg[k].p0 || sg[k].p1 > info[i].pieces ||
-                sg[k].p1 - sg[k].p0 > FL_FIELD_SPAN || (k && sg[k].p0 < sg[k - 1].p0))
+                (k && sg[k].p0 < sg[k - 1].p0))
                 return FL_ERR_ARG;
     }
     for (size_t i = 0; i < n; i++) {

@@ -250,6 +250,20 @@ def test_segments_say_whether_a_cut_bounds_them(digits):
     assert (segs["whole"][segs["p1"] - segs["p0"] == 1] == 0).any()
 
 
+def test_a_blob_of_many_pieces_is_also_a_candidate_whole(digits):
+    """A wide digit (an MNIST 0 drawn 1.4 times wider) is cut into more pieces than a run of
+    pieces may span; the whole blob is a candidate too, so a wide 0 can be read as one."""
+    from PIL import Image
+    zero = digits.images[np.nonzero(digits.labels == 0)[0][0]]
+    wide = np.asarray(Image.fromarray(zero).resize((int(28 * 1.4 * 1.5), 42), Image.BILINEAR))
+    img = 255 - np.pad(wide, 10)
+    _, segs, counts, _, _ = _segments([F.FieldSample(img, "0", [], "handwritten_spaced")])
+    pieces = int(counts[0, 0])
+    assert pieces > 5, pieces  # more than FL_FIELD_SPAN: the case in question
+    assert ((segs["p0"] == 0) & (segs["p1"] == pieces)).sum() == 1
+    assert FL.read_field(img).text == "0"
+
+
 def test_not_a_digit_speaks_only_against_cut_segments():
     """fields._digit_proba: on whole blobs the garbage class is dropped and the digits
     renormalized; rows bounded by a cut, and 10-class models, are left as they are."""
