@@ -66,6 +66,7 @@ typedef struct {
     double mass;
     int blob;
     int lined; /* touches a removed line or wall: the removal may have cut it */
+    int frame; /* a box drawn around a digit (fd_frames) */
 } fd_comp;
 
 typedef struct {
@@ -732,7 +733,7 @@ static int fd_components(fd_state *st) {
         }
         fd_comp *c = &st->comps[nc++];
         c->x0 = w; c->y0 = h; c->x1 = -1; c->y1 = -1;
-        c->count = 0; c->mass = 0; c->blob = -1; c->lined = 0;
+        c->count = 0; c->mass = 0; c->blob = -1; c->lined = 0; c->frame = 0;
         size_t sp = 0;
         st->stack[sp++] = (int32_t)s;
         st->lab[s] = nc;
@@ -783,6 +784,35 @@ static int sort_by_mass(int *idx, int n, const fd_comp *c) {
     return FL_OK;
 }
 
+/* A box drawn around one digit (a comb of one box, a check box) has lines too short to be
+ * lines: a component whose ink lies along its own border, around another component of a
+ * digit's size, is such a frame, and is read as no digit. */
+static void fd_frames(fd_state *st) {
+    const int nc = st->ncomp, w = st->w, d = imax(2, (int)(1.5 * st->sw) + 1);
+    if (nc < 2 || nc > 4 * FD_MAX_KEEP) return; /* a field of noise has no frames */
+    for (int i = 0; i < nc; i++) {
+        fd_comp *c = &st->comps[i];
+        const int cw = c->x1 - c->x0 + 1, ch = c->y1 - c->y0 + 1;
+        if (cw < FD_MIN_HEIGHT || ch < FD_MIN_HEIGHT || 10 * c->count < 8 * (cw + ch) * 2 ||
+            cw <= 4 * d || ch <= 4 * d)
+            continue;
+        int inside = 0;
+        for (int k = 0; k < nc && !inside; k++) {
+            const fd_comp *o = &st->comps[k];
+            inside = k != i && o->x0 > c->x0 && o->x1 < c->x1 && o->y0 > c->y0 &&
+                     o->y1 < c->y1 && 10 * (o->y1 - o->y0 + 1) >= 3 * ch;
+        }
+        if (!inside) continue;
+        int border = 0;
+        for (int y = c->y0; y <= c->y1; y++)
+            for (int x = c->x0; x <= c->x1; x++)
+                if (st->lab[(size_t)y * w + x] == i + 1 &&
+                    (x - c->x0 < d || c->x1 - x < d || y - c->y0 < d || c->y1 - y < d))
+                    border++;
+        c->frame = 10 * border >= 9 * c->count;
+    }
+}
+
 /* The digits' height; specks, dots and line remnants dropped; the largest FD_MAX_KEEP kept. */
 static int fd_keep(fd_state *st) {
     const int nc = st->ncomp;
@@ -790,11 +820,12 @@ static int fd_keep(fd_state *st) {
     int *hs = malloc(nc * sizeof *hs);
     st->keep = malloc(nc * sizeof *st->keep);
     if (!hs || !st->keep) { free(hs); return -1; }
+    fd_frames(st);
     int big = 0, nh = 0;
-    for (int i = 0; i < nc; i++) big = imax(big, st->comps[i].count);
+    for (int i = 0; i < nc; i++) big = imax(big, st->comps[i].frame ? 0 : st->comps[i].count);
     /* dots and dust (under FD_MIN_HEIGHT) set no scale of their own */
     for (int i = 0; i < nc; i++)
-        if (10 * st->comps[i].count >= big &&
+        if (!st->comps[i].frame && 10 * st->comps[i].count >= big &&
             st->comps[i].y1 - st->comps[i].y0 + 1 >= FD_MIN_HEIGHT)
             hs[nh++] = st->comps[i].y1 - st->comps[i].y0 + 1;
     if (!nh) { free(hs); return 0; }
@@ -806,6 +837,7 @@ static int fd_keep(fd_state *st) {
     for (int i = 0; i < nc; i++) {
         const fd_comp *c = &st->comps[i];
         const int cw = c->x1 - c->x0 + 1, ch = c->y1 - c->y0 + 1;
+        if (c->frame) continue;
         if (cw < 0.3 * height && ch < 0.3 * height) continue; /* a speck or a dot */
         if (cw > 2.5 * height && ch < 0.25 * height) continue; /* what is left of a line */
         if (c->count < 0.02 * big) continue;
