@@ -229,9 +229,10 @@ class RowWriter:
 # ---- progress ------------------------------------------------------------------------------
 def write_rows(batches, writer, progress, keep=None):
     """A CLI job's rows, batch by batch: each error row reported on stderr, the others passed
-    to keep (if given), every row written. The pipeline's refusals (the model's metadata, an
-    argument) become UserError; the worker pool and the bar are closed on any exit, also on a
-    closed pipe or Ctrl-C. -> (rows, error rows)."""
+    to keep (if given), every row written (writer None: a job that only keeps, as eval). The
+    pipeline's refusals (the model's metadata, an argument) become UserError; the worker pool
+    and the bar are closed on any exit, also on a closed pipe or Ctrl-C. -> (rows, error
+    rows)."""
     done = failed = 0
     try:
         for rows in batches:
@@ -242,9 +243,11 @@ def write_rows(batches, writer, progress, keep=None):
                 elif keep is not None:
                     keep(r)
             done += len(rows)
-            writer.rows(rows)
+            if writer is not None:
+                writer.rows(rows)
             progress.update(len(rows))
-        writer.close()
+        if writer is not None:
+            writer.close()
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from fastlenet import fields
-from fastlenet.cli.common import UserError, _progress_for, csv_rows, load_net
+from fastlenet.cli.common import UserError, _progress_for, csv_rows, load_net, write_rows
 from fastlenet.names import safe_name
 
 # Wrong fields listed.
@@ -55,37 +55,29 @@ def cmd_eval_fields(args) -> int:
     net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL,
                    precision=getattr(args, "precision", None))
     progress = _progress_for(args, "eval", files)
-    n = exact = digits = right = failed = 0
+    n = exact = digits = right = unlabelled = 0
     wrong = []
+
+    def score(f):
+        nonlocal n, exact, digits, right, unlabelled
+        if f.source not in truth or f.member is not None or f.index is not None:
+            # a folder, glob, shard or multi-image file in the CSV: no one truth
+            unlabelled += 1
+            progress.error(f"{safe_name(f.name)}: not a labelled image file of {args.fields}")
+            return
+        t = truth[f.source]
+        n += 1
+        d = edit_distance(t, f.text)
+        exact += d == 0
+        digits += len(t)
+        right += max(0, len(t) - d)
+        if d:
+            wrong.append((d, f.confidence, safe_name(f.name), t, f.text))
+
     batches = read_field_batches(files, net, workers=args.jobs, invert=args.invert,
                                  max_pixels=args.max_pixels)
-    try:
-        for rows in batches:
-            for f in rows:
-                if f.error is not None:
-                    failed += 1
-                    progress.error(f"{safe_name(f.name)}: {f.error}")
-                    continue
-                if f.source not in truth or f.member is not None or f.index is not None:
-                    # a folder, glob, shard or multi-image file in the CSV: no one truth
-                    failed += 1
-                    progress.error(f"{safe_name(f.name)}: not a labelled image file of "
-                                   f"{args.fields}")
-                    continue
-                t = truth[f.source]
-                n += 1
-                d = edit_distance(t, f.text)
-                exact += d == 0
-                digits += len(t)
-                right += max(0, len(t) - d)
-                if d:
-                    wrong.append((d, f.confidence, safe_name(f.name), t, f.text))
-            progress.update(len(rows))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    finally:
-        batches.close()
-        progress.close()
+    _, failed = write_rows(batches, None, progress, keep=score)
+    failed += unlabelled
     wrong.sort(key=lambda w: (-w[0], -w[1]))
     report = {"fields": n, "exact": exact, "string_accuracy": exact / n if n else None,
               "digits": digits, "digit_accuracy": right / digits if digits else None,
