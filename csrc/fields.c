@@ -42,6 +42,8 @@
 #define FD_MIN_HEIGHT 6
 /* Box walls remembered (a comb of boxes: no digit spans two boxes). */
 #define FD_MAX_WALLS 256
+/* A comb's box is at most this many digit heights wide (a frame around a field is no box). */
+#define FD_BOX_WIDE 2.0
 /* A blob of more than FL_FIELD_SPAN pieces is a candidate whole up to this many heights wide. */
 #define FD_WHOLE_WIDE 1.6
 /* The quantile of a block's gray levels taken as its paper (fd_flatten). */
@@ -136,16 +138,6 @@ static double median_hist(const size_t *hist, int len, size_t total) {
     return len - 1;
 }
 
-/* The level below which a share q of the histogram's total lies. */
-static int quantile_hist(const size_t *hist, size_t total, double q) {
-    size_t acc = 0;
-    for (int i = 0; i < 256; i++) {
-        acc += hist[i];
-        if ((double)acc >= q * (double)total) return i;
-    }
-    return 255;
-}
-
 /* Uneven light (a page lit from one side, a phone's shadow): one threshold for the whole field
  * loses the strokes in its dark end. On light paper (dark paper is turned over first, and
  * back after: a field and its negative read the same), each block half the field's height
@@ -191,13 +183,13 @@ static void fd_flatten(fd_state *st, size_t *hist) {
             for (double acc = h0[255]; acc < want && hi > 0;) acc += h0[--hi];
             bv[5 * b] = (float)lo;
             bv[5 * b + 1] = (float)(255 - hi);
-            bv[5 * b + 2] = 0.5f * (bx * B + xe);
-            bv[5 * b + 3] = 0.5f * (by * B + ye);
+            bv[5 * b + 2] = 0.5f * (bx * B + xe) - 0.5f * w; /* centre, from the field's */
+            bv[5 * b + 3] = 0.5f * (by * B + ye) - 0.5f * h;
             bv[5 * b + 4] = 1;
         }
     }
     free(bh);
-    const int dark_paper = quantile_hist(hist, st->n, 0.5) < 128;
+    const int dark_paper = median_hist(hist, 256, st->n) < 128;
     const int flip = dark_paper ? 255 : 0; /* v ^ 255 == 255 - v */
     for (int b = 0; b < nb; b++) { /* packed: level, centre x, centre y, kept */
         bv[4 * b] = bv[5 * b + dark_paper];
@@ -212,7 +204,7 @@ static void fd_flatten(fd_state *st, size_t *hist) {
         double m[3][4] = {{0}};
         for (int b = 0; b < nb; b++) {
             if (!bv[4 * b + 3]) continue;
-            const double u[3] = {1, bv[4 * b + 1] - 0.5 * w, bv[4 * b + 2] - 0.5 * h};
+            const double u[3] = {1, bv[4 * b + 1], bv[4 * b + 2]};
             for (int i = 0; i < 3; i++) {
                 for (int j = 0; j < 3; j++) m[i][j] += u[i] * u[j];
                 m[i][3] += u[i] * bv[4 * b];
@@ -232,8 +224,7 @@ static void fd_flatten(fd_state *st, size_t *hist) {
         pa = m[0][3] / m[0][0]; pb = m[1][3] / m[1][1]; pc = m[2][3] / m[2][2];
         int changed = 0;
         for (int b = 0; b < nb; b++) {
-            const double fit = pa + pb * (bv[4 * b + 1] - 0.5 * w) + pc * (bv[4 * b + 2] - 0.5 * h);
-            const int keep = bv[4 * b] >= fit - 10;
+            const int keep = bv[4 * b] >= pa + pb * bv[4 * b + 1] + pc * bv[4 * b + 2] - 10;
             if (bv[4 * b + 3] && !keep) { bv[4 * b + 3] = 0; kept--; changed = 1; }
         }
         if (!changed || kept < 3) break;
@@ -243,7 +234,7 @@ static void fd_flatten(fd_state *st, size_t *hist) {
     float lo = 1e9f, hi = -1e9f;
     for (int b = 0; b < nb; b++) {
         if (!bv[4 * b + 3])
-            bv[4 * b] = (float)(pa + pb * (bv[4 * b + 1] - 0.5 * w) + pc * (bv[4 * b + 2] - 0.5 * h));
+            bv[4 * b] = (float)(pa + pb * bv[4 * b + 1] + pc * bv[4 * b + 2]);
         lo = fminf(lo, bv[4 * b]);
         hi = fmaxf(hi, bv[4 * b]);
     }
@@ -277,7 +268,6 @@ static void fd_flatten(fd_state *st, size_t *hist) {
         }
     }
     free(cx); free(ax); free(bv);
-    return;
 }
 
 /* Gray levels (block means when reduced), their histogram, the Otsu threshold and the ink
@@ -997,7 +987,7 @@ static int fd_pieces(fd_state *st) {
         for (int v = 1; v < st->nwalls; v++) gaps[v - 1] = st->walls[v] - st->walls[v - 1];
         qsort(gaps, st->nwalls - 1, sizeof *gaps, cmp_int);
         st->boxw = gaps[(st->nwalls - 1) / 2];
-        st->comb = st->boxw <= 2.0 * hgt;
+        st->comb = st->boxw <= FD_BOX_WIDE * hgt;
     }
     const int R = imax(2, (int)(0.2 * hgt));
     /* candidates per blob: at most this many, the lowest profile minima */
@@ -1261,7 +1251,8 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
                 const double cx = mass > 0 ? sx / mass : 0.5 * (x0 + x1);
                 int v = 0;
                 while (v < st->nwalls && st->walls[v] < cx) v++;
-                if (v >= 1 && v < st->nwalls && st->walls[v] - st->walls[v - 1] <= 2.0 * hgt)
+                if (v >= 1 && v < st->nwalls &&
+                    st->walls[v] - st->walls[v - 1] <= FD_BOX_WIDE * hgt)
                     s->cell = v;
             }
             int box[4];
