@@ -9,8 +9,9 @@
  * digit's stroke crosses them -> 8-connected components -> the digits' height (the median of
  * the large components), specks and line remnants dropped -> components stacked over each
  * other merged into blobs (broken digits) -> cuts through wide blobs: least-ink paths from
- * the top to the bottom near minima of the column profile (in a comb of boxes, only where a
- * blob spans a wall) -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
+ * the top to the bottom near minima of the column profile, free to run sideways between two
+ * rows (under an overhang, along a serif), in a comb of boxes only where a blob spans a
+ * wall -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
  * narrow enough to be one digit, preprocessed exactly as a picture of one digit
  * (preprocess.c), so the recognizer sees what it was trained on. The search reads at most one
  * digit per comb box.
@@ -53,6 +54,8 @@
 #define FD_DEGREE 0.017453292519943295
 /* Components kept at most (by ink) before blobs are formed. */
 #define FD_MAX_KEEP 128
+/* A cut path strays at most this many columns from where it starts. */
+#define FD_CUT_R 40
 
 static int imax(int a, int b) { return a > b ? a : b; }
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -906,15 +909,20 @@ static int cmp_cut(const void *a, const void *b) {
     return (p->mx > q->mx) - (p->mx < q->mx);
 }
 
-/* The path from the blob's top to its bottom near column xc that crosses the least ink
- * (moving at most one column per row): touching digits overlap in x, so a straight cut would
- * slice one of them. -> the strokes it crosses (ink / stroke width); col[] filled. */
+/* The path from the blob's top to its bottom near column xc that crosses the least ink:
+ * touching digits overlap in x, so a straight cut would slice one of them. Per row it is a
+ * column (the right side begins there); between rows it may run sideways any distance, and
+ * then it severs the ink above from the ink below in the columns it passes (under a 7's bar
+ * it severs nothing). -> the strokes it crosses (ink / stroke width); col[] filled. */
 static double cut_path(const fd_state *st, const fd_comp *bl, int b, int xc, int R, float *dp,
                        signed char *mv, int *col) {
     const int w = st->w, xa = imax(bl->x0, xc - R), xb = imin(bl->x1 + 1, xc + R);
     const int ww = xb - xa + 1, rows = bl->y1 - bl->y0 + 1;
+    float here[2 * FD_CUT_R + 2], edge[2 * FD_CUT_R + 2], prevink[2 * FD_CUT_R + 2];
     for (int r = 0; r < rows; r++) {
         const int y = bl->y0 + r;
+        float *cur = dp + (size_t)r * ww;
+        signed char *m = mv + (size_t)r * ww;
         for (int k = 0; k < ww; k++) {
             const int x = xa + k;
             const float ink = x <= bl->x1 && blob_of(st, (size_t)y * w + x) == b
@@ -922,16 +930,32 @@ static double cut_path(const fd_state *st, const fd_comp *bl, int b, int xc, int
             /* a weak pull to the start column: enough to keep paths from neighbouring starts
              * apart, weak enough that a path bends around a stroke (0.2 a pixel kept paths
              * straight: fewer fields had a consistent set of true cuts, 0.47 vs 0.53 touching) */
-            const float here = ink + 0.05f * (float)abs(x - xc);
-            if (r == 0) { dp[k] = here; mv[k] = 0; continue; }
-            const float *prev = dp + (size_t)(r - 1) * ww;
-            float best = prev[k];
-            signed char m = 0;
-            if (k > 0 && prev[k - 1] + 0.05f < best) { best = prev[k - 1] + 0.05f; m = -1; }
-            if (k + 1 < ww && prev[k + 1] + 0.05f < best) { best = prev[k + 1] + 0.05f; m = 1; }
-            dp[(size_t)r * ww + k] = best + here;
-            mv[(size_t)r * ww + k] = m;
+            here[k] = ink + 0.05f * (float)abs(x - xc);
+            /* moving past column x between rows severs x's ink above from its ink below */
+            edge[k] = 0.05f + (r > 0 && ink > 0 && prevink[k] > 0 ? fminf(ink, prevink[k]) : 0.0f);
+            prevink[k] = ink;
         }
+        if (r == 0) {
+            for (int k = 0; k < ww; k++) { cur[k] = here[k]; m[k] = 0; }
+            continue;
+        }
+        /* the cheapest column of the row above to come from, by two sweeps (the cost of a
+         * sideways run is the sum of its columns' edges) */
+        const float *prev = dp + (size_t)(r - 1) * ww;
+        for (int k = 0; k < ww; k++) {
+            cur[k] = prev[k];
+            m[k] = 0;
+            if (k > 0 && cur[k - 1] + edge[k - 1] < cur[k]) {
+                cur[k] = cur[k - 1] + edge[k - 1];
+                m[k] = (signed char)(m[k - 1] - 1);
+            }
+        }
+        for (int k = ww - 2; k >= 0; k--)
+            if (cur[k + 1] + edge[k] < cur[k]) {
+                cur[k] = cur[k + 1] + edge[k];
+                m[k] = (signed char)(m[k + 1] + 1);
+            }
+        for (int k = 0; k < ww; k++) cur[k] += here[k];
     }
     int k = 0;
     const float *last = dp + (size_t)(rows - 1) * ww;
@@ -942,7 +966,13 @@ static double cut_path(const fd_state *st, const fd_comp *bl, int b, int xc, int
         col[y] = x;
         if (x <= bl->x1 && blob_of(st, (size_t)y * w + x) == b)
             ink += st->ink[st->q[(size_t)y * w + x]];
-        k += mv[(size_t)r * ww + k];
+        const int from = k + mv[(size_t)r * ww + k];
+        for (int j = imin(k, from); r > 0 && j < imax(k, from); j++) { /* a sideways run */
+            const size_t up = (size_t)(y - 1) * w + xa + j, dn = up + w;
+            if (xa + j <= bl->x1 && blob_of(st, up) == b && blob_of(st, dn) == b)
+                ink += fmin(st->ink[st->q[up]], st->ink[st->q[dn]]);
+        }
+        k = from;
     }
     return ink / st->sw;
 }
@@ -989,7 +1019,7 @@ static int fd_pieces(fd_state *st) {
         st->boxw = gaps[(st->nwalls - 1) / 2];
         st->comb = st->boxw <= FD_BOX_WIDE * hgt;
     }
-    const int R = imax(2, (int)(0.2 * hgt));
+    const int R = imin(FD_CUT_R, imax(2, (int)(0.2 * hgt)));
     /* candidates per blob: at most this many, the lowest profile minima */
     enum { PER_BLOB = 2 * FL_FIELD_MAX_PIECES, MAX_CAND = 4 * FL_FIELD_MAX_PIECES };
     int *prof = malloc((size_t)w * sizeof *prof), xs[PER_BLOB];
