@@ -82,14 +82,14 @@ def _digit_accuracy(rows, samples):
     return right / sum(len(s.text) for s in samples)
 
 
-# style: (exact-string floor, digit floor). Measured on n=60, seeds 1 and 2 (exact / digit):
-# spaced .87-.90/.97-.98, touching .08-.15/.63-.67, scanned .85-.92/.96-.99, comb
-# .87-.93 exact (one digit a box, cuts only at walls), printed_clean 1.0/1.0, printed_scanned
-# .95-.98/.96-.99, printed_tight .08-.17/.67, page .85 exact. Touching, comb and tight print
+# style: (exact-string floor, digit floor). Measured on n=60, seeds 1 and 2, and on the n=40,
+# seed 3 set below (exact / digit): spaced .95-1.0/.99-1.0, touching .30-.32/.79-.80, scanned
+# .92-1.0/.98-1.0, comb .88-.97/.98-1.0, printed_clean 1.0/1.0, printed_scanned .97-1.0/
+# .97-1.0, printed_tight .60-.65/.88-.90, page .88-.92/.96-.97. Touching, comb and tight print
 # are below the issue's targets (reported); these floors only catch regressions.
-FLOORS = {"handwritten_spaced": (0.7, 0.9), "touching": (0.0, 0.5), "scanned": (0.7, 0.9),
+FLOORS = {"handwritten_spaced": (0.7, 0.9), "touching": (0.15, 0.7), "scanned": (0.7, 0.9),
           "comb": (0.7, 0.9), "printed_clean": (0.9, 0.95), "printed_scanned": (0.85, 0.9),
-          "printed_tight": (0.0, 0.5), "page": (0.65, 0.85)}
+          "printed_tight": (0.4, 0.8), "page": (0.65, 0.85)}
 
 
 @pytest.mark.parametrize("style", F.STYLES)
@@ -104,7 +104,7 @@ def test_accuracy_floor_per_style(style, digits, fnet):
 
 def test_touching_digits_are_cut(digits, fnet):
     """Touching handwritten digits are cut: with length= the true number of digits, a regression
-    floor under the 0.40 measured (the issue's target, 0.85 without length=, is not reached:
+    floor under the 0.45 measured (the issue's target, 0.85 without length=, is not reached:
     see the fields section of README.md)."""
     samples = _make("touching", 40, digits, seed=1)
     ok = sum(FL.read_field(s.image, fnet, length=len(s.text)).text == s.text for s in samples)
