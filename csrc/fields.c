@@ -1257,7 +1257,9 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             const int emit = k <= FL_FIELD_SPAN ? k == 1 || segw <= widest
                                                 : k == whole_k && segw <= FD_WHOLE_WIDE * hgt;
             if (!emit && k >= whole_k) break;
-            if (!emit || ns >= FL_FIELD_MAX_SEGMENTS) continue;
+            /* a run with under a tenth of a typical digit's ink (a sliver between two close
+             * cuts, dust) is only ever skipped by the search: it is not rendered */
+            if (!emit || ns >= FL_FIELD_MAX_SEGMENTS || mass < 0.1 * st->typical) continue;
             /* the crop: these pieces' ink only, a margin of paper around it */
             const int mg = 2, cw = (int)segw + 2 * mg, ch = (int)sh + 2 * mg;
             if ((size_t)cw * ch > crop_cap) {
