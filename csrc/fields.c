@@ -443,11 +443,16 @@ static int fd_deskew(fd_state *st) {
     const int pad = (int)ceil(lim * w * 0.5) + 2, along = (int)(2 * st->sw) + 1;
     int32_t *pts = st->lab; /* free until the components */
     int np = 0;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x += 2) {
-            const size_t i = (size_t)y * w + x;
-            if (st->m[i] && st->run[i] >= along) pts[np++] = (int32_t)((y << 16) | x);
+    for (int y = 0; y < h; y++) { /* the even columns of long runs (m is 0/1 here) */
+        const unsigned char *mr = st->m + (size_t)y * w, *hit;
+        for (int x = 0; x < w && (hit = memchr(mr + x, 1, (size_t)(w - x))) != NULL;) {
+            x = (int)(hit - mr);
+            const int len = st->run[(size_t)y * w + x];
+            if (len >= along)
+                for (int k = x + (x & 1); k < x + len; k += 2) pts[np++] = (int32_t)((y << 16) | k);
+            x += len;
         }
+    }
     if (4 * np < w) return FL_OK; /* too little to make a line across half the field */
     int *bins = malloc((size_t)(h + 2 * pad) * sizeof *bins);
     if (!bins) return FL_ERR_NOMEM;
@@ -717,7 +722,10 @@ static int fd_components(fd_state *st) {
     if (!st->comps) return FL_ERR_NOMEM;
     memset(st->lab, 0, st->n * sizeof *st->lab);
     for (size_t s = 0; s < st->n; s++) {
-        if (st->m[s] != 1 || st->lab[s]) continue;
+        const unsigned char *hit = memchr(st->m + s, 1, st->n - s); /* the next ink */
+        if (!hit) break;
+        s = (size_t)(hit - st->m);
+        if (st->lab[s]) continue;
         if (nc == cap) {
             fd_comp *c = realloc(st->comps, 2 * cap * sizeof *c);
             if (!c) return FL_ERR_NOMEM;
