@@ -60,6 +60,13 @@
 static int imax(int a, int b) { return a > b ? a : b; }
 static int imin(int a, int b) { return a < b ? a : b; }
 
+/* The eight bytes at p (any alignment) as one word: zero when all are. */
+static uint64_t word8(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 static int cmp_int(const void *a, const void *b) {
     const int p = *(const int *)a, q = *(const int *)b;
     return (p > q) - (p < q);
@@ -287,10 +294,13 @@ static int fd_gray(fd_state *st, int invert) {
             lut[v] = (unsigned char)(int)floor(fl_unit_pixel((const char *)&b, FL_PIX_U8,
                                                             im->scale) * 255.0 + 0.5);
         }
+        int same = im->stride_w == 1; /* 8-bit pixels at the usual scale: rows as they are */
+        for (int v = 0; v < 256 && same; v++) same = lut[v] == v;
         for (int y = 0; y < h; y++) {
             const unsigned char *row = (const unsigned char *)(base + y * im->stride_h);
             unsigned char *qr = st->q + (size_t)y * w;
-            for (int x = 0; x < w; x++) qr[x] = lut[row[x * im->stride_w]];
+            if (same) memcpy(qr, row, (size_t)w);
+            else for (int x = 0; x < w; x++) qr[x] = lut[row[x * im->stride_w]];
         }
     } else
     for (int y = 0; y < h; y++)
@@ -356,7 +366,10 @@ static int fd_gray(fd_state *st, int invert) {
         double t = (v - paper) / (ink_level - paper);
         st->ink[v] = (float)(t < 0 ? 0 : t > 1 ? 1 : t);
     }
-    for (size_t i = 0; i < st->n; i++) st->m[i] = (st->q[i] > thr) == st->light;
+    unsigned char *m = st->m; /* locals: a store to m[i] could alias st's fields */
+    const unsigned char *q = st->q;
+    const int light = st->light;
+    for (size_t i = 0; i < st->n; i++) m[i] = (q[i] > thr) == light;
     return 1;
 }
 
@@ -369,8 +382,9 @@ static void fd_measure(fd_state *st) {
     for (int y = 0; y < h; y++) {
         const unsigned char *mr = st->m + (size_t)y * w;
         uint16_t *rr = st->run + (size_t)y * w;
-        for (int x = 0; x < w;) {
-            if (!mr[x]) { x++; continue; }
+        const unsigned char *hit;
+        for (int x = 0; x < w && (hit = memchr(mr + x, 1, (size_t)(w - x))) != NULL;) {
+            x = (int)(hit - mr); /* m is 0/1 here */
             int e = x;
             while (e < w && mr[e]) e++;
             const int len = e - x;
@@ -384,11 +398,19 @@ static void fd_measure(fd_state *st) {
     /* vertical runs, row by row (a run per column in progress): rows are contiguous */
     int *vr = (int *)st->lab; /* free until the components */
     memset(vr, 0, (size_t)w * sizeof *vr);
-    for (int y = 0; y <= h; y++)
+    for (int y = 0; y <= h; y++) {
+        const unsigned char *mr = st->m + (size_t)(y < h ? y : 0) * w;
         for (int x = 0; x < w; x++) {
-            if (y < h && st->m[(size_t)y * w + x]) { vr[x]++; continue; }
+            if (x + 8 <= w && (y == h || !word8(mr + x)) &&
+                !(vr[x] | vr[x + 1] | vr[x + 2] | vr[x + 3] | vr[x + 4] | vr[x + 5] | vr[x + 6] |
+                  vr[x + 7])) {
+                x += 7; /* paper, and no run in progress: nothing to count */
+                continue;
+            }
+            if (y < h && mr[x]) { vr[x]++; continue; }
             if (vr[x]) { hist[imin(vr[x], 255)]++; total++; vr[x] = 0; }
         }
+    }
     st->sw = total ? median_hist(hist, 256, total) : 1.0;
     if (st->sw < 1) st->sw = 1;
     /* rows by their count of short-run ink; the band: rows above a fifth of the busiest */
@@ -396,10 +418,9 @@ static void fd_measure(fd_state *st) {
     const int short_run = (int)(6 * st->sw) + 1;
     for (int y = 0; y < h; y++) {
         int c = 0;
-        for (int x = 0; x < w; x++) {
-            const size_t i = (size_t)y * w + x;
-            c += st->m[i] && st->run[i] <= short_run;
-        }
+        const unsigned char *mr = st->m + (size_t)y * w;
+        const uint16_t *rr = st->run + (size_t)y * w;
+        for (int x = 0; x < w; x++) c += mr[x] && rr[x] <= short_run;
         cnt[y] = c;
         top = imax(top, c);
     }
@@ -557,6 +578,10 @@ static int fd_lines(fd_state *st) {
         const unsigned char *up = m + (size_t)imax(0, y - 1) * w, *mid = m + (size_t)y * w;
         const unsigned char *dn = m + (size_t)imin(h - 1, y + 1) * w;
         for (int x = 0; x < w;) {
+            if (x + 8 <= w && !(word8(up + x) | word8(mid + x) | word8(dn + x))) {
+                x += 8;
+                continue;
+            }
             if (!(up[x] | mid[x] | dn[x])) { x++; continue; }
             int e = x;
             while (e < w && (up[e] | mid[e] | dn[e])) e++;
@@ -699,13 +724,16 @@ static int fd_lines(fd_state *st) {
     /* lines printed lighter than the ink (a form's box lines often are): where a digit's
      * stroke lies on a line, its pixels are darker than the line's own; they are kept */
     size_t lh[256] = {0}, nl = 0;
-    for (size_t i = 0; i < st->n; i++)
+    for (size_t i = 0; i < st->n; i++) {
+        if (i + 8 <= st->n && !word8(m + i)) { i += 7; continue; } /* paper */
         if (m[i] == 2 || m[i] == 4) { lh[st->light ? st->q[i] : 255 - st->q[i]]++; nl++; }
+    }
     if (nl) { /* in levels of inkness (0 paper-white .. 255 black ink on white) */
         const int line_lvl = (int)median_hist(lh, 256, nl);
         const int paper = st->light ? st->paper : 255 - st->paper;
         const int margin = imax(12, (line_lvl - paper) / 3);
         for (size_t i = 0; i < st->n; i++) {
+            if (i + 8 <= st->n && !word8(m + i)) { i += 7; continue; } /* paper */
             const int lvl = st->light ? st->q[i] : 255 - st->q[i];
             if ((m[i] == 2 || m[i] == 4) && lvl >= line_lvl + margin) m[i] = 1;
         }
