@@ -1221,7 +1221,8 @@ static int fd_pieces(fd_state *st) {
     unsigned char lut[256];
     memset(lut, 255, sizeof lut);
     for (int i = 0; i < np; i++) lut[tid[i]] = (unsigned char)i;
-    for (size_t i = 0; i < st->n; i++) st->m[i] = lut[st->m[i]];
+    unsigned char *m = st->m; /* a local: a store to m[i] could alias st's fields */
+    for (size_t i = 0, n = st->n; i < n; i++) m[i] = lut[m[i]];
     /* a typical digit's ink: the median blob's, divided by the digits a wide blob holds */
     double ms[FD_MAX_KEEP];
     int nm = 0;
@@ -1305,13 +1306,12 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
                 if (!crop) { rc = FL_ERR_NOMEM; break; }
             }
             memset(crop, 0, (size_t)cw * ch * sizeof *crop);
-            for (int y = y0; y <= y1; y++)
-                for (int x = x0; x <= x1; x++) {
-                    const size_t px = (size_t)y * w + x;
-                    const int pc = st->m[px];
-                    if (pc >= i && pc < i + k)
-                        crop[(size_t)(y - y0 + mg) * cw + (x - x0 + mg)] = st->ink[st->q[px]];
-                }
+            for (int y = y0; y <= y1; y++) {
+                const unsigned char *mr = st->m + (size_t)y * w, *qr = st->q + (size_t)y * w;
+                float *cr = crop + (size_t)(y - y0 + mg) * cw + mg;
+                for (int x = x0; x <= x1; x++)
+                    if (mr[x] >= i && mr[x] < i + k) cr[x - x0] = st->ink[qr[x]];
+            }
             rc = fl_preprocess_ink(crop, ch, cw, size, light_on_dark, out);
             if (rc != FL_OK) break;
             unsigned char *dst = inputs + (size_t)ns * plane;
