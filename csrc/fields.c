@@ -728,17 +728,17 @@ static int fd_lines(fd_state *st) {
         if (i + 8 <= st->n && !word8(m + i)) { i += 7; continue; } /* paper */
         if (m[i] == 2 || m[i] == 4) { lh[st->light ? st->q[i] : 255 - st->q[i]]++; nl++; }
     }
-    if (nl) { /* in levels of inkness (0 paper-white .. 255 black ink on white) */
+    int keep_lvl = 256; /* in levels of inkness (0 paper-white .. 255 black ink on white) */
+    if (nl) {
         const int line_lvl = (int)median_hist(lh, 256, nl);
         const int paper = st->light ? st->paper : 255 - st->paper;
-        const int margin = imax(12, (line_lvl - paper) / 3);
-        for (size_t i = 0; i < st->n; i++) {
-            if (i + 8 <= st->n && !word8(m + i)) { i += 7; continue; } /* paper */
-            const int lvl = st->light ? st->q[i] : 255 - st->q[i];
-            if ((m[i] == 2 || m[i] == 4) && lvl >= line_lvl + margin) m[i] = 1;
-        }
+        keep_lvl = line_lvl + imax(12, (line_lvl - paper) / 3);
     }
-    for (size_t i = 0; i < st->n; i++) m[i] = m[i] == 1 ? 1 : m[i] ? 2 : 0; /* 2: removed */
+    for (size_t i = 0; i < st->n; i++) { /* 1 ink, 2 removed */
+        if (i + 8 <= st->n && !word8(m + i)) { i += 7; continue; } /* paper stays 0 */
+        const int v = m[i], lvl = st->light ? st->q[i] : 255 - st->q[i];
+        m[i] = v == 1 || ((v == 2 || v == 4) && lvl >= keep_lvl) ? 1 : v ? 2 : 0;
+    }
     return 1;
 }
 
