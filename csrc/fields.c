@@ -770,7 +770,6 @@ static int fd_lines(fd_state *st) {
             wallcol[x] = 1;
         }
     }
-    free(col);
     /* a wall's pixels with ink just left and right of them (in their row) are a stroke that
      * crosses the wall (a digit written over its box): kept, as crossings of lines are */
     int any_wall = 0;
@@ -818,12 +817,23 @@ static int fd_lines(fd_state *st) {
         st->walls[st->nwalls++] = c;
     }
     /* lines printed lighter than the ink (a form's box lines often are): where a digit's
-     * stroke lies on a line, its pixels are darker than the line's own; they are kept */
+     * stroke lies on a line, its pixels are darker than the line's own; they are kept. The
+     * line's own level: in each column its darkest removed pixel, the median over columns
+     * (a line's edge rows are lighter than its core, and so is a row the reduction's
+     * blocks share with the paper; strokes on the line darken only a few columns) */
     size_t lh[256] = {0}, nl = 0;
+    int *cm = col; /* each column's darkest removed level, -1 none */
+    for (int x = 0; x < w; x++) cm[x] = -1;
     for (size_t i = 0; i < st->n; i++) {
         if (i + 8 <= st->n && !word8(m + i)) { i += 7; continue; } /* paper */
-        if (m[i] == 2 || m[i] == 4) { lh[st->light ? st->q[i] : 255 - st->q[i]]++; nl++; }
+        if (m[i] == 2 || m[i] == 4) {
+            const int x = (int)(i % (size_t)w), lvl = st->light ? st->q[i] : 255 - st->q[i];
+            if (lvl > cm[x]) cm[x] = lvl;
+        }
     }
+    for (int x = 0; x < w; x++)
+        if (cm[x] >= 0) { lh[cm[x]]++; nl++; }
+    free(col);
     int keep_lvl = 256; /* in levels of inkness (0 paper-white .. 255 black ink on white) */
     if (nl) {
         const int line_lvl = (int)median_hist(lh, 256, nl);
