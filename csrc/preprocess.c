@@ -552,17 +552,20 @@ static int resample(pp_state *st, int size, int light_on_dark, float *out) {
         rx[c].t0 = t0;
         rx[c].t1 = t1;
     }
+    /* an exclusive end: with x <= xb the trip count could overflow, which keeps the
+     * compiler from vectorizing the row pass (each element is its own sum: same results) */
+    const int xe = xb + 1;
     double top = 0;
     float *o = out;
     for (int r = 0; r < size; r++) {
         int taps = 0;
-        for (int x = xa; x <= xb; x++) line[x] = 0;
+        for (int x = xa; x < xe; x++) line[x] = 0;
         for (int t = 0; t < ry[r].n; t++) {
             const int i = ry[r].lo + t;
             const double wt = ry[r].w[t];
             if (i < ny0 || i > ny1 || wt == 0) continue;
             const double *srow = src + (size_t)i * pw;
-            for (int x = xa; x <= xb; x++) line[x] += wt * srow[x];
+            for (int x = xa; x < xe; x++) line[x] += wt * srow[x];
             taps++;
         }
         float *orow = o + (size_t)r * size;
