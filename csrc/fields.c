@@ -529,16 +529,15 @@ static int fd_reserve(fd_buffers *b, size_t n);
 
 /* Rows of the points pts[0..np) (x in the low 16 bits, y above) after undoing a slope of t
  * (rows y - x t): how far the fullest row stands above the rows a few stroke widths off it
- * (a line is thin; digits fill many rows alike). */
+ * (a line is thin; digits fill many rows alike). bins and off: scratch of h + 2 pad and w. */
 static int skew_peak(const fd_state *st, const int32_t *pts, int np, double t, int *bins,
-                     int pad) {
+                     int *off, int pad) {
     const int nb = st->h + 2 * pad, k = (int)(2 * st->sw) + 2;
     const double c = 0.5 * st->w;
     memset(bins, 0, (size_t)nb * sizeof *bins);
-    for (int i = 0; i < np; i++) {
-        const int x = pts[i] & 0xffff, y = pts[i] >> 16;
-        bins[y + pad - (int)lround((x - c) * t)]++;
-    }
+    /* a column's shift once per slope, not once per point (lround is a call) */
+    for (int x = 0; x < st->w; x++) off[x] = pad - (int)lround((x - c) * t);
+    for (int i = 0; i < np; i++) bins[(pts[i] >> 16) + off[pts[i] & 0xffff]]++;
     int peak = 0;
     for (int y = 0; y < nb; y++) {
         const int a = y >= k ? bins[y - k] : 0, b = y + k < nb ? bins[y + k] : 0;
@@ -571,21 +570,21 @@ static int fd_deskew(fd_state *st) {
         }
     }
     if (4 * np < w) return FL_OK; /* too little to make a line across half the field */
-    int *bins = malloc((size_t)(h + 2 * pad) * sizeof *bins);
+    int *bins = malloc((size_t)(h + 2 * pad + w) * sizeof *bins), *off = bins + h + 2 * pad;
     if (!bins) return FL_ERR_NOMEM;
-    const int flat = skew_peak(st, pts, np, 0.0, bins, pad);
+    const int flat = skew_peak(st, pts, np, 0.0, bins, off, pad);
     double best_t = 0;
     int best = flat;
     for (int d = -(int)FD_MAX_SKEW; d <= (int)FD_MAX_SKEW; d++) {
         const double t = tan(d * FD_DEGREE);
-        const int v = d ? skew_peak(st, pts, np, t, bins, pad) : flat;
+        const int v = d ? skew_peak(st, pts, np, t, bins, off, pad) : flat;
         if (v > best) { best = v; best_t = t; }
     }
     const double coarse = atan(best_t) * (1.0 / FD_DEGREE);
     for (double d = coarse - 0.75; d <= coarse + 0.76; d += 0.25) {
         const double t = tan(d * FD_DEGREE);
         if (fabs(t) > lim || fabs(d - coarse) < 0.1) continue;
-        const int v = skew_peak(st, pts, np, t, bins, pad);
+        const int v = skew_peak(st, pts, np, t, bins, off, pad);
         if (v > best) { best = v; best_t = t; }
     }
     free(bins);
