@@ -303,7 +303,11 @@ static void fd_inkmap(fd_state *st) {
     const unsigned char *q = st->q;
     const int light = st->light, thr = st->thr, h = st->h, w = st->w;
     const size_t n = st->n;
-    const int t2 = (int)floor(thr + 0.5 * (st->paper - thr) + 0.5);
+    /* halfway to the paper, worked out in dark ink's levels (there a light-ink field's level
+     * v is 255 - v, and ink above thr is ink at or below 254 - thr): a field and its negative
+     * get the same band */
+    const int td = light ? 254 - thr : thr, pd = light ? 255 - st->paper : st->paper;
+    const int t2d = (int)floor(td + 0.5 * (pd - td) + 0.5), t2 = light ? 254 - t2d : t2d;
     if (light) { /* ink above thr; weak: (t2, thr] */
         for (size_t i = 0; i < n; i++) m[i] = q[i] > thr ? 1 : q[i] > t2 ? 2 : 0;
     } else {     /* ink at or below thr; weak: (thr, t2] */
