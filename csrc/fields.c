@@ -53,6 +53,11 @@
 /* Skews of scans undone, at most (degrees), and a degree in radians. */
 #define FD_MAX_SKEW 6.0
 #define FD_DEGREE 0.017453292519943295
+/* slants tried for italic print and slanted hands (fd_deslant), degrees */
+#define FD_MAX_SLANT 12.0
+#define FD_SLANT_STEP 3.0
+#define FD_MIN_SLANT 5.0  /* a smaller best slant is left alone */
+#define FD_SLANT_GAIN 1.1 /* and one whose score is not this much above upright's */
 /* Components kept at most (by ink) before blobs are formed. */
 #define FD_MAX_KEEP 128
 /* A field whose ink gains at least this many joins, and this share of its components, from
@@ -136,6 +141,8 @@ typedef struct {
     int paper;           /* the gray level of paper */
     double skew;         /* deskewed: tan of the lines' slope (0: not), and the margins */
     int w0, h0, pv, ph;  /* added (rows, columns) around the field of w0 x h0 */
+    double slant;        /* deslanted: columns moved by (y - h / 2) slant + sph (0: not) */
+    int sph;
     int comb;            /* the walls make a comb of boxes about a digit wide */
     double boxw;         /* then their median width */
 } fd_state;
@@ -550,6 +557,31 @@ static int skew_peak(const fd_state *st, const int32_t *pts, int np, double t, i
     return peak;
 }
 
+/* Rows of q (h x w) moved: out (h x w2) column x2 reads q's column x2 - ph - (y - h/2) t,
+ * linear between the two nearest pixels, paper outside. The sums run on q ^ flip (the same
+ * levels for a field and its negative: rounding halves up would otherwise differ). */
+static void shear_rows(const unsigned char *q, int h, int w, double t, int ph, int paper,
+                       int flip, unsigned char *out, int w2) {
+    const double pv = paper ^ flip;
+    for (int y = 0; y < h; y++) {
+        /* a row moves as a whole: one whole shift and one weight */
+        const double off = -(y - 0.5 * h) * t - ph, fo = floor(off), a = off - fo;
+        const int o = (int)fo, in0 = imax(0, imin(w2, -o)), in1 = imax(in0, imin(w2, w - 1 - o));
+        const unsigned char *r = q + (size_t)y * w;
+        unsigned char *d = out + (size_t)y * w2;
+        for (int x2 = in0; x2 < in1; x2++) { /* both pixels inside the row */
+            const double v0 = r[x2 + o] ^ flip, v1 = r[x2 + o + 1] ^ flip;
+            d[x2] = (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
+        }
+        for (int x2 = in0 ? 0 : in1; x2 < w2; x2 = x2 + 1 == in0 ? in1 : x2 + 1) { /* ends */
+            const int x = x2 + o;
+            const double v0 = x >= 0 && x < w ? r[x] ^ flip : pv;
+            const double v1 = x + 1 >= 0 && x + 1 < w ? r[x + 1] ^ flip : pv;
+            d[x2] = (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
+        }
+    }
+}
+
 /* A skewed scan: rule lines, underlines and comb boxes are found only when they run along the
  * rows. The slope whose rows hold the longest line (projection profiles, 1 degree then a
  * quarter, within +-FD_MAX_SKEW degrees, of the ink in horizontal runs of every other column);
@@ -603,28 +635,21 @@ static int fd_deskew(fd_state *st) {
      * that break a line's rows into short runs */
     unsigned char *q1 = malloc((size_t)h1 * w), *q2 = malloc(n2);
     if (!q1 || !q2) { free(q1); free(q2); return FL_ERR_NOMEM; }
-    const double paper = st->paper;
+    const int flip = st->light ? 255 : 0; /* as in shear_rows */
+    const double paper = st->paper ^ flip;
     for (int x = 0; x < w; x++) { /* columns moved: rows y - (x - w/2) t */
         const double off = (x - 0.5 * w) * t - pv;
         for (int y1 = 0; y1 < h1; y1++) {
             const double ys = y1 + off, fy = floor(ys), a = ys - fy;
             const int y = (int)fy;
-            const double v0 = y >= 0 && y < h ? st->q[(size_t)y * w + x] : paper;
-            const double v1 = y + 1 >= 0 && y + 1 < h ? st->q[(size_t)(y + 1) * w + x] : paper;
-            q1[(size_t)y1 * w + x] = (unsigned char)(v0 + a * (v1 - v0) + 0.5);
+            const double v0 = y >= 0 && y < h ? st->q[(size_t)y * w + x] ^ flip : paper;
+            const double v1 = y + 1 >= 0 && y + 1 < h ? st->q[(size_t)(y + 1) * w + x] ^ flip
+                                                      : paper;
+            q1[(size_t)y1 * w + x] = (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
         }
     }
-    for (int y1 = 0; y1 < h1; y1++) { /* rows moved: columns x + (y - h/2) t */
-        const double off = -(y1 - 0.5 * h1) * t - ph;
-        const unsigned char *r = q1 + (size_t)y1 * w;
-        for (int x2 = 0; x2 < w2; x2++) {
-            const double xs = x2 + off, fx = floor(xs), a = xs - fx;
-            const int x = (int)fx;
-            const double v0 = x >= 0 && x < w ? r[x] : paper;
-            const double v1 = x + 1 >= 0 && x + 1 < w ? r[x + 1] : paper;
-            q2[(size_t)y1 * w2 + x2] = (unsigned char)(v0 + a * (v1 - v0) + 0.5);
-        }
-    }
+    /* rows moved: columns x + (y - h/2) t */
+    shear_rows(q1, h1, w, t, ph, st->paper, st->light ? 255 : 0, q2, w2);
     free(q1);
     int rc = fd_reserve(st->buf, n2);
     if (rc == FL_OK) {
@@ -639,10 +664,75 @@ static int fd_deskew(fd_state *st) {
     return rc;
 }
 
-/* A box of the (deskewed, reduced) field -> the box in the source image's pixels, x1 and y1
- * exclusive. */
-static void fd_to_source(const fd_state *st, int x0, int y0, int x1, int y1, int *out) {
-    double bx0 = x0, by0 = y0, bx1 = x1 + 1, by1 = y1 + 1;
+/* Italic print and slanted handwriting: glyphs that lean share columns with their neighbours,
+ * so upright cuts cannot part them. The slant whose columns hold the most unbroken vertical
+ * strokes (the squared heights of columns whose ink is one run: Vinciarelli and Luettin 2001),
+ * within +-FD_MAX_SLANT degrees, when it beats upright by a margin, is undone by moving each
+ * row (rows, and so rule lines, stay whole). FL_OK or FL_ERR_NOMEM. */
+static int fd_deslant(fd_state *st) {
+    const int h = st->h, w = st->w;
+    if (w > 0x7fff || h > 0x7fff || h < 2) return FL_OK;
+    const double yc = 0.5 * h, lim = tan(FD_MAX_SLANT * FD_DEGREE);
+    const int pad = (int)ceil(lim * yc) + 2, wp = w + 2 * pad;
+    int32_t *pts = st->lab; /* free until the components */
+    int np = 0;
+    for (int y = 0; y < h; y++) {
+        const unsigned char *mr = st->m + (size_t)y * w, *hit;
+        for (int x = 0; x < w && (hit = memchr(mr + x, 1, (size_t)(w - x))) != NULL; x++) {
+            x = (int)(hit - mr);
+            pts[np++] = (int32_t)((y << 16) | x);
+        }
+    }
+    if (np < 4 * h) return FL_OK;
+    int *cnt = malloc((3 * (size_t)wp + h) * sizeof *cnt);
+    if (!cnt) return FL_ERR_NOMEM;
+    int *lo = cnt + wp, *hi = lo + wp, *off = hi + wp;
+    double flat = 0, best = 0, best_s = 0;
+    const int steps = (int)(FD_MAX_SLANT / FD_SLANT_STEP);
+    for (int d = -steps; d <= steps; d++) {
+        const double s = tan(d * FD_SLANT_STEP * FD_DEGREE);
+        for (int y = 0; y < h; y++) off[y] = pad + (int)lround((y - yc) * s);
+        memset(cnt, 0, (size_t)wp * sizeof *cnt);
+        for (int i = 0; i < np; i++) { /* the points come row by row: y never falls */
+            const int y = pts[i] >> 16, c = (pts[i] & 0xffff) + off[y];
+            if (!cnt[c]++) lo[c] = y;
+            hi[c] = y;
+        }
+        double sc = 0;
+        for (int c = 0; c < wp; c++)
+            if (cnt[c] && hi[c] - lo[c] + 1 == cnt[c]) sc += (double)cnt[c] * cnt[c];
+        if (d == 0) flat = sc;
+        if (sc > best) { best = sc; best_s = s; }
+    }
+    free(cnt);
+    /* noise has unbroken columns at every slant, but short ones: their squares sum to a few
+     * hundredths of its pixels (text's: several times them) */
+    if (fabs(best_s) < tan(FD_MIN_SLANT * FD_DEGREE) || best < FD_SLANT_GAIN * flat ||
+        best < 0.5 * np)
+        return FL_OK;
+    const double s = best_s;
+    const int ph = (int)ceil(fabs(s) * yc) + 1, w2 = w + 2 * ph;
+    const size_t n2 = (size_t)h * w2;
+    unsigned char *q2 = malloc(n2);
+    if (!q2) return FL_ERR_NOMEM;
+    shear_rows(st->q, h, w, s, ph, st->paper, st->light ? 255 : 0, q2, w2);
+    int rc = fd_reserve(st->buf, n2);
+    if (rc == FL_OK) {
+        fd_buffers *b = st->buf;
+        memcpy(b->q, q2, n2);
+        st->q = b->q; st->m = b->m; st->run = b->run; st->lab = b->lab; st->stack = b->stack;
+        st->slant = s; st->sph = ph;
+        st->w = w2; st->n = n2;
+        fd_inkmap(st);
+    }
+    free(q2);
+    return rc;
+}
+
+/* A box of the deskewed, reduced field (before any deslant: fd_segments undoes that from the
+ * pixels), x1 and y1 exclusive -> the box in the source image's pixels. */
+static void fd_to_source(const fd_state *st, double bx0, double by0, double bx1, double by1,
+                         int *out) {
     if (st->skew != 0) { /* the corners, sheared back */
         const double t = st->skew, h1 = st->h0 + 2 * st->pv;
         double lo_x = 1e30, lo_y = 1e30, hi_x = -1e30, hi_y = -1e30;
@@ -653,9 +743,12 @@ static void fd_to_source(const fd_state *st, int x0, int y0, int x1, int y1, int
             lo_x = fmin(lo_x, x); hi_x = fmax(hi_x, x);
             lo_y = fmin(lo_y, y); hi_y = fmax(hi_y, y);
         }
-        bx0 = fmax(0, floor(lo_x)); by0 = fmax(0, floor(lo_y));
-        bx1 = fmin(st->w0, ceil(hi_x)); by1 = fmin(st->h0, ceil(hi_y));
+        bx0 = lo_x; by0 = lo_y; bx1 = hi_x; by1 = hi_y;
     }
+    const int ws = st->skew != 0 ? st->w0 : st->w - 2 * st->sph;
+    const int hs = st->skew != 0 ? st->h0 : st->h;
+    bx0 = fmax(0, floor(bx0)); by0 = fmax(0, floor(by0));
+    bx1 = fmin(ws, ceil(bx1)); by1 = fmin(hs, ceil(by1));
     const int f = st->f;
     out[0] = imin(st->W - 1, (int)bx0 * f);
     out[1] = imin(st->H - 1, (int)by0 * f);
@@ -1415,11 +1508,25 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
                 if (!crop) { rc = FL_ERR_NOMEM; break; }
             }
             memset(crop, 0, (size_t)cw * ch * sizeof *crop);
+            /* the box before the deslant: its pixels' rows moved back (a sheared box's corners
+             * would widen it by its height times the slant) */
+            double ux0 = x0, ux1 = x1 + 1;
+            if (st->slant != 0) { ux0 = 1e30; ux1 = -1e30; }
             for (int y = y0; y <= y1; y++) {
                 const unsigned char *mr = st->m + (size_t)y * w, *qr = st->q + (size_t)y * w;
                 float *cr = crop + (size_t)(y - y0 + mg) * cw + mg;
+                int a = w, e = -1;
                 for (int x = x0; x <= x1; x++)
-                    if (mr[x] >= i && mr[x] < i + k) cr[x - x0] = st->ink[qr[x]];
+                    if (mr[x] >= i && mr[x] < i + k) {
+                        cr[x - x0] = st->ink[qr[x]];
+                        a = imin(a, x);
+                        e = x;
+                    }
+                if (st->slant != 0 && e >= 0) {
+                    const double back = st->sph + (y - 0.5 * st->h) * st->slant;
+                    ux0 = fmin(ux0, a - back);
+                    ux1 = fmax(ux1, e + 1 - back);
+                }
             }
             rc = fl_preprocess_ink(crop, ch, cw, size, light_on_dark, out);
             if (rc != FL_OK) break;
@@ -1439,7 +1546,7 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
                     s->cell = v;
             }
             int box[4];
-            fd_to_source(st, x0, y0, x1, y1, box);
+            fd_to_source(st, ux0, y0, ux1, y1 + 1, box);
             s->x0 = box[0]; s->y0 = box[1]; s->x1 = box[2]; s->y1 = box[3];
             const double r = segw / hgt, t = sh / hgt;
             s->shape = (float)(fmax(0.0, r - 1.0) + 2.0 * fmax(0.0, 0.5 - t) + 4.0 * gaps / hgt);
@@ -1510,6 +1617,14 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
     if (ok) {
         info->ink_is_light = st->light;
         fd_lines(st);
+        /* the slant of what is left once lines are gone; a comb's boxes stand upright */
+        const int w_before = st->w;
+        rc = st->nwalls ? FL_OK : fd_deslant(st);
+        if (rc != FL_OK) { fd_free(st); free(st); return rc; }
+        if (st->w != w_before) {
+            fd_measure(st);
+            fd_lines(st);
+        }
         rc = fd_components(st);
         if (rc == FL_OK) {
             const int nk = fd_keep(st);
