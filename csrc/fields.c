@@ -527,7 +527,7 @@ static void fd_measure(fd_state *st) {
         int c = 0;
         const unsigned char *mr = st->m + (size_t)y * w;
         const uint16_t *rr = st->run + (size_t)y * w;
-        for (int x = 0; x < w; x++) c += mr[x] && rr[x] <= short_run;
+        for (int x = 0; x < w; x++) c += mr[x] & (rr[x] <= short_run); /* no branch: SIMD */
         cnt[y] = c;
         top = imax(top, c);
     }
