@@ -135,6 +135,7 @@ typedef struct {
     int thr, ink_is_light;
     int y0, y1, x0, x1;  /* the box of the kept components */
     size_t area, per;    /* their area and perimeter (pixel edges) */
+    int all_kept;        /* every pixel with ink is kept (fl_preprocess_ink): none to clear */
     int k, ph, pw;       /* the max filter's radius; the padded frame */
     double s;            /* the scale that fits the box into PP_BOX */
     const double *src;   /* the ink as resampled: v, or the thickened copy */
@@ -443,19 +444,27 @@ static void clear_far_ink(pp_state *st) {
     const int h = st->h, w = st->w, W2 = st->W2;
     const unsigned char *kept = st->kept;
     unsigned char *rowk = st->rowk;
-    for (int y = 0; y < h; y++) {
-        const size_t r = (size_t)(y + 1) * W2 + 1;
-        for (int x = 0; x < w; x++)
-            rowk[r + x] = kept[r + x - 1] | kept[r + x] | kept[r + x + 1];
+    if (!st->all_kept) {
+        for (int y = 0; y < h; y++) {
+            const size_t r = (size_t)(y + 1) * W2 + 1;
+            for (int x = 0; x < w; x++)
+                rowk[r + x] = kept[r + x - 1] | kept[r + x] | kept[r + x + 1];
+        }
+        for (int y = 0; y < h; y++) {
+            const size_t r = (size_t)(y + 1) * W2 + 1;
+            double *vr = st->g + (size_t)y * w;
+            for (int x = 0; x < w; x++) {
+                const size_t i = r + x;
+                const int near = rowk[i] | rowk[i - W2] | rowk[i + W2];
+                vr[x] = near ? vr[x] : 0.0;
+            }
+        }
     }
     size_t per = 0;
     for (int y = 0; y < h; y++) {
         const size_t r = (size_t)(y + 1) * W2 + 1;
-        double *vr = st->g + (size_t)y * w;
         for (int x = 0; x < w; x++) {
             const size_t i = r + x;
-            const int near = rowk[i] | rowk[i - W2] | rowk[i + W2];
-            vr[x] = near ? vr[x] : 0.0;
             per += (size_t)(kept[i] * (4 - kept[i - W2] - kept[i + W2] - kept[i - 1] -
                                        kept[i + 1]));
         }
@@ -685,7 +694,7 @@ int fl_preprocess_ink(const float *ink, int h, int w, int size, int light_on_dar
     if (h > PP_MAX_SIDE || w > PP_MAX_SIDE)
         return preprocess_alone(&im, size, light_on_dark ? FL_INVERT_NO : FL_INVERT_YES,
                                  light_on_dark, out);
-    pp_state st; /* only what the last steps use: g, kept, rowk */
+    pp_state st; /* only what the last steps use: g, kept */
     memset(&st, 0, sizeof st);
     st.im = &im;
     st.H = st.h = h;
@@ -693,10 +702,10 @@ int fl_preprocess_ink(const float *ink, int h, int w, int size, int light_on_dar
     st.f = 1;
     st.n = (size_t)h * w;
     st.W2 = w + 2;
+    st.all_kept = 1; /* the ink is the pieces' own: nothing lies far from it */
     st.g = malloc(st.n * sizeof *st.g);
     st.kept = calloc((size_t)(h + 2) * st.W2, 1);
-    st.rowk = calloc((size_t)(h + 2) * st.W2, 1);
-    int rc = st.g && st.kept && st.rowk ? FL_OK : FL_ERR_NOMEM;
+    int rc = st.g && st.kept ? FL_OK : FL_ERR_NOMEM;
     if (rc == FL_OK) {
         int y0 = h, y1 = -1, x0 = w, x1 = -1;
         size_t area = 0;
