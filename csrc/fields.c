@@ -7,7 +7,8 @@
  * Per field: gray levels -> Otsu threshold -> ink is the minority class (a thin stroke the
  * threshold broke into specks is mended by hysteresis) -> long straight
  * strokes (rule lines, underlines, the lines of comb boxes) removed, keeping the pixels where a
- * digit's stroke crosses them -> 8-connected components -> the digits' height (the median of
+ * digit's stroke crosses them -> a slanted field (italic print, a slanted hand) deslanted ->
+ * 8-connected components -> the digits' height (the median of
  * the large components), specks and line remnants dropped -> components stacked over each
  * other merged into blobs (broken digits) -> cuts through wide blobs: least-ink paths from
  * the top to the bottom near minima of the column profile, free to run sideways between two
