@@ -558,9 +558,14 @@ static int skew_peak(const fd_state *st, const int32_t *pts, int np, double t, i
     return peak;
 }
 
+/* A level a of the way from v0 to v1 (levels ^ flip: flip 255 for light ink, so a field and
+ * its negative get the same level, where rounding halves up would otherwise differ). */
+static unsigned char lerp_level(double v0, double v1, double a, int flip) {
+    return (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
+}
+
 /* Rows of q (h x w) moved: out (h x w2) column x2 reads q's column x2 - ph - (y - h/2) t,
- * linear between the two nearest pixels, paper outside. The sums run on q ^ flip (the same
- * levels for a field and its negative: rounding halves up would otherwise differ). */
+ * linear between the two nearest pixels (lerp_level), paper outside. */
 static void shear_rows(const unsigned char *q, int h, int w, double t, int ph, int paper,
                        int flip, unsigned char *out, int w2) {
     const double pv = paper ^ flip;
@@ -571,16 +576,31 @@ static void shear_rows(const unsigned char *q, int h, int w, double t, int ph, i
         const unsigned char *r = q + (size_t)y * w;
         unsigned char *d = out + (size_t)y * w2;
         for (int x2 = in0; x2 < in1; x2++) { /* both pixels inside the row */
-            const double v0 = r[x2 + o] ^ flip, v1 = r[x2 + o + 1] ^ flip;
-            d[x2] = (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
+            d[x2] = lerp_level(r[x2 + o] ^ flip, r[x2 + o + 1] ^ flip, a, flip);
         }
         for (int x2 = in0 ? 0 : in1; x2 < w2; x2 = x2 + 1 == in0 ? in1 : x2 + 1) { /* ends */
             const int x = x2 + o;
             const double v0 = x >= 0 && x < w ? r[x] ^ flip : pv;
             const double v1 = x + 1 >= 0 && x + 1 < w ? r[x + 1] ^ flip : pv;
-            d[x2] = (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
+            d[x2] = lerp_level(v0, v1, a, flip);
         }
     }
+}
+
+/* A resampled field q2 (h2 x w2, malloc'd: freed here) becomes the field: the buffers grown
+ * to hold it, its ink mapped again. FL_OK or FL_ERR_NOMEM. */
+static int fd_take(fd_state *st, unsigned char *q2, int h2, int w2) {
+    const size_t n2 = (size_t)h2 * w2;
+    const int rc = fd_reserve(st->buf, n2);
+    if (rc == FL_OK) {
+        fd_buffers *b = st->buf;
+        memcpy(b->q, q2, n2);
+        st->q = b->q; st->m = b->m; st->run = b->run; st->lab = b->lab; st->stack = b->stack;
+        st->h = h2; st->w = w2; st->n = n2;
+        fd_inkmap(st);
+    }
+    free(q2);
+    return rc;
 }
 
 /* A skewed scan: rule lines, underlines and comb boxes are found only when they run along the
@@ -636,7 +656,7 @@ static int fd_deskew(fd_state *st) {
      * that break a line's rows into short runs */
     unsigned char *q1 = malloc((size_t)h1 * w), *q2 = malloc(n2);
     if (!q1 || !q2) { free(q1); free(q2); return FL_ERR_NOMEM; }
-    const int flip = st->light ? 255 : 0; /* as in shear_rows */
+    const int flip = st->light ? 255 : 0;
     const double paper = st->paper ^ flip;
     for (int x = 0; x < w; x++) { /* columns moved: rows y - (x - w/2) t */
         const double off = (x - 0.5 * w) * t - pv;
@@ -646,22 +666,14 @@ static int fd_deskew(fd_state *st) {
             const double v0 = y >= 0 && y < h ? st->q[(size_t)y * w + x] ^ flip : paper;
             const double v1 = y + 1 >= 0 && y + 1 < h ? st->q[(size_t)(y + 1) * w + x] ^ flip
                                                       : paper;
-            q1[(size_t)y1 * w + x] = (unsigned char)((int)(v0 + a * (v1 - v0) + 0.5) ^ flip);
+            q1[(size_t)y1 * w + x] = lerp_level(v0, v1, a, flip);
         }
     }
     /* rows moved: columns x + (y - h/2) t */
-    shear_rows(q1, h1, w, t, ph, st->paper, st->light ? 255 : 0, q2, w2);
+    shear_rows(q1, h1, w, t, ph, st->paper, flip, q2, w2);
     free(q1);
-    int rc = fd_reserve(st->buf, n2);
-    if (rc == FL_OK) {
-        fd_buffers *b = st->buf;
-        memcpy(b->q, q2, n2);
-        st->q = b->q; st->m = b->m; st->run = b->run; st->lab = b->lab; st->stack = b->stack;
-        st->skew = t; st->w0 = w; st->h0 = h; st->pv = pv; st->ph = ph;
-        st->h = h1; st->w = w2; st->n = n2;
-        fd_inkmap(st);
-    }
-    free(q2);
+    const int rc = fd_take(st, q2, h1, w2);
+    if (rc == FL_OK) { st->skew = t; st->w0 = w; st->h0 = h; st->pv = pv; st->ph = ph; }
     return rc;
 }
 
@@ -717,16 +729,8 @@ static int fd_deslant(fd_state *st) {
     unsigned char *q2 = malloc(n2);
     if (!q2) return FL_ERR_NOMEM;
     shear_rows(st->q, h, w, s, ph, st->paper, st->light ? 255 : 0, q2, w2);
-    int rc = fd_reserve(st->buf, n2);
-    if (rc == FL_OK) {
-        fd_buffers *b = st->buf;
-        memcpy(b->q, q2, n2);
-        st->q = b->q; st->m = b->m; st->run = b->run; st->lab = b->lab; st->stack = b->stack;
-        st->slant = s; st->sph = ph;
-        st->w = w2; st->n = n2;
-        fd_inkmap(st);
-    }
-    free(q2);
+    const int rc = fd_take(st, q2, h, w2);
+    if (rc == FL_OK) { st->slant = s; st->sph = ph; }
     return rc;
 }
 
