@@ -151,12 +151,14 @@ int fl_preprocess(const fl_image *images, size_t n, int size, int invert, int li
 /* A candidate digit: pieces p0 .. p1 - 1; its box in the field image's pixels (x1, y1
  * exclusive); `shape` >= 0 the cost of its shape as a digit (too wide, too short); `whole` 1
  * when its ink is whole blobs that no removed line touched (no cut through a stroke bounds
- * it), 0 otherwise. */
+ * it), 0 otherwise; `split` 1 when it is not whole and part of a blob wide enough to hold two
+ * digits (touching digits), 0 otherwise. */
 typedef struct {
     int p0, p1;
     int x0, y0, x1, y1;
     int whole;
     int cell; /* the box of a comb holding its ink's centre (1, 2, ... left to right), -1 none */
+    int split;
     float shape;
 } fl_segment;
 
@@ -180,6 +182,7 @@ int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, in
 /* How fl_field_search scores a path (log-probabilities; a path's score is the sum of its arcs). */
 typedef struct {
     float digit_cost;  /* per digit read */
+    float split_cost;  /* instead, per digit read from part of a wide blob (fl_segment.split) */
     float shape_cost;  /* per unit of a segment's shape cost */
     float skip_cost;   /* per typical digit's ink left unread (noise, specks) */
     int min_len, max_len; /* digits in the reading */

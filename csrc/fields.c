@@ -49,6 +49,8 @@
 #define FD_BOX_WIDE 2.0
 /* A blob of more than FL_FIELD_SPAN pieces is a candidate whole up to this many heights wide. */
 #define FD_WHOLE_WIDE 1.6
+/* A blob this many heights wide holds two digits or more: its parts are fl_segment.split. */
+#define FD_MULTI_WIDE 1.6
 /* The quantile of a block's gray levels taken as its paper (fd_flatten). */
 #define FD_PAPER_Q 0.5
 /* Skews of scans undone, at most (degrees), and a degree in radians. */
@@ -1476,7 +1478,7 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
     const double widest = comb ? fmax(1.2 * hgt, 1.25 * st->boxw) : 1.2 * hgt;
     int ns = 0, rc = FL_OK;
     for (int i = 0; i < np && rc == FL_OK; i++) {
-        int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0, lo = np, hi = -1;
+        int x0 = st->w, y0 = st->h, x1 = -1, y1 = -1, gaps = 0, lo = np, hi = -1, multi = 0;
         double mass = 0, sx = 0;
         /* a blob cut into more pieces than a run spans (a wide 0, a 2 with a long foot) is
          * a candidate whole too, up to FD_WHOLE_WIDE digit heights wide */
@@ -1495,6 +1497,8 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             sx += p->sx;
             gaps += gap > 0 ? gap : 0;
             lo = imin(lo, bfirst[p->blob]); hi = imax(hi, blast[p->blob]);
+            const fd_comp *pb = &st->blobs[p->blob];
+            multi |= pb->x1 - pb->x0 + 1 >= FD_MULTI_WIDE * hgt;
             x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
             y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
             const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
@@ -1541,6 +1545,7 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             s->p0 = i;
             s->p1 = i + k;
             s->whole = lo >= i && hi < i + k;
+            s->split = !s->whole && multi;
             s->cell = -1;
             if (comb) { /* the box holding the centre of its ink */
                 const double cx = mass > 0 ? sx / mass : 0.5 * (x0 + x1);
@@ -1740,8 +1745,8 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
     }
     start[P + 1] = S;
     for (int s = 0; s < S; s++)
-        score[s] = digit_logp(proba + (size_t)s * classes, classes) - p->digit_cost -
-                   p->shape_cost * sg[s].shape;
+        score[s] = digit_logp(proba + (size_t)s * classes, classes) -
+                   (sg[s].split ? p->split_cost : p->digit_cost) - p->shape_cost * sg[s].shape;
     for (size_t t = 0; t < total; t++) best[t] = NEG;
     best[AT(0, 0, 0)] = 0;
     for (int i = 0; i < P; i++) {

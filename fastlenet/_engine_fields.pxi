@@ -8,7 +8,7 @@ cdef extern from "fastlenet.h" nogil:
     ctypedef struct fl_segment:
         int p0, p1
         int x0, y0, x1, y1
-        int whole, cell
+        int whole, cell, split
         float shape
     ctypedef struct fl_field:
         int pieces, segments
@@ -17,7 +17,7 @@ cdef extern from "fastlenet.h" nogil:
         int truncated
         float piece_ink[FL_FIELD_MAX_PIECES]
     ctypedef struct fl_search_params:
-        float digit_cost, shape_cost, skip_cost
+        float digit_cost, split_cost, shape_cost, skip_cost
         int min_len, max_len
     int fl_field_segments(const fl_image *fields, size_t n, int size, int invert,
                           int light_on_dark, unsigned char *inputs, fl_segment *segs,
@@ -28,10 +28,10 @@ cdef extern from "fastlenet.h" nogil:
                         float *skipped, int *met)
 
 FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
-# fl_segment as numpy sees it (the C struct: 8 ints and a float, no padding)
+# fl_segment as numpy sees it (the C struct: 9 ints and a float, no padding)
 SEGMENT_DTYPE = np.dtype([("p0", np.int32), ("p1", np.int32), ("x0", np.int32),
                           ("y0", np.int32), ("x1", np.int32), ("y1", np.int32),
-                          ("whole", np.int32), ("cell", np.int32),
+                          ("whole", np.int32), ("cell", np.int32), ("split", np.int32),
                           ("shape", np.float32)])
 assert SEGMENT_DTYPE.itemsize == sizeof(fl_segment)
 
@@ -90,14 +90,15 @@ def _field_segments(list images, list scales, int size, str invert, bint light_o
     return buf[rows], segs[rows], counts, heights, ink
 
 
-def _field_search(segs, counts, ink, proba, float digit_cost, float shape_cost,
-                  float skip_cost, int min_len, int max_len):
+def _field_search(segs, counts, ink, proba, float digit_cost, float split_cost,
+                  float shape_cost, float skip_cost, int min_len, int max_len):
     """The best path through each field's segments (as _field_segments gave them, scored by
     proba: float32 (M, K)) -> (path (n, FIELD_MAX_PIECES) int32 indices into segs, ndigits,
     logp, skipped ink, met)."""
     cdef Py_ssize_t n = len(counts), i, k, off = 0
     cdef fl_search_params prm
     prm.digit_cost = digit_cost
+    prm.split_cost = split_cost
     prm.shape_cost = shape_cost
     prm.skip_cost = skip_cost
     prm.min_len = min_len

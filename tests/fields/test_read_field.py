@@ -250,6 +250,49 @@ def test_segments_say_whether_a_cut_bounds_them(digits):
     assert (segs["whole"][segs["p1"] - segs["p0"] == 1] == 0).any()
 
 
+def test_parts_of_a_blob_wide_enough_for_two_digits_are_split(digits):
+    """fl_segment.split: 1 for a run cut out of a blob at least 1.6 digit heights wide (touching
+    digits), never for a whole run nor in a field of separate digits."""
+    _, segs, _, _, _ = _segments(_make("printed_clean", 20, digits, seed=4))
+    assert set(np.unique(segs["split"])) == {0}
+    _, segs, _, _, _ = _segments(_make("touching", 20, digits, seed=4))
+    assert set(np.unique(segs["split"])) == {0, 1}
+    assert not (segs["split"] & segs["whole"]).any()
+    # two zeros overlapping by 4 px, one blob 2 heights wide: each piece is part of it
+    zero = digits.images[np.nonzero(digits.labels == 0)[0][0]]
+    ink = np.zeros((40, 80), np.uint8)
+    ink[6:34, 6:34] = zero
+    ink[6:34, 22:50] = np.maximum(ink[6:34, 22:50], zero)
+    _, segs, counts, _, _ = _segments([F.FieldSample(255 - ink, "00", [], "touching")])
+    one = segs[(segs["p1"] - segs["p0"] == 1)]
+    assert counts[0, 0] >= 2 and one["split"].all()
+
+
+def test_a_digit_from_a_wide_blob_costs_split_cost():
+    """The search charges split_cost, not digit_cost, for a digit read from part of a wide blob:
+    there, reading two touching digits as one confident digit is the error to avoid."""
+    from fastlenet import _engine
+    segs = np.zeros(3, _engine.SEGMENT_DTYPE)
+    segs["p0"], segs["p1"] = [0, 0, 1], [1, 2, 2]
+    segs["cell"] = -1
+    proba = np.zeros((3, 11), np.float32)
+    proba[0, 3], proba[1, 8], proba[2, 5] = 0.85, 0.8, 0.85
+    counts = np.array([[2, 3, 0]], np.int32)
+    ink = np.ones((1, _engine.FIELD_MAX_PIECES), np.float32)
+
+    def read(split, digit_cost=0.2, split_cost=-0.1):
+        segs["split"] = split
+        path, nd, _, _, _ = _engine._field_search(segs, counts, ink, proba, digit_cost,
+                                                  split_cost, 0.0, 5.0, 0, 99)
+        return [(int(segs[k]["p0"]), int(segs[k]["p1"])) for k in path[0, :nd[0]]]
+    # log 0.8 - 0.2 against log 0.85 x 0.85 - 0.4: one digit
+    assert read([0, 0, 0]) == [(0, 2)]
+    # the halves of a wide blob, log 0.85 x 0.85 + 0.2 against log 0.8 - 0.2: two
+    assert read([1, 0, 1]) == [(0, 1), (1, 2)]
+    # split_cost equal to digit_cost: as before
+    assert read([1, 0, 1], split_cost=0.2) == [(0, 2)]
+
+
 def test_a_blob_of_many_pieces_is_also_a_candidate_whole(digits):
     """A wide digit (an MNIST 0 drawn 1.4 times wider) is cut into more pieces than a run of
     pieces may span; the whole blob is a candidate too, so a wide 0 can be read as one."""
@@ -357,8 +400,8 @@ def test_a_comb_box_holds_one_digit():
 
     def read(cells):
         segs["cell"] = cells
-        path, nd, _, _, _ = _engine._field_search(segs, counts, ink, proba, 0.0, 0.0, 5.0, 0,
-                                                  99)
+        path, nd, _, _, _ = _engine._field_search(segs, counts, ink, proba, 0.0, 0.0, 0.0, 5.0,
+                                                  0, 99)
         return [int(segs[k]["p0"]) for k in path[0, :nd[0]]], [int(segs[k]["p1"]) for k
                                                                 in path[0, :nd[0]]]
     assert read([-1, -1, -1]) == ([0, 1], [1, 2])   # no comb: two digits
