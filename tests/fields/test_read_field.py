@@ -356,6 +356,30 @@ def test_a_one_as_tall_as_its_box_is_no_wall(digits, fnet):
     assert ok >= 8, ok
 
 
+def test_a_digit_on_its_box_line_is_whole_unless_it_crosses_a_wall(digits):
+    """fl_segment.whole in a comb: a digit whose foot lies on the box's bottom line touches a
+    removed line but is not cut by it (the model took such 1s and 7s for cuts); a digit across
+    a wall is."""
+    def comb(picks, drop, across=False, cw=40, ch=52, line=2):
+        img = np.full((ch + 20, len(picks) * cw + line + 20), 245, np.uint8)
+        img[10:10 + line, 10:-10] = 30
+        img[8 + ch:10 + ch, 10:-10] = 30
+        for i in range(len(picks) + 1):
+            img[10:10 + ch, 10 + i * cw:10 + i * cw + line] = 30
+        for i, k in enumerate(picks):
+            x = 10 + i * cw + (cw // 2 if across and i == 1 else 0)
+            box = img[22 + drop:50 + drop, x + 6:x + 34]
+            np.minimum(box, 255 - digits.images[k], out=box, where=digits.images[k] > 40)
+        return img
+    picks = np.nonzero(digits.labels == 7)[0][:5]
+    _, segs, counts, _, _ = _segments([F.FieldSample(comb(picks, 16), "", [], "comb")])
+    assert counts[0, 0] == 5 and segs["whole"].all(), segs
+    # the second digit moved half a box: it spans the wall between boxes 2 and 3
+    _, segs, counts, _, _ = _segments([F.FieldSample(comb(picks, 0, True), "", [], "comb")])
+    wide = segs[(segs["x0"] < 10 + 2 * 40) & (segs["x1"] > 10 + 2 * 40 + 2)]
+    assert len(wide) and not wide["whole"].any(), wide
+
+
 def test_two_ones_as_tall_as_their_boxes_are_no_walls(digits, fnet):
     """Two such 1s in a comb of five boxes: their walls make four of the seven gaps between
     walls half a box wide, so the box width is the upper quartile of the gaps, not the median
