@@ -34,9 +34,11 @@
 #include "preprocess.h"
 
 #define FD_MAX_SIDE 1600
-/* A horizontal run this many stroke widths long, and FD_LINE_BAND text heights, is a line. */
+/* A horizontal run this many stroke widths long, FD_LINE_BAND text heights and
+ * FD_LINE_TEXT_SW of the text's own stroke widths (a bold digit's bar is 3-4) is a line. */
 #define FD_LINE_SW 12.0
 #define FD_LINE_BAND 2.0
+#define FD_LINE_TEXT_SW 6.0
 /* The text band's height (rows) above which a field is read at a coarser scale, and the
  * height that scale aims at (digits of ~30 px: well above the model's 20-pixel box). */
 #define FD_BAND_MAX 64
@@ -127,6 +129,7 @@ typedef struct {
     float ink[256];      /* ink strength of each gray level */
     int thr, light;
     double sw, band;     /* stroke width, text band height */
+    double text_sw;      /* the strokes' width without the runs across rule lines */
     int maxrun;          /* the longest horizontal run of ink */
     int walls[FD_MAX_WALLS], nwalls; /* columns of removed box walls, ascending */
     fd_comp *comps;
@@ -505,11 +508,19 @@ static void fd_measure(fd_state *st) {
             x = e;
         }
     }
-    /* vertical runs, row by row (a run per column in progress): rows are contiguous */
+    /* vertical runs, row by row (a run per column in progress): rows are contiguous. A run
+     * whose every pixel lies in a row's run as long as the field is high crosses a rule line
+     * only: it counts in sw (the walls of a comb are removed by the lines' width) but not in
+     * text_sw, marked by OWN. A long 1-pixel line under bold digits gave a thousand runs of
+     * 1: sw 1, and their bars were removed as lines. */
+    enum { OWN = 1 << 30 };
+    size_t own_hist[256], own_total = total;
+    memcpy(own_hist, hist, sizeof own_hist);
     int *vr = (int *)st->lab; /* free until the components */
     memset(vr, 0, (size_t)w * sizeof *vr);
     for (int y = 0; y <= h; y++) {
         const unsigned char *mr = st->m + (size_t)(y < h ? y : 0) * w;
+        const uint16_t *rr = st->run + (size_t)(y < h ? y : 0) * w;
         for (int x = 0; x < w; x++) {
             if (x + 8 <= w && (y == h || !word8(mr + x)) &&
                 !(vr[x] | vr[x + 1] | vr[x + 2] | vr[x + 3] | vr[x + 4] | vr[x + 5] | vr[x + 6] |
@@ -517,12 +528,19 @@ static void fd_measure(fd_state *st) {
                 x += 7; /* paper, and no run in progress: nothing to count */
                 continue;
             }
-            if (y < h && mr[x]) { vr[x]++; continue; }
-            if (vr[x]) { hist[imin(vr[x], 255)]++; total++; vr[x] = 0; }
+            if (y < h && mr[x]) { vr[x] = (vr[x] + 1) | (rr[x] < h ? OWN : 0); continue; }
+            if (vr[x]) {
+                const int len = imin(vr[x] & ~OWN, 255);
+                hist[len]++;
+                total++;
+                if (vr[x] & OWN) { own_hist[len]++; own_total++; }
+                vr[x] = 0;
+            }
         }
     }
     st->sw = total ? median_hist(hist, 256, total) : 1.0;
     if (st->sw < 1) st->sw = 1;
+    st->text_sw = fmax(1.0, own_total ? median_hist(own_hist, 256, own_total) : 1.0);
     /* rows by their count of short-run ink; the band: rows above a fifth of the busiest */
     int *cnt = (int *)st->stack, top = 0; /* stack is free until the components */
     const int short_run = (int)(6 * st->sw) + 1;
@@ -768,7 +786,8 @@ static void fd_to_source(const fd_state *st, double bx0, double by0, double bx1,
 static int fd_lines(fd_state *st) {
     const int h = st->h, w = st->w;
     unsigned char *m = st->m;
-    const double min_len = fmax(FD_LINE_SW * st->sw, FD_LINE_BAND * st->band);
+    const double min_len = fmax(fmax(FD_LINE_SW * st->sw, FD_LINE_BAND * st->band),
+                                FD_LINE_TEXT_SW * st->text_sw);
     const int own = imax((int)(2 * st->sw) + 1, (int)(0.4 * min_len));
     int found = 0, marked = 0, ylo = h, yhi = -1; /* rows holding candidates */
     if (st->maxrun < own) return 0; /* no candidates: most fields have no lines */

@@ -557,6 +557,28 @@ def test_a_line_with_a_dark_core_is_removed_whole(digits, fnet):
     assert ok >= 22, ok
 
 
+def test_bold_digits_on_a_long_thin_line_keep_their_bars(digits, fnet):
+    """A 1-pixel rule line far longer than the field is high gives a thousand vertical runs of
+    1: the stroke width was 1, so a bold digit's bar (3-4 strokes long) was a "line" and was
+    removed (11 of these 20 read before). A line is also 6 of the text's own stroke widths
+    long, the runs across the line left out of that width: 19 of 20."""
+    Image = pytest.importorskip("PIL.Image")
+    from PIL import ImageFilter
+    ok = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(digits.labels), 6, replace=False)
+        img = np.full((90, 1200), 225, np.uint8)
+        for i, k in enumerate(picks):
+            g = Image.fromarray(digits.images[k]).resize((56, 56), Image.BILINEAR)
+            g = np.asarray(g.filter(ImageFilter.MaxFilter(5)))
+            box = img[10:66, 500 + 46 * i:556 + 46 * i]
+            np.minimum(box, 255 - g, out=box, where=g > 60)
+        img[66, 20:1180] = 72
+        ok += FL.read_field(img, fnet).text == "".join(str(digits.labels[k]) for k in picks)
+    assert ok >= 17, ok
+
+
 def _italic(img: np.ndarray, t: float):
     """img sheared as italic print leans (tops to the right by t per row), on a wider canvas of
     its paper -> (image, x of an upright point (x, y) in it)."""
