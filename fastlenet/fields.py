@@ -28,7 +28,7 @@ from fastlenet.pixels import invert_choice, unit_scale
 DIGIT_COST = 0.2     # per digit read: a wrong cut must buy its extra digit with confidence
 # per digit read from part of a blob 1.6 digit heights wide or more (fl_segment.split): such a
 # blob holds two digits or more, and the model reads two touching digits as one with
-# confidence, so there the cut is what needs no buying (validation: touching 0.296 -> 0.316,
+# confidence, so there the cut is what needs no buying (validation: touching 0.296 -> 0.315,
 # tight print 0.609 -> 0.633, the other styles within 0.001)
 SPLIT_COST = -0.1
 SHAPE_COST = 1.5     # per unit of a segment's shape cost (wider than a digit is high, short)
