@@ -4,7 +4,7 @@ digit", so that the field search (fastlenet/fields.py) can reject bad cuts.
 
     python tools/train/train_fields.py --out fastlenet/pretrained/lenet5_fields.npz
 
-Why: the search over-segments a field and scores every run of 1-4 pieces as a candidate digit.
+Why: the search over-segments a field and scores every run of 1-5 pieces as a candidate digit.
 A 10-class model must call every candidate some digit, and calls half a digit, a digit plus
 half its neighbour or two touching digits a digit with high confidence, so wrong paths win on
 touching and tight fields. LeNet-5's paper (LeCun et al. 1998, section VI) trained its
