@@ -1275,6 +1275,15 @@ static int cuts_cross(const fd_comp *bl, const int *a, const int *c) {
  * order. Dense cuts (a grid of h/10, not h/6; 0.08 h apart, not 0.12 h) read 2,000
  * validation fields per style better: touching 0.239 -> 0.287, tight print 0.438 -> 0.501,
  * none worse; denser still needed more than FL_FIELD_SPAN pieces per digit. */
+/* The margin (columns) that keeps a blob's cuts and walls off its ends. */
+static int blob_margin(const fd_state *st) { return imax(2, (int)(0.1 * st->height)); }
+
+/* Whether wall v of a comb crosses blob bl (not merely touches its ends). */
+static int wall_crosses(const fd_state *st, const fd_comp *bl, int v) {
+    const int mg = blob_margin(st);
+    return st->walls[v] >= bl->x0 + mg && st->walls[v] <= bl->x1 - mg;
+}
+
 static int fd_pieces(fd_state *st) {
     const int w = st->w, h = st->h, nb = imin(st->nblob, FL_FIELD_MAX_PIECES);
     const double hgt = st->height;
@@ -1321,14 +1330,14 @@ static int fd_pieces(fd_state *st) {
         return FL_ERR_NOMEM;
     }
     int ncand = 0;
-    const int margin = imax(2, (int)(0.1 * hgt));
+    const int margin = blob_margin(st);
     for (int b = 0; b < st->nblob && ncand < MAX_CAND; b++) {
         const fd_comp *bl = &st->blobs[b];
         if (bl->blob == -2) continue; /* dropped */
         /* in a comb a box holds one digit: a blob is cut only where it spans a wall */
         int inside = 0;
         for (int v = 0; st->comb && v < st->nwalls; v++)
-            inside += st->walls[v] >= bl->x0 + margin && st->walls[v] <= bl->x1 - margin;
+            inside += wall_crosses(st, bl, v);
         if (st->comb ? !inside : bl->x1 - bl->x0 + 1 < 1.0 * hgt) continue;
         for (int x = bl->x0; x <= bl->x1; x++) prof[x] = 0;
         for (int y = bl->y0; y <= bl->y1; y++)
@@ -1352,8 +1361,7 @@ static int fd_pieces(fd_state *st) {
         const double near = 0.06 * hgt;
         if (st->comb) /* the walls it spans, then the minima near them */
             for (int v = 0; v < st->nwalls && nx < PER_BLOB; v++)
-                if (st->walls[v] >= bl->x0 + margin && st->walls[v] <= bl->x1 - margin)
-                    xs[nx++] = st->walls[v];
+                if (wall_crosses(st, bl, v)) xs[nx++] = st->walls[v];
         for (int k = 0; k < nm && nx < PER_BLOB; k++) {
             int ok = 1, by_wall = !st->comb;
             for (int j = 0; j < nx && ok; j++) ok = abs(xs[j] - mins[k].x) >= near;
@@ -1492,17 +1500,17 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
      * suspect: digits there often touch or cross the boxes' top and bottom lines, and the
      * model took 1s, 6s and 7s so touched for cuts (validation comb 0.934 -> 0.940) */
     int bfirst[FD_MAX_KEEP], blast[FD_MAX_KEEP];
+    unsigned char multi_wide[FD_MAX_KEEP]; /* the blob holds two digits or more */
     for (int b = 0; b < st->nblob; b++) {
         const fd_comp *bl = &st->blobs[b];
         int cut = bl->lined;
         if (cut && st->comb) {
-            const double mg = 0.1 * st->height;
             cut = 0;
-            for (int v = 0; v < st->nwalls; v++)
-                cut |= st->walls[v] > bl->x0 + mg && st->walls[v] < bl->x1 - mg;
+            for (int v = 0; v < st->nwalls && !cut; v++) cut = wall_crosses(st, bl, v);
         }
         bfirst[b] = cut ? -1 : np;
         blast[b] = -1;
+        multi_wide[b] = bl->x1 - bl->x0 + 1 >= FD_MULTI_WIDE * hgt;
     }
     for (int i = 0; i < np; i++) {
         const int b = st->pieces[i].blob;
@@ -1533,8 +1541,7 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
             sx += p->sx;
             gaps += gap > 0 ? gap : 0;
             lo = imin(lo, bfirst[p->blob]); hi = imax(hi, blast[p->blob]);
-            const fd_comp *pb = &st->blobs[p->blob];
-            multi |= pb->x1 - pb->x0 + 1 >= FD_MULTI_WIDE * hgt;
+            multi |= multi_wide[p->blob];
             x0 = imin(x0, p->x0); x1 = imax(x1, p->x1);
             y0 = imin(y0, p->y0); y1 = imax(y1, p->y1);
             const double segw = x1 - x0 + 1, sh = y1 - y0 + 1;
