@@ -75,6 +75,11 @@
  * most blobs between 1 and 1.15 heights are one wide digit, and their grid cuts were 6% of
  * all candidates and read no field better on validation */
 #define FD_GRID_WIDE 1.15
+/* Blobs this many heights wide are cut at all; below one height, at FD_NARROW_CUTS minima at
+ * most. Two touching digits that overlap much are under one height wide: with no cut there,
+ * every read of such a pair was one digit. */
+#define FD_CUT_WIDE 0.8
+#define FD_NARROW_CUTS 2
 
 static int imax(int a, int b) { return a > b ? a : b; }
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -1338,11 +1343,13 @@ static int fd_pieces(fd_state *st) {
         int inside = 0;
         for (int v = 0; st->comb && v < st->nwalls; v++)
             inside += wall_crosses(st, bl, v);
-        if (st->comb ? !inside : bl->x1 - bl->x0 + 1 < 1.0 * hgt) continue;
+        const int bw = bl->x1 - bl->x0 + 1;
+        if (st->comb ? !inside : bw < FD_CUT_WIDE * hgt) continue;
         for (int x = bl->x0; x <= bl->x1; x++) prof[x] = 0;
         for (int y = bl->y0; y <= bl->y1; y++)
             for (int x = bl->x0; x <= bl->x1; x++) prof[x] += blob_of(st, (size_t)y * w + x) == b;
-        /* minima of the profile, lowest first, 0.06 of a digit apart; then, in blobs at
+        /* minima of the profile, lowest first, 0.06 of a digit apart (in a blob under one
+         * height, FD_NARROW_CUTS of them); then, in blobs at
          * least FD_GRID_WIDE heights wide, columns a tenth of a digit apart where no minimum
          * is near, for runs of touching strokes without one (the least-ink path near them
          * still finds the way) */
@@ -1362,7 +1369,8 @@ static int fd_pieces(fd_state *st) {
         if (st->comb) /* the walls it spans, then the minima near them */
             for (int v = 0; v < st->nwalls && nx < PER_BLOB; v++)
                 if (wall_crosses(st, bl, v)) xs[nx++] = st->walls[v];
-        for (int k = 0; k < nm && nx < PER_BLOB; k++) {
+        const int most = !st->comb && bw < 1.0 * hgt ? FD_NARROW_CUTS : PER_BLOB;
+        for (int k = 0; k < nm && nx < most; k++) {
             int ok = 1, by_wall = !st->comb;
             for (int j = 0; j < nx && ok; j++) ok = abs(xs[j] - mins[k].x) >= near;
             for (int v = 0; v < st->nwalls && !by_wall; v++)
@@ -1370,7 +1378,7 @@ static int fd_pieces(fd_state *st) {
             if (ok && by_wall) xs[nx++] = mins[k].x;
         }
         const double step = hgt / 10.0;
-        const int grid = !st->comb && bl->x1 - bl->x0 + 1 >= FD_GRID_WIDE * hgt;
+        const int grid = !st->comb && bw >= FD_GRID_WIDE * hgt;
         for (double xg = bl->x0 + step; grid && xg <= bl->x1 - margin && nx < PER_BLOB;
              xg += step) {
             int ok = 1;

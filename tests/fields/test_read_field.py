@@ -240,10 +240,19 @@ def _segments(samples):
 
 def test_segments_say_whether_a_cut_bounds_them(digits):
     """fl_segment.whole: 1 for runs of whole blobs, 0 when a cut through a stroke bounds the run.
-    Printed clean digits are one blob each and never cut; touching handwriting is cut."""
+    Printed clean digits are one blob each, cut only where a glyph is 0.8 of the digits'
+    height wide or more (FD_CUT_WIDE); touching handwriting is cut."""
     clean = _make("printed_clean", 20, digits, seed=4)
-    _, segs, counts, _, _ = _segments(clean)
-    assert len(segs) and set(np.unique(segs["whole"])) == {1}
+    _, segs, counts, heights, _ = _segments(clean)
+    assert len(segs) and (segs["whole"] == 1).any()
+    first = np.concatenate([[0], np.cumsum(counts[:, 1])])
+    for f in range(len(clean)):
+        sf = segs[first[f]:first[f + 1]]
+        parts = sf[(sf["whole"] == 0) & (sf["p1"] - sf["p0"] == 1)]
+        for s in parts:  # one piece of a cut glyph: the whole glyph is a candidate too
+            whole = sf[(sf["whole"] == 1) & (sf["x0"] <= s["x0"]) & (sf["x1"] >= s["x1"])]
+            # (0.6, not 0.8: italics are cut deslanted, and the boxes are the source's)
+            assert len(whole) and (whole["x1"] - whole["x0"]).max() >= 0.6 * heights[f]
     _, segs, counts, _, _ = _segments(_make("touching", 20, digits, seed=4))
     assert set(np.unique(segs["whole"])) == {0, 1}
     # a run of one piece of a cut blob is never whole; the whole blob (all its pieces) is
@@ -266,6 +275,39 @@ def test_parts_of_a_blob_wide_enough_for_two_digits_are_split(digits):
     _, segs, counts, _, _ = _segments([F.FieldSample(255 - ink, "00", [], "touching")])
     one = segs[(segs["p1"] - segs["p0"] == 1)]
     assert counts[0, 0] >= 2 and one["split"].all()
+
+
+def test_a_blob_under_one_height_wide_is_cut(digits):
+    """Two touching digits that overlap much make a blob under one digit height wide: it is cut
+    (FD_CUT_WIDE 0.8 heights, at two profile minima at most), so the pair can be read as two
+    digits. Blobs of a single digit narrower than that are never cut."""
+    def crop(a):
+        ys, xs = np.nonzero(a > 64)
+        return a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+    def narrow(label):  # the first such digit at most 0.65 of its height wide
+        for i in np.nonzero(digits.labels == label)[0]:
+            a = crop(digits.images[i])
+            if a.shape[1] <= 0.65 * a.shape[0]:
+                return a
+        raise AssertionError(f"no narrow {label} in the subset")
+
+    one, seven = narrow(1), narrow(7)
+    h = max(one.shape[0], seven.shape[0])
+    width = int(0.9 * h)
+    assert seven.shape[1] < width < one.shape[1] + seven.shape[1]  # so they overlap
+    ink = np.zeros((h + 16, width + 16), np.uint8)
+    ink[8:8 + one.shape[0], 8:8 + one.shape[1]] = one
+    x = 8 + width - seven.shape[1]
+    part = ink[8:8 + seven.shape[0], x:x + seven.shape[1]]
+    np.maximum(part, seven, out=part)
+    alone = np.zeros_like(ink)  # the 7 by itself, as wide as it is (under 0.8 heights)
+    alone[8:8 + seven.shape[0], x:x + seven.shape[1]] = seven
+    _, segs, counts, heights, _ = _segments([F.FieldSample(255 - ink, "17", [], "touching"),
+                                            F.FieldSample(255 - alone, "7", [], "spaced")])
+    assert abs(heights[0] - h) <= 2
+    assert 2 <= counts[0, 0] <= 3 and (segs[:counts[0, 1]]["whole"] == 0).any()
+    assert counts[1, 0] == 1
 
 
 def test_a_digit_from_a_wide_blob_costs_split_cost():
