@@ -1274,12 +1274,6 @@ static int cuts_cross(const fd_comp *bl, const int *a, const int *c) {
     return sign == 0; /* the same path */
 }
 
-/* Candidate cuts through wide blobs (touching digits): from the minima of the column
- * profile and a grid, the least-ink path near each; fewest strokes crossed first, 0.08 of a
- * digit apart, never crossing, within the budget of pieces. Then the pieces, in reading
- * order. Dense cuts (a grid of h/10, not h/6; 0.08 h apart, not 0.12 h) read 2,000
- * validation fields per style better: touching 0.239 -> 0.287, tight print 0.438 -> 0.501,
- * none worse; denser still needed more than FL_FIELD_SPAN pieces per digit. */
 /* The margin (columns) that keeps a blob's cuts and walls off its ends. */
 static int blob_margin(const fd_state *st) { return imax(2, (int)(0.1 * st->height)); }
 
@@ -1289,6 +1283,12 @@ static int wall_crosses(const fd_state *st, const fd_comp *bl, int v) {
     return st->walls[v] >= bl->x0 + mg && st->walls[v] <= bl->x1 - mg;
 }
 
+/* Candidate cuts through wide blobs (touching digits): from the minima of the column
+ * profile and a grid, the least-ink path near each; fewest strokes crossed first, 0.08 of a
+ * digit apart, never crossing, within the budget of pieces. Then the pieces, in reading
+ * order. Dense cuts (a grid of h/10, not h/6; 0.08 h apart, not 0.12 h) read 2,000
+ * validation fields per style better: touching 0.239 -> 0.287, tight print 0.438 -> 0.501,
+ * none worse; denser still needed more than FL_FIELD_SPAN pieces per digit. */
 static int fd_pieces(fd_state *st) {
     const int w = st->w, h = st->h, nb = imin(st->nblob, FL_FIELD_MAX_PIECES);
     const double hgt = st->height;
@@ -1349,10 +1349,9 @@ static int fd_pieces(fd_state *st) {
         for (int y = bl->y0; y <= bl->y1; y++)
             for (int x = bl->x0; x <= bl->x1; x++) prof[x] += blob_of(st, (size_t)y * w + x) == b;
         /* minima of the profile, lowest first, 0.06 of a digit apart (in a blob under one
-         * height, FD_NARROW_CUTS of them); then, in blobs at
-         * least FD_GRID_WIDE heights wide, columns a tenth of a digit apart where no minimum
-         * is near, for runs of touching strokes without one (the least-ink path near them
-         * still finds the way) */
+         * height, FD_NARROW_CUTS of them); then, in blobs at least FD_GRID_WIDE heights
+         * wide, columns a tenth of a digit apart where no minimum is near, for runs of
+         * touching strokes without one (the least-ink path near them still finds the way) */
         int nx = 0, nm = 0;
         for (int x = bl->x0 + margin; x <= bl->x1 - margin; x++) {
             if (prof[x] > prof[x - 1]) continue; /* a local minimum (the middle of a flat one) */

@@ -26,10 +26,10 @@ from fastlenet.pixels import invert_choice, unit_scale
 # Path scores are sums of log-probabilities; these weigh the other evidence (chosen on
 # synthesized validation fields, tests/_fields.py; see benchmarks/fields.py).
 DIGIT_COST = 0.2     # per digit read: a wrong cut must buy its extra digit with confidence
-# per digit read from part of a blob 1.6 digit heights wide or more (fl_segment.split): such a
-# blob holds two digits or more, and the model reads two touching digits as one with
-# confidence, so there the cut is what needs no buying (validation: touching 0.296 -> 0.315,
-# tight print 0.609 -> 0.633, the other styles within 0.001)
+# per digit read from part of a blob FD_MULTI_WIDE (csrc/fields.c) digit heights wide or more
+# (fl_segment.split): such a blob holds two digits or more, and the model reads two touching
+# digits as one with confidence, so there the cut is what needs no buying (validation:
+# touching 0.296 -> 0.315, tight print 0.609 -> 0.633, the other styles within 0.001)
 SPLIT_COST = -0.1
 SHAPE_COST = 1.5     # per unit of a segment's shape cost (wider than a digit is high, short)
 SKIP_COST = 3.0      # per typical digit's ink left unread (specks, noise, stray marks)

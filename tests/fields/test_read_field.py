@@ -281,13 +281,9 @@ def test_a_blob_under_one_height_wide_is_cut(digits):
     """Two touching digits that overlap much make a blob under one digit height wide: it is cut
     (FD_CUT_WIDE 0.8 heights, at two profile minima at most), so the pair can be read as two
     digits. Blobs of a single digit narrower than that are never cut."""
-    def crop(a):
-        ys, xs = np.nonzero(a > 64)
-        return a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-
     def narrow(label):  # the first such digit at most 0.65 of its height wide
         for i in np.nonzero(digits.labels == label)[0]:
-            a = crop(digits.images[i])
+            a = np.rint(F._crop(digits.images[i] / 255.0) * 255).astype(np.uint8)
             if a.shape[1] <= 0.65 * a.shape[0]:
                 return a
         raise AssertionError(f"no narrow {label} in the subset")
