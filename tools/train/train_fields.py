@@ -295,6 +295,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path,
                     default=PROJECT_ROOT / "fastlenet" / "pretrained" / "lenet5_fields.npz")
     ap.add_argument("--base", type=Path, default=BASE, help="the 10-class model to start from")
+    ap.add_argument("--name", default="fields",
+                    help="the model's name in its metadata (the bundled pair: fields, fields2)")
     ap.add_argument("--synth", type=Path, default=PROJECT_ROOT / "tests" / "_fields.py",
                     help="the field synthesizer (tests/_fields.py)")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -473,16 +475,21 @@ def main() -> None:
     tv = time.time()
     meta = {k: base_meta[k] for k in ("activation", "pool", "mean", "std", "input_size", "pad",
                                       "foreground", "source")}
+    base_desc = f"the {base_meta.get('name', 'digits')!r} recipe, seed " \
+                f"{base_meta.get('provenance', {}).get('seed', '?')}"
     meta.update({
         "classes": CLASSES,
-        "name": "fields",
-        "trained_on": "fine-tuned from lenet5_digits.npz with an 11th class 'not a digit': "
+        "name": args.name,
+        "trained_on": f"fine-tuned from {args.base.name} ({base_desc}) with an 11th class "
+                      "'not a digit': "
                       "MNIST training digits 0..54,999 (arrays, scans) and digits of "
                       f"{len(fonts_train)} training font faces, plus candidate segments the "
                       "field segmenter cuts from synthesized fields (tests/_fields.py, all "
                       "styles, same digits and fonts) labelled against the true digit boxes",
         "provenance": {
             "script": "tools/train/train_fields.py", "seed": args.seed, "epochs": args.epochs,
+            "base": {"file": args.base.name, "name": base_meta.get("name"),
+                     "seed": base_meta.get("provenance", {}).get("seed")},
             "per_epoch": args.per_epoch, "mix_single_digit_garbage": list(args.mix),
             "fields_per_style": args.fields, "font_copies": args.font_copies,
             "scan_digits": args.scan_digits, "mnist_share": args.mnist_share,
