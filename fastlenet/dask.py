@@ -71,13 +71,16 @@ class SharedNet:
         self.token, self.blob = token, blob
 
     @classmethod
-    def from_net(cls, net) -> "SharedNet":
-        if not isinstance(net, _engine.Net):
+    def from_net(cls, net, many: bool = False) -> "SharedNet":
+        """net: a Net, or with many=True a tuple of Nets (the Nets fields are read with)."""
+        nets = net if many and isinstance(net, tuple) else (net,)
+        if not nets or not all(isinstance(n, _engine.Net) for n in nets):
             raise TypeError(f"net: expected a fastlenet.Net (from fastlenet.load or "
                             f"fastlenet.pretrained) or None; got {type(net).__name__}")
         # Weights and metadata only: the client's thread setting (which pickling keeps when set
         # explicitly) is not the worker's, and must not change the content-derived key.
-        blob = pickle.dumps(_engine.Net(net.weights, net.meta), protocol=5)
+        plain = tuple(_engine.Net(n.weights, n.meta) for n in nets)
+        blob = pickle.dumps(plain if isinstance(net, tuple) else plain[0], protocol=5)
         return cls(hashlib.blake2b(blob, digest_size=16).hexdigest(), blob)
 
     def __getstate__(self):
@@ -90,12 +93,13 @@ class SharedNet:
         return f"<fastlenet.dask.SharedNet {self.token} ({len(self.blob):,} bytes)>"
 
 
-def _net_key(net):
-    """(Net, SharedNet, dask Delayed of it under a content-derived key)."""
+def _net_key(net, many: bool = False):
+    """(Net, SharedNet, dask Delayed of it under a content-derived key); many: see
+    SharedNet.from_net."""
     import dask
 
     net = models.pretrained() if net is None else net
-    shared = SharedNet.from_net(net)
+    shared = SharedNet.from_net(net, many)
     return net, shared, dask.delayed(shared, name=NET_KEY_PREFIX + shared.token, pure=True)
 
 
@@ -129,9 +133,10 @@ def _worker_net(shared: SharedNet, threads: Optional[int], isa: Optional[str]):
             _cache.move_to_end(key)
             return net
     net = pickle.loads(shared.blob)  # our own bytes from the client, not user input
-    net.num_threads = n  # pickling keeps weights and metadata only
-    if isa is not None:
-        net.isa = isa
+    for member in net if isinstance(net, tuple) else (net,):
+        member.num_threads = n  # pickling keeps weights and metadata only
+        if isa is not None:
+            member.isa = isa
     with _lock:
         _cache[key] = net
         _stats["nets_loaded"] += 1
@@ -405,7 +410,9 @@ def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTI
     Columns: source, member, index, text, confidence, digits (JSON: [label, confidence,
     [x0, y0, x1, y1], [[label, p], ...]] per digit), error; an input that cannot be read is a
     row with its error, never a failed job. length, invert and any other keyword (e.g.
-    max_pixels) go to fastlenet.read_fields.
+    max_pixels) go to fastlenet.read_fields. net: as there, one Net or several read together;
+    the default pair's precision is chosen here, on the client (int8 where this CPU has int8
+    kernels): for workers whose CPUs have none, pass fastlenet.fields.default_nets("fp32").
     """
     _require_dask()
     import dask
@@ -425,7 +432,7 @@ def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTI
         engine_threads(threads)
     _check_isa(isa)
     parts = partition_sources(sources, files_per_partition)
-    _, shared, key = _net_key(net)
+    _, shared, key = _net_key(net, many=True)
     options = dict(options, length=length, invert=invert)
     if workers is not None:
         options["workers"] = workers

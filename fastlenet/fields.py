@@ -2,7 +2,8 @@
 comb boxes) -> the string it reads.
 
     read_field(image, net)     one 2-D array -> Field
-    read_arrays(images, net)   many -> [Field], in batches (what read_fields' workers run)
+    read_arrays(images, nets)  many -> [Field], in batches (what read_fields' workers run)
+    check_net(net)             what net= means: the Nets a field is read with, as a tuple
 
 How (csrc/fields.c has the details): the field is over-segmented on purpose (components,
 long lines and box walls removed, least-ink cut paths through touching digits from minima of
@@ -38,9 +39,13 @@ SKIP_COST = 3.0      # per typical digit's ink left unread (specks, noise, stray
 FIELD_BATCH = 32
 FIELD_MAX_PIECES = _engine.FIELD_MAX_PIECES
 ALTERNATIVES = 3
-# The bundled model fields are read with: "fields" knows "not one digit" (an 11th class) for
-# the search's bad cuts (tools/train/train_fields.py).
-MODEL = "fields"
+# The bundled models fields are read with, together: "fields" knows "not one digit" (an 11th
+# class) for the search's bad cuts (tools/train/train_fields.py); "fields2" is the same recipe
+# from another seed. Models trained apart err apart: the mean of their softmax reads better than
+# either (validation fields, 2,000 per style: touching 0.326 -> 0.342, tight print 0.622 ->
+# 0.647, every style up; a retrain from the same base gains nothing). fastlenet/pretrained/
+# README.md has the recipe and the figures.
+MODELS = ("fields", "fields2")
 
 
 class Digit(NamedTuple):
@@ -92,46 +97,84 @@ def length_range(length) -> tuple:
     return lo, hi
 
 
-def check_net(net):
-    """The Net a field is read with (default: the bundled model): it must have the 10 digit
-    classes first."""
+def default_nets(precision: str = "auto") -> tuple:
+    """The bundled models fields are read with (MODELS). precision "auto" runs them in int8
+    where this CPU has int8 kernels (AVX512-VNNI, AMX: on the validation fields the pair reads
+    within 0.002 of fp32, and faster) and in fp32 elsewhere (there int8 runs its scalar
+    specification, slower than fp32); "fp32" or "int8" forces one."""
+    if precision not in ("auto", "fp32", "int8"):
+        raise ValueError(f"precision: expected 'auto', 'fp32' or 'int8'; got {precision!r}")
+    if precision == "auto":
+        precision = "fp32" if _engine.int8_kernels() == "scalar" else "int8"
+    return tuple(models.pretrained(m, precision=precision) for m in MODELS)
+
+
+def check_net(net) -> tuple:
+    """What net= means, as a tuple of Nets: None the bundled pair (default_nets()), one Net,
+    or a sequence of Nets whose probabilities are averaged on every candidate. Each must be
+    a grayscale model with the 10 digit classes first, all of one input geometry and class
+    count."""
     if net is None:
-        net = models.pretrained(MODEL)
-    if not isinstance(net, _engine.Net):
-        raise TypeError(f"net: expected a fastlenet.Net; got {type(net).__name__}")
-    if net.in_channels != 1 or net.num_classes < 10:
-        raise ValueError(f"net: fields are read with a grayscale model of 10 or more classes "
-                         f"(0-9 first); this one has {net.in_channels} channels and "
-                         f"{net.num_classes} classes")
-    return net
+        return default_nets()
+    nets = (net,) if isinstance(net, _engine.Net) else \
+        tuple(net) if isinstance(net, (tuple, list)) else None
+    if not nets or not all(isinstance(n, _engine.Net) for n in nets):
+        found = type(net).__name__ if nets is None else \
+            "an empty sequence" if not nets else \
+            f"a sequence holding {', '.join(sorted({type(n).__name__ for n in nets}))}"
+        raise TypeError(f"net: expected a fastlenet.Net or a sequence of them; got {found}")
+    first = nets[0]
+    for n in nets:
+        if n.in_channels != 1 or n.num_classes < 10:
+            raise ValueError(f"net: fields are read with a grayscale model of 10 or more "
+                             f"classes (0-9 first); this one has {n.in_channels} channels and "
+                             f"{n.num_classes} classes")
+        if n.num_classes != first.num_classes or \
+                prepare.model_geometry(n) != prepare.model_geometry(first):
+            raise ValueError(f"net: the Nets of a sequence must agree in classes, input size "
+                             f"and polarity; found {first.num_classes} classes "
+                             f"{prepare.model_geometry(first)} and {n.num_classes} classes "
+                             f"{prepare.model_geometry(n)}")
+    return nets
+
+
+def _proba(nets: tuple, inputs):
+    """The candidates' probabilities: the mean over nets."""
+    if len(nets) == 1:
+        return nets[0].predict_proba(inputs)
+    total = nets[0].predict_proba(inputs)
+    for n in nets[1:]:
+        total += n.predict_proba(inputs)
+    return total / np.float32(len(nets))
 
 
 def read_field(image, net=None, *, length=None, invert: str = "auto") -> Field:
     """Read one field: a 2-D array of any size (uint8, uint16, bool or float; colour HxWx3/4
     becomes luma), dark ink on light paper or light on dark (invert="auto" takes the minority
     class as ink; "yes"/"no" force light/dark ink). length: the number of digits the form
-    says the field has (an int or a range), or None."""
-    net = check_net(net)
-    return read_arrays([image], net, length=length, invert=invert)[0]
+    says the field has (an int or a range), or None. net: see check_net (default: the bundled
+    pair; pass it to read many fields without loading it each time)."""
+    return read_arrays([image], check_net(net), length=length, invert=invert)[0]
 
 
-def read_arrays(images: Sequence, net, *, length=None, invert: str = "auto",
+def read_arrays(images: Sequence, nets, *, length=None, invert: str = "auto",
                 names: Optional[Sequence] = None, threads: Optional[int] = None) -> list:
-    """Fields for a sequence of 2-D images (or an (N, H, W) array), in order; names:
-    (source, member, index) per image. An image that is not one (wrong shape, NaN) becomes a
-    Field with its error."""
+    """Fields for a sequence of 2-D images (or an (N, H, W) array), in order; nets: what
+    check_net gives; names: (source, member, index) per image. An image that is not one
+    (wrong shape, NaN) becomes a Field with its error."""
+    nets = check_net(nets)
     lo, hi = length_range(length)
     invert = invert_choice(invert)
-    size, light = prepare.model_geometry(net)
+    size, light = prepare.model_geometry(nets[0])
     if threads is None:
-        threads = net.num_threads
+        threads = nets[0].num_threads
     out: list = []
     n = len(images)
     for start in range(0, n, FIELD_BATCH):
         part = [images[i] for i in range(start, min(n, start + FIELD_BATCH))]
         nm = [names[i] if names is not None else (None, None, None)
               for i in range(start, start + len(part))]
-        out.extend(_read_batch(part, nm, net, size, light, invert, lo, hi, threads))
+        out.extend(_read_batch(part, nm, nets, size, light, invert, lo, hi, threads))
     return out
 
 
@@ -150,7 +193,7 @@ def _digit_proba(proba, whole):
     return proba
 
 
-def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
+def _read_batch(part, names, nets, size, light, invert, lo, hi, threads):
     arrays, errors = [], []
     for k, im in enumerate(part):
         try:
@@ -164,8 +207,8 @@ def _read_batch(part, names, net, size, light, invert, lo, hi, threads):
     scales = [unit_scale(a) for a in arrays]
     inputs, segs, counts, _, ink = _engine._field_segments(
         arrays, scales, size, invert, light, threads)
-    proba = net.predict_proba(inputs) if len(inputs) else np.zeros((0, net.num_classes),
-                                                                    np.float32)
+    proba = _proba(nets, inputs) if len(inputs) else \
+        np.zeros((0, nets[0].num_classes), np.float32)
     # the path is chosen on the search's scores; the Digits and the string's confidence keep
     # the model's own probabilities, doubt about a whole blob included (noise stays unsure)
     path, nd, _, skipped, met = _engine._field_search(

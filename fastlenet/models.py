@@ -16,8 +16,9 @@ from fastlenet._engine import Net
 # default. "digits": MNIST + printed digits from many fonts, augmented like scans; "mnist":
 # 0.1.0's model, MNIST alone.
 PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz",
-              # "digits" with an 11th class, "not a digit", for the fields search's bad cuts
-              "fields": "lenet5_fields.npz"}
+              # "digits" with an 11th class, "not a digit", for the fields search's bad cuts;
+              # "fields2" the same recipe from another seed (fields are read with the pair)
+              "fields": "lenet5_fields.npz", "fields2": "lenet5_fields2.npz"}
 PRETRAINED_PATH = pathlib.Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
 
 
@@ -25,9 +26,9 @@ def pretrained(name: str = "digits", *, precision: str = "fp32", **kwargs: Any) 
     """A bundled LeNet-5 by name (see fastlenet/pretrained/README.md): "digits" (the default)
     reads handwriting and printed digits in many fonts from scans and files; "mnist" is the
     0.1.0 model, trained on MNIST alone; "fields" is "digits" with an 11th class, "not a digit",
-    the default of fastlenet.read_field/read_fields. They take raw MNIST digits (uint8 28x28,
-    light on dark) as they are, and image files through fastlenet.predict_files /
-    fastlenet.preprocess; the metadata carries the normalization and what the model was trained
+    and "fields2" the same recipe from another seed: fastlenet.read_field/read_fields read with
+    the pair. They take raw MNIST digits (uint8 28x28, light on dark) as they are, and image
+    files through fastlenet.predict_files / fastlenet.preprocess; the metadata carries the normalization and what the model was trained
     on. precision="int8" gives the model quantized (all are tanh models: their int8 scales are
     fixed, computed at load from the fp32 weights, no calibration; see Net.quantize). kwargs go
     to Net.from_npz (e.g. num_threads)."""

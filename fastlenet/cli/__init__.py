@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the number of digits each field has (e.g. 5, or 5-9)")
     p.add_argument("--plot", metavar="OUT.png",
                    help="draw the first fields with their digit boxes and the digits read")
-    p.add_argument("--weights", metavar="FILE",
-                   help="weights file or bundled model name (default: the bundled model for "
-                        "fields)")
+    p.add_argument("--weights", metavar="FILE", action="append",
+                   help="weights file or bundled model name; given more than once, the models "
+                        "read together (their probabilities averaged). Default: the bundled "
+                        "pair for fields, fields and fields2, in int8 where the CPU has int8 "
+                        "kernels")
     p.add_argument("--layout", default="auto", help="weights layout (default auto)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="engine threads (default: the CPUs this process may use)")

@@ -81,11 +81,11 @@ def csv_rows(path: str, what: str):
 
 # ---- the model -----------------------------------------------------------------------------
 def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int] = None,
-             default: str = "digits", precision: Optional[str] = None):
-    """--weights as a Net (None: the bundled model `default`); --precision int8 quantizes it
-    (None: as the file says)."""
+             precision: Optional[str] = None):
+    """--weights as a Net (None: the bundled "digits"); --precision int8 quantizes it (None: as
+    the file says)."""
     try:
-        net = models.open_net(weights, layout, default)
+        net = models.open_net(weights, layout)
         if precision is not None and precision != net.precision:
             if net.precision == "int8":
                 raise ValueError("the file holds an int8 model; --precision fp32 needs its fp32 "
@@ -105,6 +105,25 @@ def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int
     if threads is not None:
         net.num_threads = threads
     return net
+
+
+def load_field_nets(weights: Optional[list], layout: str = "auto",
+                    threads: Optional[int] = None, precision: Optional[str] = None) -> tuple:
+    """The Nets of read and eval --fields: each --weights given (read together), or none: the
+    bundled pair (fastlenet.fields.default_nets; --precision fp32/int8 forces theirs, else
+    int8 where this CPU has int8 kernels)."""
+    from fastlenet import fields
+
+    if weights:
+        return tuple(load_net(w, layout, threads, precision) for w in weights)
+    try:
+        nets = fields.default_nets(precision or "auto")
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load the pretrained weights: {e}") from None
+    if threads is not None:
+        for n in nets:
+            n.num_threads = threads
+    return nets
 
 
 def _add_model_options(p: argparse.ArgumentParser, batch: bool = True) -> None:

@@ -6,8 +6,8 @@ import json
 import os
 import sys
 
-from fastlenet import fields
-from fastlenet.cli.common import UserError, _progress_for, csv_rows, load_net, write_rows
+from fastlenet.cli.common import (UserError, _progress_for, csv_rows, load_field_nets,
+                                  write_rows)
 from fastlenet.names import safe_name
 
 # Wrong fields listed.
@@ -52,8 +52,8 @@ def cmd_eval_fields(args) -> int:
 
     quiet_pillow()
     files, truth = _labelled_fields(args.fields)
-    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL,
-                   precision=getattr(args, "precision", None))
+    net = load_field_nets([args.weights] if args.weights else None, args.layout, args.threads,
+                          getattr(args, "precision", None))
     progress = _progress_for(args, "eval", files)
     n = exact = digits = right = unlabelled = 0
     wrong = []

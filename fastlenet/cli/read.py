@@ -8,7 +8,7 @@ from typing import Optional
 
 from fastlenet import fields
 from fastlenet.cli.common import (RowWriter, UsageError, UserError, _err, _progress_for,
-                                  csv_field, job_status, load_net, write_rows)
+                                  csv_field, job_status, load_field_nets, write_rows)
 from fastlenet.names import safe_name
 
 # Fields drawn by --plot.
@@ -71,8 +71,7 @@ def cmd_read(args) -> int:
     from fastlenet.pipeline.fields import read_field_batches
 
     quiet_pillow()
-    net = load_net(args.weights, args.layout, args.threads, default=fields.MODEL,
-                   precision=args.precision)
+    net = load_field_nets(args.weights, args.layout, args.threads, args.precision)
     writer = _Writer(args.format, sys.stdout)
     progress = _progress_for(args, "read", args.paths)
     shown: list = []
@@ -95,7 +94,7 @@ def cmd_read(args) -> int:
 def _read_on_dask(args, length) -> int:
     from fastlenet.cli.cluster import dask_job
 
-    net = load_net(args.weights, args.layout, default=fields.MODEL, precision=args.precision)
+    net = load_field_nets(args.weights, args.layout, precision=args.precision)
     options = {"length": length, "invert": args.invert, "threads": args.threads,
                "workers": args.jobs}
     if args.max_pixels is not None:

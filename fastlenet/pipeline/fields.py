@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Iterator, Optional
 
-from fastlenet import _engine, fields, prepare
+from fastlenet import fields, prepare
 from fastlenet.io.decode import MAX_PIXELS
 from fastlenet.io.kinds import MAX_FILE_BYTES
-from fastlenet.pipeline.pool import _ordered, workers_and_pool
+from fastlenet.pipeline.pool import _ordered, worker_copy, workers_and_pool
 from fastlenet.pipeline.tasks import TASK_FIELDS, _units, read_fields_of
 from fastlenet.pixels import invert_choice
 
@@ -25,21 +25,17 @@ def read_field_batches(sources, net=None, *, workers: Optional[int] = None, leng
                        pool: Optional[str] = None):
     """read_fields in lists of Fields, one per unit of work, in input order: what the CLI
     writes in bulk. Arguments as read_fields."""
-    net = fields.check_net(net)
+    nets = fields.check_net(net)
     lo, hi = fields.length_range(length)
     invert = invert_choice(invert)
     workers, pool = workers_and_pool(workers, pool)
-    size, light = prepare.model_geometry(net)
-    threads = 1 if workers > 0 else net.num_threads
+    size, light = prepare.model_geometry(nets[0])
+    threads = 1 if workers > 0 else nets[0].num_threads
     cfg = prepare.Settings(size, invert, light, "mnist",
                            MAX_PIXELS if max_pixels is None else max_pixels, MAX_FILE_BYTES,
                            threads, 1, (lo, hi))
-    # Worker processes read with a one-thread copy of the Net (a subclass stays here: its
-    # overrides would not travel with a copy); in this process, the caller's Net reads.
-    copied = None
-    if pool == "process" and workers > 0 and type(net) is _engine.Net:
-        copied = type(net)(net.weights, net.meta, num_threads=1)
-        copied.isa = net.isa
+    # Worker processes read with one-thread copies of the Nets; in this process, the caller's.
+    copied = worker_copy(nets) if pool == "process" and workers > 0 else None
     state = {"pool": False}
     nan = math.nan
     for names, x, errors, scored in _ordered(_units(sources, cfg, TASK_FIELDS, FIELD_CHUNK),
@@ -47,8 +43,8 @@ def read_field_batches(sources, net=None, *, workers: Optional[int] = None, leng
         if scored:
             done = x
         elif x is not None and len(x):
-            done = read_fields_of(x, net, cfg._replace(threads=1 if state["pool"] else
-                                                       net.num_threads))
+            done = read_fields_of(x, nets, cfg._replace(threads=1 if state["pool"] else
+                                                        nets[0].num_threads))
         else:
             done = []
         rows, j = [], 0
@@ -68,7 +64,8 @@ def read_fields(sources, net=None, *, workers: Optional[int] = None, length=None
 
     sources: what predict_files takes: image files, folders (recursive, natural order), glob
     patterns, .tar/.tar.gz/.zip shards, IDX files and .npy arrays (each image a field).
-    net: a fastlenet.Net whose classes 0-9 are the digits (default: the bundled model).
+    net: a fastlenet.Net whose classes 0-9 are the digits, or a sequence of them whose
+    probabilities are averaged (default: the bundled pair; see fastlenet.fields.check_net).
     workers: processes (or threads, pool="thread") that read, decode and read fields; 0 does
     it all in the calling thread; default: the CPUs this process may use.
     length: the number of digits each field has (an int or a range), or None.

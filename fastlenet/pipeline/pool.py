@@ -22,9 +22,24 @@ def workers_and_pool(workers, pool):
     return int(workers), pool
 
 
+def worker_copy(net):
+    """What process workers compute with: a one-thread copy of net (its ISA kept), a tuple of
+    them for a tuple of Nets (fields), or None when a Net is a subclass: its overrides
+    (methods, state, side effects in this process) would not travel with a copy, so it runs
+    here, as the caller's object."""
+    if isinstance(net, tuple):
+        copies = tuple(worker_copy(n) for n in net)
+        return None if any(c is None for c in copies) else copies
+    if type(net) is not _engine.Net:
+        return None
+    copy = _engine.Net(net.weights, net.meta, num_threads=1)
+    copy.isa = net.isa
+    return copy
+
+
 def _make_pool(kind: str, workers: int, net=None):
-    """A process pool (whose workers classify with `net`, a one-thread Net, if given) or a
-    thread pool."""
+    """A process pool (whose workers classify with `net`, a one-thread Net or a tuple of them
+    for fields, if given) or a thread pool."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -45,8 +60,16 @@ def _make_pool(kind: str, workers: int, net=None):
             ctx.set_forkserver_preload(["fastlenet.io.decode", "PIL.Image", "PIL.PngImagePlugin",
                                         "PIL.JpegImagePlugin"])
         return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                      initargs=(net, net.isa if net is not None else None))
+                                      initargs=(net, _isas(net)))
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
+
+
+def _isas(net):
+    """The ISA levels of net (a Net, a tuple of them, or None), shaped alike, for
+    _worker_init."""
+    if net is None:
+        return None
+    return tuple(n.isa for n in net) if isinstance(net, tuple) else net.isa
 
 
 def _start_method() -> str:

@@ -9,7 +9,7 @@ from fastlenet import _engine, models, prepare
 from fastlenet.io.decode import MAX_PIXELS
 from fastlenet.io.kinds import MAX_FILE_BYTES
 from fastlenet.pixels import invert_choice
-from fastlenet.pipeline.pool import _ordered, workers_and_pool
+from fastlenet.pipeline.pool import _ordered, worker_copy, workers_and_pool
 from fastlenet.pipeline.rows import Prediction, make_rows
 from fastlenet.pipeline.tasks import DEFAULT_BATCH, PREPROCESS_CHOICES, TASK_FILES, _units
 
@@ -40,10 +40,8 @@ def predict_batches(sources, net=None, *, batch_size: int = DEFAULT_BATCH,
     task_files = max(8, min(TASK_FILES, batch_size))
     state = {"pool": False}
     solo = _single_threaded(net) if workers > 0 and net.num_threads > 1 else net
-    # Process workers classify with a copy of the Net, unless the caller wants the model
-    # inputs, or the Net is a subclass: its overrides (methods, state, side effects in this
-    # process) would not travel with a copy, so it runs here, as the caller's object.
-    copied = solo if pool == "process" and not inputs and type(net) is _engine.Net else None
+    # Process workers classify with a copy of the Net, unless the caller wants the model inputs
+    copied = worker_copy(net) if pool == "process" and not inputs else None
     slots, xs, n = [], [], 0
     for names, x, errors, scored in _ordered(_units(sources, cfg, task_files, batch_size), cfg,
                                              int(workers), pool, state, copied):

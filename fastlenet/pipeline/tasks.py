@@ -16,7 +16,8 @@ DEFAULT_BATCH = 1024
 TASK_FILES = 128
 # A field costs ~10x a digit (its segmentation, ~40 candidates preprocessed and classified).
 TASK_FIELDS = 32
-# The engine of a worker process (_worker_init): a one-thread copy of the caller's Net.
+# The engine of a worker process (_worker_init): a one-thread copy of the caller's Net (a tuple
+# of them for fields).
 _WORKER_NET = None
 
 
@@ -25,8 +26,10 @@ def _worker_init(net, isa) -> None:
     global _WORKER_NET
     decode.quiet_pillow()
     if net is not None:
-        net.isa = isa  # an unpickled Net (forkserver, spawn) takes the best ISA: keep the caller's
-        net.num_threads = 1
+        # an unpickled Net (forkserver, spawn) takes the best ISA: keep the caller's
+        for n, level in (zip(net, isa) if isinstance(net, tuple) else [(net, isa)]):
+            n.isa = level
+            n.num_threads = 1
         _WORKER_NET = net
 
 

@@ -109,6 +109,17 @@ def test_length_and_bad_arguments(client, data):
         fld.read_fields(folder, fastlenet.Net(w, {"mean": 0.13, "std": 0.31}))
 
 
+def test_one_net_or_a_chosen_pair_travels(client, data):
+    """net= as in-process: one Net alone, or the pair in fp32 (both models reach the workers:
+    the rows equal fastlenet.read_fields with the same Nets); predict_files takes one Net."""
+    folder = str(data["pngs"])
+    for net in (fastlenet.pretrained("fields2"), fastlenet.fields.default_nets("fp32")):
+        want = list(fastlenet.read_fields(folder, net, workers=0))
+        _rows_equal(fld.read_fields(folder, net, files_per_partition=4).compute(), want)
+    with pytest.raises(TypeError, match="net"):
+        fld.predict_files(folder, fastlenet.fields.default_nets())
+
+
 def test_isa_and_threads_options(client, data):
     folder = str(data["pngs"])
     want = list(fastlenet.read_fields(folder, workers=0))

@@ -217,17 +217,27 @@ def test_scale_changes_little(spaced, spaced_read, factor):
 @pytest.mark.parametrize("pad", [((3000, 3000), (0, 0)), ((0, 0), (3000, 3000)),
                                  ((1000, 1000), (1000, 1000))], ids=["tall", "wide", "page"])
 def test_large_canvases_are_reduced_and_boxes_are_in_source_pixels(pad, spaced, spaced_read):
-    """A field on a canvas with a side above the C code's reduction limit (1600 px): the same
-    digits, the boxes moved by the padding (within the reduction factor)."""
-    for s, base in zip(spaced[:3], spaced_read):
+    """A field on a canvas with a side above the C code's reduction limit (1600 px): mostly the
+    same digits (reduced 4-5x, a 28 px digit keeps 6-7 px: some flip), their boxes moved by the
+    padding (within the reduction factor)."""
+    same = 0
+    for s, base in zip(spaced[:20], spaced_read):
         im = np.pad(s.image, pad, constant_values=int(np.median(s.image)))
         f = FL.read_field(im)
-        assert f.text == base.text
+        if f.text != base.text:
+            continue
+        same += 1
         dy, dx = pad[0][0], pad[1][0]
         factor = -(-max(im.shape) // 1600)
         for d, b in zip(f.digits, base.digits):
             moved = (b.box[0] + dx, b.box[1] + dy, b.box[2] + dx, b.box[3] + dy)
-            assert all(abs(u - v) <= 2 * factor for u, v in zip(d.box, moved)), (d.box, moved)
+            # the same digit may be cut a little differently at the lower resolution; a box
+            # in the reduced image's pixels would be off by thousands
+            cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
+            assert moved[0] - 2 * factor <= cx <= moved[2] + 2 * factor and \
+                moved[1] - 2 * factor <= cy <= moved[3] + 2 * factor, (d.box, moved)
+    # measured 16, 18, 19 of 20 (tall, wide, page; the "fields" model alone: 15, 17, 18)
+    assert same >= 14
 
 
 # ---- whole blobs and cuts -----------------------------------------------------------------------
@@ -930,12 +940,58 @@ def _random_net(c, k, seed=0):
     return fastlenet.Net(w, meta)
 
 
-def test_net_none_is_the_bundled_model(spaced, spaced_read):
-    bundled = fastlenet.pretrained(FL.MODEL)
+def test_net_none_is_the_bundled_pair(spaced, spaced_read):
+    """net=None reads with fields.default_nets(): "fields" and "fields2" together, in int8
+    where this CPU has int8 kernels, else fp32."""
+    nets = FL.check_net(None)
+    assert [n.meta["name"] for n in nets] == list(FL.MODELS) == ["fields", "fields2"]
+    want = "fp32" if fastlenet._engine.int8_kernels() == "scalar" else "int8"
+    assert [n.precision for n in nets] == [want, want]
+    pair = FL.default_nets()
     for s, base in zip(spaced[:5], spaced_read):
         _same(FL.read_field(s.image), base)
-        _same(FL.read_field(s.image, bundled), base)
-    assert FL.check_net(None).num_classes >= 10
+        _same(FL.read_field(s.image, pair), base)
+        _same(FL.read_field(s.image, list(pair)), base)
+
+
+def test_the_pair_precision_can_be_forced():
+    assert [n.precision for n in FL.default_nets("fp32")] == ["fp32", "fp32"]
+    assert [n.precision for n in FL.default_nets("int8")] == ["int8", "int8"]
+    with pytest.raises(ValueError, match="precision"):
+        FL.default_nets("bf16")
+
+
+def test_nets_together_read_their_mean_probabilities(spaced):
+    """Each digit read by a pair of Nets has, as its confidence, the mean of the two Nets'
+    probabilities on the candidate it was read from, and is that mean's best digit; one Net
+    given twice reads as that Net alone."""
+    a, b = fastlenet.pretrained("fields"), fastlenet.pretrained("fields2")
+    samples = spaced[:8]
+    inputs, segs, counts, _, _ = _segments(samples)
+    pa, pb = a.predict_proba(inputs), b.predict_proba(inputs)
+    first = np.concatenate([[0], np.cumsum(counts[:, 1])])
+    checked = 0
+    for k, f in enumerate(FL.read_arrays([s.image for s in samples], (a, b))):
+        sf = segs[first[k]:first[k + 1]]
+        for d in f.digits:
+            at = [first[k] + i for i, g in enumerate(sf)
+                  if (int(g["x0"]), int(g["y0"]), int(g["x1"]), int(g["y1"])) == d.box]
+            mean = [(pa[i] + pb[i]) / 2 for i in at]
+            assert any(abs(m[d.label] - d.confidence) < 1e-6 and m[:10].argmax() == d.label
+                       for m in mean), (d, mean)
+            checked += 1
+    assert checked >= 40
+    for s in samples[:4]:
+        _same(FL.read_field(s.image, (a, a)), FL.read_field(s.image, a), tol=1e-6)
+
+
+def test_nets_that_do_not_agree_are_refused(spaced):
+    with pytest.raises(ValueError, match="agree"):
+        FL.check_net((fastlenet.pretrained("fields"), fastlenet.pretrained("digits")))
+    with pytest.raises(TypeError, match="empty"):
+        FL.read_field(spaced[0].image, ())
+    with pytest.raises(TypeError, match="str"):
+        FL.read_field(spaced[0].image, [fastlenet.pretrained("fields"), "fields2"])
 
 
 @pytest.mark.parametrize("c,k", [(3, 10), (1, 9), (1, 2)])
@@ -980,8 +1036,8 @@ def test_batching_does_not_change_results(digits, fnet):
 def test_threads_do_not_change_results(style, digits):
     samples = _make(style, 20, digits, seed=7)
     images = [s.image for s in samples]
-    one = fastlenet.pretrained(FL.MODEL, num_threads=1)
-    two = fastlenet.pretrained(FL.MODEL, num_threads=2)
+    one = fastlenet.pretrained(FL.MODELS[0], num_threads=1)
+    two = fastlenet.pretrained(FL.MODELS[0], num_threads=2)
     a = FL.read_arrays(images, one)
     b = FL.read_arrays(images, two)
     c = FL.read_arrays(images, one, threads=2)
@@ -995,9 +1051,9 @@ def test_every_isa_reads_the_same(isa, digits):
     samples = _make("handwritten_spaced", 20, digits, seed=9) + \
         _make("touching", 10, digits, seed=9)
     images = [s.image for s in samples]
-    ref = fastlenet.pretrained(FL.MODEL)
+    ref = fastlenet.pretrained(FL.MODELS[0])
     ref.isa = "scalar"
-    net = fastlenet.pretrained(FL.MODEL)
+    net = fastlenet.pretrained(FL.MODELS[0])
     net.isa = isa
     for x, y in zip(FL.read_arrays(images, ref), FL.read_arrays(images, net)):
         _same(x, y, tol=1e-5)
