@@ -153,8 +153,21 @@ def read_field(image, net=None, *, length=None, invert: str = "auto") -> Field:
     becomes luma), dark ink on light paper or light on dark (invert="auto" takes the minority
     class as ink; "yes"/"no" force light/dark ink). length: the number of digits the form
     says the field has (an int or a range), or None. net: see check_net (default: the bundled
-    pair; pass it to read many fields without loading it each time)."""
-    return read_arrays([image], check_net(net), length=length, invert=invert)[0]
+    pair)."""
+    nets = check_net(net) if net is not None else _cached_default()
+    return read_arrays([image], nets, length=length, invert=invert)[0]
+
+
+_default: dict = {}
+
+
+def _cached_default() -> tuple:
+    """read_field's net=None: the bundled pair loaded once per process (a load and
+    quantization take ~7 ms, more than reading a field; these Nets never leave this module)."""
+    nets = _default.get("nets")
+    if nets is None:
+        nets = _default["nets"] = default_nets()
+    return nets
 
 
 def read_arrays(images: Sequence, nets, *, length=None, invert: str = "auto",
