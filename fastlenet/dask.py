@@ -63,15 +63,17 @@ def _require_dask():
 # ---- the Net as one graph key ---------------------------------------------------------------
 class SharedNet:
     """A Net as it travels: its pickled bytes and their hash. Unpickling this is a memcpy; the
-    Net itself is rebuilt only by the worker-side cache, once per process and token."""
+    Net itself is rebuilt only by the worker-side cache, once per process and token. auto:
+    fp32 Nets that each worker quantizes where its CPU has int8 kernels (the fields default,
+    fastlenet.fields.auto_precision), so a mixed cluster runs each machine's fast kernels."""
 
-    __slots__ = ("token", "blob")
+    __slots__ = ("token", "blob", "auto")
 
-    def __init__(self, token: str, blob: bytes):
-        self.token, self.blob = token, blob
+    def __init__(self, token: str, blob: bytes, auto: bool = False):
+        self.token, self.blob, self.auto = token, blob, auto
 
     @classmethod
-    def from_net(cls, net, many: bool = False) -> "SharedNet":
+    def from_net(cls, net, many: bool = False, auto: bool = False) -> "SharedNet":
         """net: a Net, or with many=True a tuple of Nets (the Nets fields are read with)."""
         nets = net if many and isinstance(net, tuple) else (net,)
         if not nets or not all(isinstance(n, _engine.Net) for n in nets):
@@ -81,25 +83,26 @@ class SharedNet:
         # explicitly) is not the worker's, and must not change the content-derived key.
         plain = tuple(_engine.Net(n.weights, n.meta) for n in nets)
         blob = pickle.dumps(plain if isinstance(net, tuple) else plain[0], protocol=5)
-        return cls(hashlib.blake2b(blob, digest_size=16).hexdigest(), blob)
+        token = hashlib.blake2b(blob + (b"auto" if auto else b""), digest_size=16).hexdigest()
+        return cls(token, blob, auto)
 
     def __getstate__(self):
-        return (self.token, self.blob)
+        return (self.token, self.blob, self.auto)
 
     def __setstate__(self, state):
-        self.token, self.blob = state
+        self.token, self.blob, self.auto = state
 
     def __repr__(self):
         return f"<fastlenet.dask.SharedNet {self.token} ({len(self.blob):,} bytes)>"
 
 
-def _net_key(net, many: bool = False):
-    """(Net, SharedNet, dask Delayed of it under a content-derived key); many: see
-    SharedNet.from_net."""
+def _net_key(net, many: bool = False, auto: bool = False):
+    """(Net, SharedNet, dask Delayed of it under a content-derived key); many, auto: see
+    SharedNet."""
     import dask
 
     net = models.pretrained() if net is None else net
-    shared = SharedNet.from_net(net, many)
+    shared = SharedNet.from_net(net, many, auto)
     return net, shared, dask.delayed(shared, name=NET_KEY_PREFIX + shared.token, pure=True)
 
 
@@ -133,6 +136,11 @@ def _worker_net(shared: SharedNet, threads: Optional[int], isa: Optional[str]):
             _cache.move_to_end(key)
             return net
     net = pickle.loads(shared.blob)  # our own bytes from the client, not user input
+    if shared.auto:
+        from fastlenet.fields import auto_precision
+
+        if auto_precision(isa) == "int8":
+            net = tuple(m.quantize() for m in net) if isinstance(net, tuple) else net.quantize()
     for member in net if isinstance(net, tuple) else (net,):
         member.num_threads = n  # pickling keeps weights and metadata only
         if isa is not None:
@@ -411,19 +419,20 @@ def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTI
     [x0, y0, x1, y1], [[label, p], ...]] per digit), error; an input that cannot be read is a
     row with its error, never a failed job. length, invert and any other keyword (e.g.
     max_pixels) go to fastlenet.read_fields. net: as there, one Net or several read together;
-    the default pair's precision is chosen here, on the client (int8 where this CPU has int8
-    kernels): for workers whose CPUs have none, pass fastlenet.fields.default_nets("fp32").
+    the default pair travels in fp32 and each worker runs it in int8 where its CPU (at `isa`)
+    has int8 kernels, as fastlenet.fields.default_nets does in one process.
     """
     _require_dask()
     import dask
     import dask.dataframe as dd
 
-    from fastlenet.fields import check_net, length_range
+    from fastlenet.fields import check_net, default_nets, length_range
 
     from fastlenet.pipeline.fields import read_fields as run
     from fastlenet.pixels import invert_choice
 
-    net = check_net(net)
+    auto = net is None
+    net = default_nets("fp32") if auto else check_net(net)
     # refused here, on the client, rather than as an error row for every input
     length_range(length)
     invert_choice(invert)
@@ -432,7 +441,7 @@ def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTI
         engine_threads(threads)
     _check_isa(isa)
     parts = partition_sources(sources, files_per_partition)
-    _, shared, key = _net_key(net, many=True)
+    _, shared, key = _net_key(net, many=True, auto=auto)
     options = dict(options, length=length, invert=invert)
     if workers is not None:
         options["workers"] = workers

@@ -105,8 +105,14 @@ def default_nets(precision: str = "auto") -> tuple:
     if precision not in ("auto", "fp32", "int8"):
         raise ValueError(f"precision: expected 'auto', 'fp32' or 'int8'; got {precision!r}")
     if precision == "auto":
-        precision = "fp32" if _engine.int8_kernels() == "scalar" else "int8"
+        precision = auto_precision()
     return tuple(models.pretrained(m, precision=precision) for m in MODELS)
+
+
+def auto_precision(isa: Optional[str] = None) -> str:
+    """What precision "auto" means at ISA level `isa` (default: this CPU's): "int8" where the
+    int8 kernels there are more than the scalar specification, else "fp32"."""
+    return "fp32" if _engine.int8_kernels(isa) == "scalar" else "int8"
 
 
 def check_net(net) -> tuple:

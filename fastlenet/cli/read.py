@@ -94,7 +94,9 @@ def cmd_read(args) -> int:
 def _read_on_dask(args, length) -> int:
     from fastlenet.cli.cluster import dask_job
 
-    net = load_field_nets(args.weights, args.layout, precision=args.precision)
+    # the default pair goes as None: each worker chooses its precision for its own CPU
+    net = None if not args.weights and args.precision is None else \
+        load_field_nets(args.weights, args.layout, precision=args.precision)
     options = {"length": length, "invert": args.invert, "threads": args.threads,
                "workers": args.jobs}
     if args.max_pixels is not None:

@@ -120,9 +120,22 @@ def test_one_net_or_a_chosen_pair_travels(client, data):
         fld.predict_files(folder, fastlenet.fields.default_nets())
 
 
+def test_the_default_pair_takes_each_workers_precision():
+    """net=None travels as the fp32 pair marked auto; a worker quantizes it where its CPU, at
+    the ISA level it runs, has int8 kernels (fields.auto_precision), and never at "scalar"."""
+    pair = fastlenet.fields.default_nets("fp32")
+    auto = fld.SharedNet.from_net(pair, many=True, auto=True)
+    assert auto.token != fld.SharedNet.from_net(pair, many=True).token
+    here = fld._worker_net(auto, 1, None)
+    assert [n.precision for n in here] == [fastlenet.fields.auto_precision()] * 2
+    assert [n.precision for n in fld._worker_net(auto, 1, "scalar")] == ["fp32", "fp32"]
+    assert all(n.num_threads == 1 for n in here)
+
+
 def test_isa_and_threads_options(client, data):
+    """At the scalar level the workers run the default pair in fp32."""
     folder = str(data["pngs"])
-    want = list(fastlenet.read_fields(folder, workers=0))
+    want = list(fastlenet.read_fields(folder, fastlenet.fields.default_nets("fp32"), workers=0))
     got = fld.read_fields(folder, isa="scalar", threads=1, files_per_partition=4).compute()
     assert list(got["text"]) == [w.text for w in want]
     ok = got["error"].isna().to_numpy()
