@@ -136,12 +136,12 @@ def _worker_net(shared: SharedNet, threads: Optional[int], isa: Optional[str]):
             _cache.move_to_end(key)
             return net
     net = pickle.loads(shared.blob)  # our own bytes from the client, not user input
-    if shared.auto:
-        from fastlenet.fields import auto_precision
+    from fastlenet.fields import auto_precision, members
 
-        if auto_precision(isa) == "int8":
-            net = tuple(m.quantize() for m in net) if isinstance(net, tuple) else net.quantize()
-    for member in net if isinstance(net, tuple) else (net,):
+    if shared.auto and auto_precision(isa) == "int8":
+        quantized = tuple(m.quantize() for m in members(net))
+        net = quantized if isinstance(net, tuple) else quantized[0]
+    for member in members(net):
         member.num_threads = n  # pickling keeps weights and metadata only
         if isa is not None:
             member.isa = isa

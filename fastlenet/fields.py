@@ -115,13 +115,18 @@ def auto_precision(isa: Optional[str] = None) -> str:
     return "fp32" if _engine.int8_kernels(isa) == "scalar" else "int8"
 
 
+def members(net) -> tuple:
+    """The Nets of `net` as it travels to workers: one Net, or a tuple of them (check_net's)."""
+    return net if isinstance(net, tuple) else (net,)
+
+
 def check_net(net) -> tuple:
     """What net= means, as a tuple of Nets: None the bundled pair (default_nets()), one Net,
     or a sequence of Nets whose probabilities are averaged on every candidate. Each must be
     a grayscale model with the 10 digit classes first, all of one input geometry and class
-    count."""
+    count. The default pair is loaded once per process and shared: do not change it."""
     if net is None:
-        return default_nets()
+        return _cached_default()
     nets = (net,) if isinstance(net, _engine.Net) else \
         tuple(net) if isinstance(net, (tuple, list)) else None
     if not nets or not all(isinstance(n, _engine.Net) for n in nets):
@@ -129,18 +134,16 @@ def check_net(net) -> tuple:
             "an empty sequence" if not nets else \
             f"a sequence holding {', '.join(sorted({type(n).__name__ for n in nets}))}"
         raise TypeError(f"net: expected a fastlenet.Net or a sequence of them; got {found}")
-    first = nets[0]
+    first, geometry = nets[0], prepare.model_geometry(nets[0])
     for n in nets:
         if n.in_channels != 1 or n.num_classes < 10:
             raise ValueError(f"net: fields are read with a grayscale model of 10 or more "
                              f"classes (0-9 first); this one has {n.in_channels} channels and "
                              f"{n.num_classes} classes")
-        if n.num_classes != first.num_classes or \
-                prepare.model_geometry(n) != prepare.model_geometry(first):
+        if n.num_classes != first.num_classes or prepare.model_geometry(n) != geometry:
             raise ValueError(f"net: the Nets of a sequence must agree in classes, input size "
-                             f"and polarity; found {first.num_classes} classes "
-                             f"{prepare.model_geometry(first)} and {n.num_classes} classes "
-                             f"{prepare.model_geometry(n)}")
+                             f"and polarity; found {first.num_classes} classes {geometry} and "
+                             f"{n.num_classes} classes {prepare.model_geometry(n)}")
     return nets
 
 
@@ -160,16 +163,15 @@ def read_field(image, net=None, *, length=None, invert: str = "auto") -> Field:
     class as ink; "yes"/"no" force light/dark ink). length: the number of digits the form
     says the field has (an int or a range), or None. net: see check_net (default: the bundled
     pair)."""
-    nets = check_net(net) if net is not None else _cached_default()
-    return read_arrays([image], nets, length=length, invert=invert)[0]
+    return read_arrays([image], check_net(net), length=length, invert=invert)[0]
 
 
 _default: dict = {}
 
 
 def _cached_default() -> tuple:
-    """read_field's net=None: the bundled pair loaded once per process (a load and
-    quantization take ~7 ms, more than reading a field; these Nets never leave this module)."""
+    """net=None: the bundled pair, loaded once per process (a load and quantization take
+    ~7 ms, more than reading a field)."""
     nets = _default.get("nets")
     if nets is None:
         nets = _default["nets"] = default_nets()

@@ -28,10 +28,10 @@ def pretrained(name: str = "digits", *, precision: str = "fp32", **kwargs: Any) 
     0.1.0 model, trained on MNIST alone; "fields" is "digits" with an 11th class, "not a digit",
     and "fields2" the same recipe from another seed: fastlenet.read_field/read_fields read with
     the pair. They take raw MNIST digits (uint8 28x28, light on dark) as they are, and image
-    files through fastlenet.predict_files / fastlenet.preprocess; the metadata carries the normalization and what the model was trained
-    on. precision="int8" gives the model quantized (all are tanh models: their int8 scales are
-    fixed, computed at load from the fp32 weights, no calibration; see Net.quantize). kwargs go
-    to Net.from_npz (e.g. num_threads)."""
+    files through fastlenet.predict_files / fastlenet.preprocess; the metadata carries the
+    normalization and what the model was trained on. precision="int8" gives the model
+    quantized (all are tanh models: their int8 scales are fixed, computed at load from the fp32
+    weights, no calibration; see Net.quantize). kwargs go to Net.from_npz (e.g. num_threads)."""
     if not isinstance(name, str) or name not in PRETRAINED:
         raise ValueError(f"pretrained: name must be one of {', '.join(map(repr, PRETRAINED))}; "
                          f"got {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastlenet import _engine, prepare
+from fastlenet.fields import members
 from fastlenet.pipeline.tasks import _decode_task, _Done, _worker_init
 
 POOLS = ("process", "thread")
@@ -27,14 +28,13 @@ def worker_copy(net):
     them for a tuple of Nets (fields), or None when a Net is a subclass: its overrides
     (methods, state, side effects in this process) would not travel with a copy, so it runs
     here, as the caller's object."""
-    if isinstance(net, tuple):
-        copies = tuple(worker_copy(n) for n in net)
-        return None if any(c is None for c in copies) else copies
-    if type(net) is not _engine.Net:
+    if any(type(n) is not _engine.Net for n in members(net)):
         return None
-    copy = _engine.Net(net.weights, net.meta, num_threads=1)
-    copy.isa = net.isa
-    return copy
+    copies = []
+    for n in members(net):
+        copies.append(_engine.Net(n.weights, n.meta, num_threads=1))
+        copies[-1].isa = n.isa
+    return tuple(copies) if isinstance(net, tuple) else copies[0]
 
 
 def _make_pool(kind: str, workers: int, net=None):
@@ -60,16 +60,9 @@ def _make_pool(kind: str, workers: int, net=None):
             ctx.set_forkserver_preload(["fastlenet.io.decode", "PIL.Image", "PIL.PngImagePlugin",
                                         "PIL.JpegImagePlugin"])
         return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                      initargs=(net, _isas(net)))
+                                      initargs=(net, None if net is None else
+                                                tuple(n.isa for n in members(net))))
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="fastlenet-decode")
-
-
-def _isas(net):
-    """The ISA levels of net (a Net, a tuple of them, or None), shaped alike, for
-    _worker_init."""
-    if net is None:
-        return None
-    return tuple(n.isa for n in net) if isinstance(net, tuple) else net.isa
 
 
 def _start_method() -> str:

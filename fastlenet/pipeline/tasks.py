@@ -21,13 +21,14 @@ TASK_FIELDS = 32
 _WORKER_NET = None
 
 
-def _worker_init(net, isa) -> None:
-    """Runs once in each decode worker process."""
+def _worker_init(net, isas) -> None:
+    """Runs once in each decode worker process; isas: the caller's ISA level of each of
+    fields.members(net)."""
     global _WORKER_NET
     decode.quiet_pillow()
     if net is not None:
         # an unpickled Net (forkserver, spawn) takes the best ISA: keep the caller's
-        for n, level in (zip(net, isa) if isinstance(net, tuple) else [(net, isa)]):
+        for n, level in zip(fields.members(net), isas):
             n.isa = level
             n.num_threads = 1
         _WORKER_NET = net
