@@ -185,20 +185,27 @@ typedef struct {
     float split_cost;  /* instead, per digit read from part of a wide blob (fl_segment.split) */
     float shape_cost;  /* per unit of a segment's shape cost */
     float skip_cost;   /* per typical digit's ink left unread (noise, specks) */
+    float pair_cost;   /* per segment read as two touching digits (see pair_logp) */
     int min_len, max_len; /* digits in the reading */
 } fl_search_params;
 
+/* A path entry with this bit set is its segment read as two digits (a touching pair). */
+#define FL_FIELD_PAIR (1 << 16)
+
 /* The best path through each field's segments, scored by proba (K classes; classes 0..9 are
  * the digits, any others "not a digit"): field i's segments are proba rows first[i] ..
- * first[i] + info[i].segments - 1. Writes the digits' segment indices to path + i *
- * FL_FIELD_MAX_PIECES, their count to ndigits[i], the sum of their digits' log-probability
- * to logp[i] and the ink of the pieces left unread (in typical digits) to skipped[i]; met[i] =
- * 0 when no path has min_len .. max_len digits (then the best of any length is given). Digits
- * in a comb's boxes (cell >= 1) take rising boxes: one digit a box. FL_OK, FL_ERR_ARG or
- * FL_ERR_NOMEM. */
+ * first[i] + info[i].segments - 1. pair_logp (NULL: none), one value per proba row: the
+ * log-probability of the segment's best reading as two digits, or -INFINITY (or NaN) where it
+ * may not be read so; such an arc reads two digits. Writes the path's segment indices to path + i *
+ * FL_FIELD_MAX_PIECES (FL_FIELD_PAIR set on a pair), their count to narcs[i], the sum of their
+ * log-probabilities to logp[i] and the ink of the pieces left unread (in typical digits) to
+ * skipped[i]; met[i] = 0 when no path has min_len .. max_len digits (then the best of any
+ * length is given). Digits in a comb's boxes (cell >= 1) take rising boxes: one digit a box,
+ * never a pair. FL_OK, FL_ERR_ARG or FL_ERR_NOMEM. */
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
-                    const int64_t *first, int classes, const fl_search_params *params,
-                    int *path, int *ndigits, float *logp, float *skipped, int *met);
+                    const float *pair_logp, const int64_t *first, int classes,
+                    const fl_search_params *params, int *path, int *narcs, float *logp,
+                    float *skipped, int *met);
 
 #ifdef __cplusplus
 }

@@ -1754,13 +1754,15 @@ static float digit_logp(const float *row, int classes) {
 }
 
 /* Viterbi over piece boundaries 0..P, with the digit count and the comb box of the last digit
- * read as further coordinates: an arc is a segment (pieces p0..p1-1 read as its best digit)
- * or a skipped piece (noise). The boxes of a comb rise strictly along a path: a box holds
- * one digit, so a digit that crosses a wall is not read again from its overhang. */
-static int search_one(const fl_field *fi, const fl_segment *sg, const float *proba, int classes,
-                      const fl_search_params *p, int *path, int *ndigits, float *logp,
-                      float *skipped, int *met) {
-    const int P = fi->pieces, L = P, S = fi->segments; /* at most one digit per piece */
+ * read as further coordinates: an arc is a segment (pieces p0..p1-1 read as its best digit,
+ * or as its best pair of digits where pair_logp allows), or a skipped piece (noise). The
+ * boxes of a comb rise strictly along a path: a box holds one digit, so a digit that crosses
+ * a wall is not read again from its overhang. */
+static int search_one(const fl_field *fi, const fl_segment *sg, const float *proba,
+                      const float *pair_logp, int classes, const fl_search_params *p, int *path,
+                      int *narcs, float *logp, float *skipped, int *met) {
+    const int P = fi->pieces, S = fi->segments;
+    const int L = pair_logp ? 2 * P : P; /* at most one digit per piece, two with pairs */
     static const float NEG = -1e30f;
     /* boxes ranked 1..K among the segments' (0: no box) */
     int rank[FL_FIELD_MAX_SEGMENTS], cells[FL_FIELD_MAX_SEGMENTS], K = 0;
@@ -1781,8 +1783,9 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
     }
     const size_t NC = (size_t)L + 1, NK = (size_t)K + 1, total = ((size_t)P + 1) * NC * NK;
     float *best = malloc(total * sizeof *best), score[FL_FIELD_MAX_SEGMENTS];
+    float pscore[FL_FIELD_MAX_SEGMENTS];
     short *from_c = malloc(total * sizeof *from_c), *from_k = malloc(total * sizeof *from_k);
-    short *via = malloc(total * sizeof *via); /* the arc: a segment, or -1 (a skip) */
+    int *via = malloc(total * sizeof *via); /* the arc: a path entry, or -1 (a skip) */
     if (!best || !from_c || !from_k || !via) {
         free(best); free(from_c); free(from_k); free(via);
         return FL_ERR_NOMEM;
@@ -1794,9 +1797,13 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
         start[i] = s;
     }
     start[P + 1] = S;
-    for (int s = 0; s < S; s++)
+    for (int s = 0; s < S; s++) {
         score[s] = digit_logp(proba + (size_t)s * classes, classes) -
                    (sg[s].split ? p->split_cost : p->digit_cost) - p->shape_cost * sg[s].shape;
+        /* a pair is never read in a comb box: a box holds one digit (-inf and NaN: none) */
+        const float pl = pair_logp ? pair_logp[s] : NEG;
+        pscore[s] = pl > -1e29f && !rank[s] ? pl - p->pair_cost : NEG;
+    }
     for (size_t t = 0; t < total; t++) best[t] = NEG;
     best[AT(0, 0, 0)] = 0;
     for (int i = 0; i < P; i++) {
@@ -1817,7 +1824,14 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
                     const float v = here + score[s];
                     if (v > best[to]) {
                         best[to] = v; from_c[to] = (short)c; from_k[to] = (short)k;
-                        via[to] = (short)s;
+                        via[to] = s;
+                    }
+                    if (pscore[s] == NEG || c + 2 > L) continue;
+                    const size_t two = AT(sg[s].p1, c + 2, k);
+                    const float w = here + pscore[s];
+                    if (w > best[two]) {
+                        best[two] = w; from_c[two] = (short)c; from_k[two] = (short)k;
+                        via[two] = s | FL_FIELD_PAIR;
                     }
                 }
             }
@@ -1837,10 +1851,12 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
     float lp = 0, sk = 0;
     while (node > 0 && bc >= 0) {
         const size_t t = AT(node, c, k);
-        const int s = via[t], pc = from_c[t], pk = from_k[t];
-        if (s >= 0) {
-            tmp[nd++] = s;
-            lp += digit_logp(proba + (size_t)s * classes, classes);
+        const int a = via[t], pc = from_c[t], pk = from_k[t];
+        if (a >= 0) {
+            const int s = a & (FL_FIELD_PAIR - 1);
+            tmp[nd++] = a;
+            lp += a & FL_FIELD_PAIR ? pair_logp[s]
+                                    : digit_logp(proba + (size_t)s * classes, classes);
             node = sg[s].p0;
         } else {
             node--;
@@ -1853,15 +1869,16 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
     free(best); free(from_c); free(from_k); free(via);
     *skipped = sk;
     for (int q = 0; q < nd; q++) path[q] = tmp[nd - 1 - q];
-    *ndigits = nd;
+    *narcs = nd;
     *logp = lp;
     return FL_OK;
 }
 
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
-                    const int64_t *first, int classes, const fl_search_params *params,
-                    int *path, int *ndigits, float *logp, float *skipped, int *met) {
-    if (n && (!info || !segs || !proba || !first || !params || !path || !ndigits || !logp ||
+                    const float *pair_logp, const int64_t *first, int classes,
+                    const fl_search_params *params, int *path, int *narcs, float *logp,
+                    float *skipped, int *met) {
+    if (n && (!info || !segs || !proba || !first || !params || !path || !narcs || !logp ||
               !skipped || !met))
         return FL_ERR_ARG;
     if (classes < 1) return FL_ERR_ARG;
@@ -1877,8 +1894,9 @@ int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, cons
     }
     for (size_t i = 0; i < n; i++) {
         const int rc = search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
-                                  proba + (size_t)first[i] * classes, classes, params,
-                                  path + i * FL_FIELD_MAX_PIECES, &ndigits[i], &logp[i],
+                                  proba + (size_t)first[i] * classes,
+                                  pair_logp ? pair_logp + first[i] : NULL, classes, params,
+                                  path + i * FL_FIELD_MAX_PIECES, &narcs[i], &logp[i],
                                   &skipped[i], &met[i]);
         if (rc != FL_OK) return rc;
     }

@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t
 
 cdef extern from "fastlenet.h" nogil:
     enum:
-        FL_FIELD_MAX_PIECES, FL_FIELD_MAX_SEGMENTS
+        FL_FIELD_MAX_PIECES, FL_FIELD_MAX_SEGMENTS, FL_FIELD_PAIR
     ctypedef struct fl_segment:
         int p0, p1
         int x0, y0, x1, y1
@@ -17,17 +17,18 @@ cdef extern from "fastlenet.h" nogil:
         int truncated
         float piece_ink[FL_FIELD_MAX_PIECES]
     ctypedef struct fl_search_params:
-        float digit_cost, split_cost, shape_cost, skip_cost
+        float digit_cost, split_cost, shape_cost, skip_cost, pair_cost
         int min_len, max_len
     int fl_field_segments(const fl_image *fields, size_t n, int size, int invert,
                           int light_on_dark, unsigned char *inputs, fl_segment *segs,
                           fl_field *info, int num_threads)
     int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n,
-                        const float *proba, const int64_t *first, int classes,
-                        const fl_search_params *params, int *path, int *ndigits, float *logp,
-                        float *skipped, int *met)
+                        const float *proba, const float *pair_logp, const int64_t *first,
+                        int classes, const fl_search_params *params, int *path, int *narcs,
+                        float *logp, float *skipped, int *met)
 
 FIELD_MAX_PIECES = FL_FIELD_MAX_PIECES
+FIELD_PAIR = FL_FIELD_PAIR
 # fl_segment as numpy sees it (the C struct: 9 ints and a float, no padding)
 SEGMENT_DTYPE = np.dtype([("p0", np.int32), ("p1", np.int32), ("x0", np.int32),
                           ("y0", np.int32), ("x1", np.int32), ("y1", np.int32),
@@ -91,12 +92,16 @@ def _field_segments(list images, list scales, int size, str invert, bint light_o
 
 
 def _field_search(segs, counts, ink, proba, float digit_cost, float split_cost,
-                  float shape_cost, float skip_cost, int min_len, int max_len):
+                  float shape_cost, float skip_cost, int min_len, int max_len, pair_logp=None,
+                  float pair_cost=0):
     """The best path through each field's segments (as _field_segments gave them, scored by
-    proba: float32 (M, K)) -> (path (n, FIELD_MAX_PIECES) int32 indices into segs, ndigits,
-    logp, skipped ink, met)."""
+    proba: float32 (M, K); pair_logp: None, or float32 (M,) each segment's log-probability as
+    two digits, -inf where it may not be read so) -> (path (n, FIELD_MAX_PIECES) int32
+    indices into segs, FIELD_PAIR set on a segment read as two digits; arcs per field; logp;
+    skipped ink; met)."""
     cdef Py_ssize_t n = len(counts), i, k, off = 0
     cdef fl_search_params prm
+    prm.pair_cost = pair_cost
     prm.digit_cost = digit_cost
     prm.split_cost = split_cost
     prm.shape_cost = shape_cost
@@ -106,6 +111,10 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float split_cost,
     proba = np.ascontiguousarray(proba, np.float32)
     if proba.ndim != 2 or len(proba) != len(segs):
         raise ValueError("fields: one row of probabilities per segment expected")
+    if pair_logp is not None:
+        pair_logp = np.ascontiguousarray(pair_logp, np.float32)
+        if pair_logp.shape != (len(segs),):
+            raise ValueError("fields: one pair log-probability per segment expected")
     counts = np.asarray(counts)
     if n and (counts[:, 0].min() < 0 or counts[:, 0].max() > FL_FIELD_MAX_PIECES
               or counts[:, 1].min() < 0 or counts[:, 1].max() > FL_FIELD_MAX_SEGMENTS
@@ -134,6 +143,9 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float split_cost,
     cdef fl_segment *fp = <fl_segment *>cnp.PyArray_DATA(full)
     cdef const float *pp = <float *>cnp.PyArray_DATA(proba) if len(proba) else \
         <float *>cnp.PyArray_DATA(lp)
+    cdef const float *plp = NULL
+    if pair_logp is not None and len(pair_logp):
+        plp = <float *>cnp.PyArray_DATA(pair_logp)
     cdef int64_t *firstp = <int64_t *>cnp.PyArray_DATA(first)
     cdef int *pathp = <int *>cnp.PyArray_DATA(path)
     cdef int *ndp = <int *>cnp.PyArray_DATA(nd)
@@ -141,8 +153,8 @@ def _field_search(segs, counts, ink, proba, float digit_cost, float split_cost,
     cdef float *lpp = <float *>cnp.PyArray_DATA(lp)
     cdef float *skp = <float *>cnp.PyArray_DATA(sk)
     with nogil:
-        rc = fl_field_search(ip, fp, <size_t>n, pp, firstp, classes, &prm, pathp, ndp, lpp, skp,
-                             metp)
+        rc = fl_field_search(ip, fp, <size_t>n, pp, plp, firstp, classes, &prm, pathp, ndp, lpp,
+                             skp, metp)
     if rc == FL_ERR_NOMEM:
         raise MemoryError("fields: out of memory in the search")
     if rc != FL_OK:

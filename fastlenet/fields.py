@@ -4,14 +4,18 @@ comb boxes) -> the string it reads.
     read_field(image, net)     one 2-D array -> Field
     read_arrays(images, nets)  many -> [Field], in batches (what read_fields' workers run)
     check_net(net)             what net= means: the Nets a field is read with, as a tuple
+    readers(nets)              those Nets by role: digit readers, pair readers
 
 How (csrc/fields.c has the details): the field is over-segmented on purpose (components,
 long lines and box walls removed, least-ink cut paths through touching digits from minima of
 the column profile), every run of 1-5 consecutive pieces that could be one digit is preprocessed
 as a picture of one digit and scored by the engine in one large batch, and the best path of
 segments (dynamic programming over the cuts, LeNet-5's own method for bank-check amounts) is
-the reading. The work per field is bounded: at most FIELD_MAX_PIECES pieces and 5 pieces per
-candidate, so a field of noise costs no more than a long field.
+the reading. Where a blob is wide enough to hold two touching digits, a pair reader (a LeNet-5
+with the 100 classes "00".."99" and "not two digits") may read a segment of it as two digits
+at once, which a cut through the touching strokes often cannot. The work per field is
+bounded: at most FIELD_MAX_PIECES pieces and 5 pieces per candidate, so a field of noise costs
+no more than a long field.
 """
 from __future__ import annotations
 
@@ -34,6 +38,11 @@ DIGIT_COST = 0.2     # per digit read: a wrong cut must buy its extra digit with
 SPLIT_COST = -0.1
 SHAPE_COST = 1.5     # per unit of a segment's shape cost (wider than a digit is high, short)
 SKIP_COST = 3.0      # per typical digit's ink left unread (specks, noise, stray marks)
+PAIR_COST = 0.0      # per segment read as two digits by the pair reader
+# segments narrower than this (in their own heights) are not offered to the pair reader: two
+# digits are wider (the training pairs' 5th percentile: 0.71), and narrow pieces read as
+# pairs cost touching fields 0.04 on validation
+PAIR_MIN_WIDTH = 0.55
 # Fields per C call: the segments of a batch (up to FIELD_MAX_SEGMENTS each) go through the
 # engine in one call; 32 fields hold at most 15,360 candidate inputs (12 MB).
 FIELD_BATCH = 32
@@ -45,13 +54,18 @@ ALTERNATIVES = 3
 # either (validation fields, 2,000 per style: touching 0.326 -> 0.342, tight print 0.622 ->
 # 0.647, every style up; a retrain from the same base gains nothing). fastlenet/pretrained/
 # README.md has the recipe and the figures.
-MODELS = ("fields", "fields2")
+# "pairs" reads two touching digits as one picture (tools/train/train_pairs.py), on segments
+# of blobs wide enough to hold two digits (fl_segment.split) and outside comb boxes.
+MODELS = ("fields", "fields2", "pairs")
+# the class names that make a Net a pair reader: "00".."99" first, then "not two digits"
+PAIR_CLASSES = tuple(f"{i:02d}" for i in range(100))
 
 
 class Digit(NamedTuple):
     """One digit read: its label (0-9), the recognizer's probability for it, its box (x0, y0,
     x1, y1) in the field image's pixels (x1, y1 exclusive) and the next most likely labels
-    as ((label, probability), ...)."""
+    as ((label, probability), ...). Two digits read together by the pair reader each get
+    half of the pair's box, and the second one's probabilities are given the first."""
     label: int
     confidence: float
     box: tuple
@@ -99,7 +113,7 @@ def length_range(length) -> tuple:
 
 def default_nets(precision: str = "auto") -> tuple:
     """The bundled models fields are read with (MODELS). precision "auto" runs them in int8
-    where this CPU has int8 kernels (AVX512-VNNI, AMX: on the validation fields the pair reads
+    where this CPU has int8 kernels (AVX512-VNNI, AMX: on the validation fields they read
     within 0.002 of fp32, and faster) and in fp32 elsewhere (there int8 runs its scalar
     specification, slower than fp32); "fp32" or "int8" forces one."""
     if precision not in ("auto", "fp32", "int8"):
@@ -121,10 +135,12 @@ def members(net) -> tuple:
 
 
 def check_net(net) -> tuple:
-    """What net= means, as a tuple of Nets: None the bundled pair (default_nets()), one Net,
-    or a sequence of Nets whose probabilities are averaged on every candidate. Each must be
-    a grayscale model with the 10 digit classes first, all of one input geometry and class
-    count. The default pair is loaded once per process and shared: do not change it."""
+    """What net= means, as a tuple of Nets: None the bundled models (default_nets()), one Net,
+    or a sequence of Nets. The digit readers among them (grayscale models with the 10 digit
+    classes first, all of one class count) are averaged on every candidate; pair readers
+    (classes PAIR_CLASSES first) are averaged on the segments that may hold two touching
+    digits. All must share one input geometry; one digit reader at least. The default is
+    loaded once per process and shared: do not change it."""
     if net is None:
         return _cached_default()
     nets = (net,) if isinstance(net, _engine.Net) else \
@@ -134,17 +150,33 @@ def check_net(net) -> tuple:
             "an empty sequence" if not nets else \
             f"a sequence holding {', '.join(sorted({type(n).__name__ for n in nets}))}"
         raise TypeError(f"net: expected a fastlenet.Net or a sequence of them; got {found}")
-    first, geometry = nets[0], prepare.model_geometry(nets[0])
     for n in nets:
         if n.in_channels != 1 or n.num_classes < 10:
             raise ValueError(f"net: fields are read with a grayscale model of 10 or more "
                              f"classes (0-9 first); this one has {n.in_channels} channels and "
                              f"{n.num_classes} classes")
-        if n.num_classes != first.num_classes or prepare.model_geometry(n) != geometry:
-            raise ValueError(f"net: the Nets of a sequence must agree in classes, input size "
-                             f"and polarity; found {first.num_classes} classes {geometry} and "
-                             f"{n.num_classes} classes {prepare.model_geometry(n)}")
+    digits, pairs = readers(nets)
+    if not digits:
+        raise ValueError(f"net: fields need a digit reader (classes 0-9 first); got only "
+                         f"{len(pairs)} pair reader(s) (classes 00-99)")
+    geometry = prepare.model_geometry(digits[0])
+    for role in (digits, pairs):
+        for n in role:
+            if n.num_classes != role[0].num_classes or prepare.model_geometry(n) != geometry:
+                raise ValueError(
+                    f"net: the Nets of a sequence must agree in input size and polarity, and "
+                    f"those of one role (digit or pair reader) in classes; found "
+                    f"{role[0].num_classes} classes {prepare.model_geometry(role[0])} and "
+                    f"{n.num_classes} classes {prepare.model_geometry(n)} (the digit readers' "
+                    f"geometry: {geometry})")
     return nets
+
+
+def readers(nets: tuple) -> tuple:
+    """check_net's Nets by role -> (digit readers, pair readers), each a tuple in order."""
+    is_pair = [tuple(n.classes[:100]) == PAIR_CLASSES for n in nets]
+    return (tuple(n for n, p in zip(nets, is_pair) if not p),
+            tuple(n for n, p in zip(nets, is_pair) if p))
 
 
 def _proba(nets: tuple, inputs):
@@ -162,7 +194,7 @@ def read_field(image, net=None, *, length=None, invert: str = "auto") -> Field:
     becomes luma), dark ink on light paper or light on dark (invert="auto" takes the minority
     class as ink; "yes"/"no" force light/dark ink). length: the number of digits the form
     says the field has (an int or a range), or None. net: see check_net (default: the bundled
-    pair)."""
+    models)."""
     return read_arrays([image], check_net(net), length=length, invert=invert)[0]
 
 
@@ -170,7 +202,7 @@ _default: dict = {}
 
 
 def _cached_default() -> tuple:
-    """net=None: the bundled pair, loaded once per process (a load and quantization take
+    """net=None: the bundled models, loaded once per process (a load and quantization take
     ~7 ms, more than reading a field)."""
     nets = _default.get("nets")
     if nets is None:
@@ -186,16 +218,18 @@ def read_arrays(images: Sequence, nets, *, length=None, invert: str = "auto",
     nets = check_net(nets)
     lo, hi = length_range(length)
     invert = invert_choice(invert)
-    size, light = prepare.model_geometry(nets[0])
+    digit_nets, pair_nets = readers(nets)
+    size, light = prepare.model_geometry(digit_nets[0])
     if threads is None:
-        threads = nets[0].num_threads
+        threads = digit_nets[0].num_threads
     out: list = []
     n = len(images)
     for start in range(0, n, FIELD_BATCH):
         part = [images[i] for i in range(start, min(n, start + FIELD_BATCH))]
         nm = [names[i] if names is not None else (None, None, None)
               for i in range(start, start + len(part))]
-        out.extend(_read_batch(part, nm, nets, size, light, invert, lo, hi, threads))
+        out.extend(_read_batch(part, nm, digit_nets, pair_nets, size, light, invert, lo, hi,
+                               threads))
     return out
 
 
@@ -214,7 +248,51 @@ def _digit_proba(proba, whole):
     return proba
 
 
-def _read_batch(part, names, nets, size, light, invert, lo, hi, threads):
+def pair_candidates(segs) -> np.ndarray:
+    """Which segments (_field_segments' records) may hold two touching digits: part of a blob
+    wide enough for two (fl_segment.split), outside comb boxes, PAIR_MIN_WIDTH heights wide or
+    more. The pair reader is asked, and trained, on these alone."""
+    width, height = segs["x1"] - segs["x0"], np.maximum(segs["y1"] - segs["y0"], 1)
+    return (segs["split"] == 1) & (segs["cell"] < 1) & (width >= PAIR_MIN_WIDTH * height)
+
+
+def _pair_scores(pair_nets, inputs, segs):
+    """The pair readers' mean probabilities on pair_candidates -> (log-probability of each
+    segment's best pair, -inf elsewhere, or None without pair readers; the probabilities,
+    one row per pair candidate; each segment's row there, -1 for the others)."""
+    if not pair_nets:
+        return None, None, None
+    logp = np.full(len(segs), -np.inf, np.float32)
+    row = np.full(len(segs), -1, np.int64)
+    which = np.flatnonzero(pair_candidates(segs))
+    row[which] = np.arange(len(which))
+    pp = _proba(pair_nets, inputs[which]) if len(which) else None
+    if len(which):
+        logp[which] = np.log(np.maximum(pp[:, :100].max(axis=1), 1e-6))
+    return logp, pp, row
+
+
+def _pair_digits(p, box) -> tuple:
+    """A segment read as two digits -> their Digits. The first digit's confidence is its
+    probability over the pairs, the second's given the first, so that their product is the
+    pair's probability; each gets half the segment's box (the pair reader does not say where
+    the touching strokes part)."""
+    joint = p[:100].reshape(10, 10)
+    first = joint.sum(axis=1)
+    a = int(np.argmax(joint.max(axis=1)))
+    b = int(np.argmax(joint[a]))
+    given = joint[a] / max(float(first[a]), 1e-12)
+    x0, y0, x1, y1 = box
+    xm = (x0 + x1) // 2
+    out = []
+    for label, dist, bx in ((a, first, (x0, y0, xm, y1)), (b, given, (xm, y0, x1, y1))):
+        order = [label] + [c for c in np.argsort(-dist, kind="stable").tolist() if c != label]
+        out.append(Digit(label, float(dist[label]), bx,
+                         tuple((int(c), float(dist[c])) for c in order[1:1 + ALTERNATIVES])))
+    return tuple(out)
+
+
+def _read_batch(part, names, digit_nets, pair_nets, size, light, invert, lo, hi, threads):
     arrays, errors = [], []
     for k, im in enumerate(part):
         try:
@@ -228,13 +306,14 @@ def _read_batch(part, names, nets, size, light, invert, lo, hi, threads):
     scales = [unit_scale(a) for a in arrays]
     inputs, segs, counts, _, ink = _engine._field_segments(
         arrays, scales, size, invert, light, threads)
-    proba = _proba(nets, inputs) if len(inputs) else \
-        np.zeros((0, nets[0].num_classes), np.float32)
+    proba = _proba(digit_nets, inputs) if len(inputs) else \
+        np.zeros((0, digit_nets[0].num_classes), np.float32)
+    pair_logp, pair_proba, pair_row = _pair_scores(pair_nets, inputs, segs)
     # the path is chosen on the search's scores; the Digits and the string's confidence keep
     # the model's own probabilities, doubt about a whole blob included (noise stays unsure)
-    path, nd, _, skipped, met = _engine._field_search(
+    path, narcs, _, skipped, met = _engine._field_search(
         segs, counts, ink, _digit_proba(proba, segs["whole"] == 1), DIGIT_COST, SPLIT_COST,
-        SHAPE_COST, SKIP_COST, lo, hi)
+        SHAPE_COST, SKIP_COST, lo, hi, pair_logp, PAIR_COST)
     first = np.concatenate([[0], np.cumsum(counts[:, 1])]) if len(counts) else [0]
     rows, j = [], 0
     for k, err in enumerate(errors):
@@ -244,12 +323,16 @@ def _read_batch(part, names, nets, size, light, invert, lo, hi, threads):
             continue
         digits = []
         base = int(first[j])
-        for s in path[j, :nd[j]].tolist():
-            p = proba[base + s]
+        for arc in path[j, :narcs[j]].tolist():
+            s = base + (arc & (_engine.FIELD_PAIR - 1))
+            seg = segs[s]
+            box = (int(seg["x0"]), int(seg["y0"]), int(seg["x1"]), int(seg["y1"]))
+            if arc & _engine.FIELD_PAIR:
+                digits.extend(_pair_digits(pair_proba[pair_row[s]], box))
+                continue
+            p = proba[s]
             order = np.argsort(-p[:10], kind="stable")
-            seg = segs[base + s]
-            digits.append(Digit(int(order[0]), float(p[order[0]]),
-                                (int(seg["x0"]), int(seg["y0"]), int(seg["x1"]), int(seg["y1"])),
+            digits.append(Digit(int(order[0]), float(p[order[0]]), box,
                                 tuple((int(c), float(p[c])) for c in order[1:1 + ALTERNATIVES])))
         text = "".join(str(d.label) for d in digits)
         # ink left unread (specks are far below a digit's) lowers the string's probability;

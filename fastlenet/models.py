@@ -17,8 +17,10 @@ from fastlenet._engine import Net
 # 0.1.0's model, MNIST alone.
 PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz",
               # "digits" with an 11th class, "not a digit", for the fields search's bad cuts;
-              # "fields2" the same recipe from another seed (fields are read with the pair)
-              "fields": "lenet5_fields.npz", "fields2": "lenet5_fields2.npz"}
+              # "fields2" the same recipe from another seed (fields are read with the pair);
+              # "pairs" reads two touching digits at once (classes "00".."99", "not two digits")
+              "fields": "lenet5_fields.npz", "fields2": "lenet5_fields2.npz",
+              "pairs": "lenet5_pairs.npz"}
 PRETRAINED_PATH = pathlib.Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
 
 
@@ -26,8 +28,9 @@ def pretrained(name: str = "digits", *, precision: str = "fp32", **kwargs: Any) 
     """A bundled LeNet-5 by name (see fastlenet/pretrained/README.md): "digits" (the default)
     reads handwriting and printed digits in many fonts from scans and files; "mnist" is the
     0.1.0 model, trained on MNIST alone; "fields" is "digits" with an 11th class, "not a digit",
-    and "fields2" the same recipe from another seed: fastlenet.read_field/read_fields read with
-    the pair. They take raw MNIST digits (uint8 28x28, light on dark) as they are, and image
+    and "fields2" the same recipe from another seed; "pairs" reads two touching digits as one
+    picture: fastlenet.read_field/read_fields read with the three (fastlenet.fields.MODELS).
+    They take raw MNIST digits (uint8 28x28, light on dark) as they are, and image
     files through fastlenet.predict_files / fastlenet.preprocess; the metadata carries the
     normalization and what the model was trained on. precision="int8" gives the model
     quantized (all are tanh models: their int8 scales are fixed, computed at load from the fp32

@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the first fields with their digit boxes and the digits read")
     p.add_argument("--weights", metavar="FILE", action="append",
                    help="weights file or bundled model name; given more than once, the models "
-                        "read together (their probabilities averaged). Default: the bundled "
-                        "pair for fields, fields and fields2, in int8 where the CPU has int8 "
+                        "read together (their probabilities averaged; a pair reader such "
+                        "as pairs reads touching digits two at once). Default, for fields: the "
+                        "bundled fields, fields2 and pairs, in int8 where the CPU has int8 "
                         "kernels")
     p.add_argument("--layout", default="auto", help="weights layout (default auto)")
     p.add_argument("--threads", type=_positive_int, metavar="N",

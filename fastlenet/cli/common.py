@@ -110,7 +110,7 @@ def load_net(weights: Optional[str], layout: str = "auto", threads: Optional[int
 def load_field_nets(weights: Optional[list], layout: str = "auto",
                     threads: Optional[int] = None, precision: Optional[str] = None) -> tuple:
     """The Nets of read and eval --fields: each --weights given (read together), or none: the
-    bundled pair (fastlenet.fields.default_nets; --precision fp32/int8 forces theirs, else
+    bundled models (fastlenet.fields.default_nets; --precision fp32/int8 forces theirs, else
     int8 where this CPU has int8 kernels)."""
     from fastlenet import fields
 

@@ -94,7 +94,7 @@ def cmd_read(args) -> int:
 def _read_on_dask(args, length) -> int:
     from fastlenet.cli.cluster import dask_job
 
-    # the default pair goes as None: each worker chooses its precision for its own CPU
+    # the default models go as None: each worker chooses its precision for its own CPU
     net = None if not args.weights and args.precision is None else \
         load_field_nets(args.weights, args.layout, precision=args.precision)
     options = {"length": length, "invert": args.invert, "threads": args.threads,

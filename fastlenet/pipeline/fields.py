@@ -65,7 +65,8 @@ def read_fields(sources, net=None, *, workers: Optional[int] = None, length=None
     sources: what predict_files takes: image files, folders (recursive, natural order), glob
     patterns, .tar/.tar.gz/.zip shards, IDX files and .npy arrays (each image a field).
     net: a fastlenet.Net whose classes 0-9 are the digits, or a sequence of them whose
-    probabilities are averaged (default: the bundled pair; see fastlenet.fields.check_net).
+    probabilities are averaged, pair readers among them (default: the bundled models; see
+    fastlenet.fields.check_net).
     workers: processes (or threads, pool="thread") that read, decode and read fields; 0 does
     it all in the calling thread; default: the CPUs this process may use.
     length: the number of digits each field has (an int or a range), or None.

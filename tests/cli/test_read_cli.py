@@ -240,18 +240,18 @@ def test_bad_weights_one_line(fields_dir, tmp_path, capsys):
 
 def test_weights_given_twice_read_together(fields_dir, capsys):
     """--weights A --weights B reads with both (fastlenet.fields.check_net's mean); the bundled
-    pair named so reads as the default does at the same precision; one model alone reads as
+    models named so read as the default does at the same precision; one model alone reads as
     read_fields with it."""
     import fastlenet
 
     folder, _, _ = fields_dir
     runs = {}
-    for key, extra in (("default", []), ("pair", ["--weights", "fields", "--weights", "fields2"]),
-                       ("one", ["--weights", "fields2"])):
+    named = ["--weights", "fields", "--weights", "fields2", "--weights", "pairs"]
+    for key, extra in (("default", []), ("named", named), ("one", ["--weights", "fields2"])):
         assert main(["read", str(folder), "--no-progress", "-j", "0", "--precision", "fp32"]
                     + extra) == 0
         runs[key] = _csv_rows(capsys.readouterr().out)
-    assert runs["pair"] == runs["default"]
+    assert runs["named"] == runs["default"]
     alone = list(read_fields(str(folder), fastlenet.pretrained("fields2"), workers=0))
     assert [r["text"] for r in runs["one"]] == [f.text for f in alone]
     assert [abs(float(r["confidence"]) - f.confidence) <= 1e-5

@@ -109,8 +109,8 @@ def test_length_and_bad_arguments(client, data):
         fld.read_fields(folder, fastlenet.Net(w, {"mean": 0.13, "std": 0.31}))
 
 
-def test_one_net_or_a_chosen_pair_travels(client, data):
-    """net= as in-process: one Net alone, or the pair in fp32 (both models reach the workers:
+def test_one_net_or_chosen_models_travel(client, data):
+    """net= as in-process: one Net alone, or the default models in fp32 (all reach the workers:
     the rows equal fastlenet.read_fields with the same Nets); predict_files takes one Net."""
     folder = str(data["pngs"])
     for net in (fastlenet.pretrained("fields2"), fastlenet.fields.default_nets("fp32")):
@@ -120,20 +120,20 @@ def test_one_net_or_a_chosen_pair_travels(client, data):
         fld.predict_files(folder, fastlenet.fields.default_nets())
 
 
-def test_the_default_pair_takes_each_workers_precision():
-    """net=None travels as the fp32 pair marked auto; a worker quantizes it where its CPU, at
-    the ISA level it runs, has int8 kernels (fields.auto_precision), and never at "scalar"."""
-    pair = fastlenet.fields.default_nets("fp32")
-    auto = fld.SharedNet.from_net(pair, many=True, auto=True)
-    assert auto.token != fld.SharedNet.from_net(pair, many=True).token
+def test_the_default_models_take_each_workers_precision():
+    """net=None travels as the fp32 models marked auto; a worker quantizes them where its CPU,
+    at the ISA level it runs, has int8 kernels (fields.auto_precision), and never at "scalar"."""
+    models = fastlenet.fields.default_nets("fp32")
+    auto = fld.SharedNet.from_net(models, many=True, auto=True)
+    assert auto.token != fld.SharedNet.from_net(models, many=True).token
     here = fld._worker_net(auto, 1, None)
-    assert [n.precision for n in here] == [fastlenet.fields.auto_precision()] * 2
-    assert [n.precision for n in fld._worker_net(auto, 1, "scalar")] == ["fp32", "fp32"]
+    assert [n.precision for n in here] == [fastlenet.fields.auto_precision()] * len(models)
+    assert [n.precision for n in fld._worker_net(auto, 1, "scalar")] == ["fp32"] * len(models)
     assert all(n.num_threads == 1 for n in here)
 
 
 def test_isa_and_threads_options(client, data):
-    """At the scalar level the workers run the default pair in fp32."""
+    """At the scalar level the workers run the default models in fp32."""
     folder = str(data["pngs"])
     want = list(fastlenet.read_fields(folder, fastlenet.fields.default_nets("fp32"), workers=0))
     got = fld.read_fields(folder, isa="scalar", threads=1, files_per_partition=4).compute()

@@ -642,8 +642,9 @@ def _italic(img: np.ndarray, t: float):
 def test_italic_print_reads_as_upright(fnet):
     """Tight print sheared 10 degrees (italic): leaning glyphs share columns with their
     neighbours, so upright cuts cannot part them; the field is deslanted first. Measured on
-    these 100 fields: 59 upright, 56 sheared (48 sheared before deslanting). The boxes are
-    in the sheared image's pixels: each holds its glyph's centre."""
+    these 100 fields: 77 upright, 76 sheared, in int8 and in fp32 (without the pair reader
+    63 and 61; 48 sheared before deslanting). The boxes are in the sheared image's
+    pixels: each holds its glyph's centre."""
     try:
         faces = tuple(f for f in F.require_test_fonts()
                       if "Italic" not in f.path and "Oblique" not in f.path)
@@ -656,7 +657,7 @@ def test_italic_print_reads_as_upright(fnet):
     lean = FL.read_arrays([im for im, _ in sheared], fnet)
     n_up = sum(r.text == s.text for r, s in zip(up, samples))
     n_lean = sum(r.text == s.text for r, s in zip(lean, samples))
-    assert n_lean >= n_up - 6 and n_up >= 50, (n_up, n_lean)
+    assert n_lean >= n_up - 10 and n_up >= 65, (n_up, n_lean)
     for r, s, (im, at) in zip(lean, samples, sheared):
         if r.text != s.text:
             continue
@@ -940,23 +941,23 @@ def _random_net(c, k, seed=0):
     return fastlenet.Net(w, meta)
 
 
-def test_net_none_is_the_bundled_pair(spaced, spaced_read):
-    """net=None reads with fields.default_nets(): "fields" and "fields2" together, in int8
-    where this CPU has int8 kernels, else fp32."""
+def test_net_none_is_the_bundled_models(spaced, spaced_read):
+    """net=None reads with fields.default_nets(): "fields" and "fields2" together, and the
+    pair reader "pairs", in int8 where this CPU has int8 kernels, else fp32."""
     nets = FL.check_net(None)
-    assert [n.meta["name"] for n in nets] == list(FL.MODELS) == ["fields", "fields2"]
+    assert [n.meta["name"] for n in nets] == list(FL.MODELS) == ["fields", "fields2", "pairs"]
     want = "fp32" if fastlenet._engine.int8_kernels() == "scalar" else "int8"
-    assert [n.precision for n in nets] == [want, want]
-    pair = FL.default_nets()
+    assert [n.precision for n in nets] == [want] * 3
+    models = FL.default_nets()
     for s, base in zip(spaced[:5], spaced_read):
         _same(FL.read_field(s.image), base)
-        _same(FL.read_field(s.image, pair), base)
-        _same(FL.read_field(s.image, list(pair)), base)
+        _same(FL.read_field(s.image, models), base)
+        _same(FL.read_field(s.image, list(models)), base)
 
 
-def test_the_pair_precision_can_be_forced():
-    assert [n.precision for n in FL.default_nets("fp32")] == ["fp32", "fp32"]
-    assert [n.precision for n in FL.default_nets("int8")] == ["int8", "int8"]
+def test_the_default_precision_can_be_forced():
+    assert [n.precision for n in FL.default_nets("fp32")] == ["fp32"] * 3
+    assert [n.precision for n in FL.default_nets("int8")] == ["int8"] * 3
     with pytest.raises(ValueError, match="precision"):
         FL.default_nets("bf16")
 

@@ -53,7 +53,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import digit_fonts  # noqa: E402
 from train_mnist import (PARAM_KEYS, TORCH_VERSION, build_model, load_mnist,  # noqa: E402
-                         numpy_forward, preprocess as pad_normalize, random_shift)
+                         numpy_forward, preprocess as pad_normalize, random_shift,
+                         seeded_torch)
 from train_printed import N_VAL, _NoPool, generate  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -334,12 +335,7 @@ def main() -> None:
 
     import fastlenet
 
-    if not torch.__version__.startswith(TORCH_VERSION):
-        print(f"warning: expected torch {TORCH_VERSION}, running {torch.__version__}")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(args.seed)
+    rng = seeded_torch(args.seed, args.threads)
     t0 = time.time()
 
     F = load_synth(args.synth)

@@ -78,6 +78,19 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
+def seeded_torch(seed: int, threads: int) -> np.random.Generator:
+    """torch on `threads` threads, seeded and deterministic (a recipe rebuilds its file bit for
+    bit) -> the numpy generator of the same seed. Warns when torch is not TORCH_VERSION."""
+    import torch
+
+    if not torch.__version__.startswith(TORCH_VERSION):
+        print(f"warning: expected torch {TORCH_VERSION}, running {torch.__version__}")
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    return np.random.default_rng(seed)
+
+
 def load_mnist(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (images uint8 (N,28,28), labels uint8 (N,)) for split 'train' or 't10k'."""
     images = read_idx(data_dir / f"{split}-images-idx3-ubyte.gz", 3)
@@ -198,12 +211,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    if not torch.__version__.startswith(TORCH_VERSION):
-        print(f"warning: expected torch {TORCH_VERSION}, running {torch.__version__}")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(args.seed)
+    rng = seeded_torch(args.seed, args.threads)
 
     t0 = time.time()
     train_u8, train_y = load_mnist(args.data_dir, "train")

@@ -46,7 +46,7 @@ import digit_fonts  # noqa: E402
 import render_printed_digits as R  # noqa: E402
 from train_mnist import (PAD, PARAM_KEYS, PARAM_SHAPES, TORCH_VERSION, build_model,  # noqa: E402
                          load_mnist, numpy_accuracy, preprocess as pad_normalize,
-                         random_shift)
+                         random_shift, seeded_torch)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".." / "shared" / "data" / "mnist"
@@ -249,12 +249,7 @@ def main() -> None:
 
     import fastlenet
 
-    if not torch.__version__.startswith(TORCH_VERSION):
-        print(f"warning: expected torch {TORCH_VERSION}, running {torch.__version__}")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(args.seed)
+    rng = seeded_torch(args.seed, args.threads)
 
     t0 = time.time()
     digit_fonts.ensure_packages(quiet=True)
