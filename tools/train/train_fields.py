@@ -78,6 +78,19 @@ def load_synth(path: Path):
     return mod
 
 
+def recipe_inputs(synth: Path, data_dir: Path):
+    """What the fields recipes start from -> (the synthesizer module, training fonts,
+    validation fonts, MNIST training images and labels, the digit source of 0..54,999 for
+    training, that of 55,000..59,999 for validation)."""
+    F = load_synth(synth)
+    digit_fonts.ensure_packages(quiet=True)
+    fonts_train, fonts_val = digit_fonts.faces("train"), digit_fonts.faces("val")
+    all_u8, all_y = load_mnist(data_dir, "train")
+    src_train = F.DigitSource(all_u8[:-N_VAL], all_y[:-N_VAL], "mnist-train-0-54999")
+    src_val = F.DigitSource(all_u8[-N_VAL:], all_y[-N_VAL:], "mnist-val-55000-59999")
+    return F, fonts_train, fonts_val, all_u8, all_y, src_train, src_val
+
+
 # ----------------------------------------------------------------------------- labels
 def label_candidates(segs, boxes) -> np.ndarray:
     """One field's candidates (segment records: x0, y0, x1, y1, exclusive) against its digits'
@@ -338,13 +351,9 @@ def main() -> None:
     rng = seeded_torch(args.seed, args.threads)
     t0 = time.time()
 
-    F = load_synth(args.synth)
-    digit_fonts.ensure_packages(quiet=True)
-    fonts_train, fonts_val = digit_fonts.faces("train"), digit_fonts.faces("val")
-    all_u8, all_y = load_mnist(args.data_dir, "train")
+    F, fonts_train, fonts_val, all_u8, all_y, src_train, src_val = \
+        recipe_inputs(args.synth, args.data_dir)
     mn_u8, mn_y = all_u8[:-N_VAL], all_y[:-N_VAL].astype(np.int64)
-    src_train = F.DigitSource(mn_u8, mn_y.astype(np.uint8), "mnist-train-0-54999")
-    src_val = F.DigitSource(all_u8[-N_VAL:], all_y[-N_VAL:], "mnist-val-55000-59999")
     styles = list(F.STYLES)
 
     # --- training pictures, or the same ones from --cache (the segmenter must not have

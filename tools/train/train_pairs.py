@@ -42,12 +42,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import digit_fonts  # noqa: E402
 from train_fields import (BASE, DEFAULT_DATA_DIR, PROJECT_ROOT, label_candidates,  # noqa: E402
-                          load_10, load_synth)
-from train_mnist import (PARAM_KEYS, TORCH_VERSION, build_model, load_mnist,  # noqa: E402
-                         random_shift, seeded_torch)
-from train_printed import N_VAL  # noqa: E402
+                          load_10, recipe_inputs)
+from train_mnist import (PARAM_KEYS, TORCH_VERSION, build_model, random_shift,  # noqa: E402
+                         seeded_torch)
 
 NOT_A_PAIR = 100
 CLASSES = [f"{i:02d}" for i in range(100)] + ["not two digits"]
@@ -146,12 +144,8 @@ def main() -> None:
     rng = seeded_torch(args.seed, args.threads)
     t0 = time.time()
 
-    F = load_synth(args.synth)
-    digit_fonts.ensure_packages(quiet=True)
-    fonts_train, fonts_val = digit_fonts.faces("train"), digit_fonts.faces("val")
-    all_u8, all_y = load_mnist(args.data_dir, "train")
-    src_train = F.DigitSource(all_u8[:-N_VAL], all_y[:-N_VAL], "mnist-train-0-54999")
-    src_val = F.DigitSource(all_u8[-N_VAL:], all_y[-N_VAL:], "mnist-val-55000-59999")
+    F, fonts_train, fonts_val, _, _, src_train, src_val = recipe_inputs(args.synth,
+                                                                         args.data_dir)
 
     x, y, balance = make_pictures(F, src_train, fonts_train, args.seed, args.workers,
                                   args.fields_scale)
