@@ -419,8 +419,8 @@ def read_fields(sources, net=None, *, files_per_partition: int = FILES_PER_PARTI
     [x0, y0, x1, y1], [[label, p], ...]] per digit), error; an input that cannot be read is a
     row with its error, never a failed job. length, invert and any other keyword (e.g.
     max_pixels) go to fastlenet.read_fields. net: as there, one Net or several read together;
-    the default models travel in fp32 and each worker runs it in int8 where its CPU (at `isa`)
-    has int8 kernels, as fastlenet.fields.default_nets does in one process.
+    the default models travel in fp32 and each worker runs them in int8 where its CPU (at
+    `isa`) has int8 kernels, as fastlenet.fields.default_nets does in one process.
     """
     _require_dask()
     import dask

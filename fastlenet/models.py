@@ -17,7 +17,7 @@ from fastlenet._engine import Net
 # 0.1.0's model, MNIST alone.
 PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz",
               # "digits" with an 11th class, "not a digit", for the fields search's bad cuts;
-              # "fields2" the same recipe from another seed (fields are read with the pair);
+              # "fields2" the same recipe from another seed (the two read every candidate together);
               # "pairs" reads two touching digits at once (classes "00".."99", "not two digits")
               "fields": "lenet5_fields.npz", "fields2": "lenet5_fields2.npz",
               "pairs": "lenet5_pairs.npz"}

@@ -120,6 +120,19 @@ def test_one_net_or_chosen_models_travel(client, data):
         fld.predict_files(folder, fastlenet.fields.default_nets())
 
 
+def test_the_pair_reader_reaches_the_workers(client, tmp_path):
+    """On touching fields, where the pair reader changes readings, the cluster reads with the
+    three default models as one process does."""
+    for i, s in enumerate(F.make_fields("touching", 12, F.mnist_train_digits(),
+                                        np.random.default_rng(7))):
+        (tmp_path / f"f{i + 1}.png").write_bytes(png_bytes(s.image))
+    models = fastlenet.fields.default_nets("fp32")
+    want = list(fastlenet.read_fields(str(tmp_path), models, workers=0))
+    alone = list(fastlenet.read_fields(str(tmp_path), models[:2], workers=0))
+    assert [w.text for w in want] != [w.text for w in alone]
+    _rows_equal(fld.read_fields(str(tmp_path), models, files_per_partition=4).compute(), want)
+
+
 def test_the_default_models_take_each_workers_precision():
     """net=None travels as the fp32 models marked auto; a worker quantizes them where its CPU,
     at the ISA level it runs, has int8 kernels (fields.auto_precision), and never at "scalar"."""

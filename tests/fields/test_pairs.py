@@ -153,3 +153,26 @@ def test_the_bundled_pair_reader_says_how_it_was_made_and_matches_the_reference(
     x = inputs[FL.pair_candidates(segs)][:60]
     assert len(x) >= 20
     np.testing.assert_allclose(net.logits(x), reference.logits(net, x), rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def touching_pngs(tmp_path_factory):
+    from _helpers import png_bytes
+
+    root = tmp_path_factory.mktemp("touching_pngs")
+    for i, s in enumerate(_fields("touching", 12, 7)):
+        (root / f"f{i + 1}.png").write_bytes(png_bytes(s.image))
+    return str(root)
+
+
+@pytest.mark.parametrize("kw", [{"workers": 2}, {"workers": 2, "pool": "thread"}])
+def test_worker_pools_read_with_the_pair_reader(touching_pngs, kw):
+    """The pair reader travels to process and thread workers with the digit readers: their
+    rows equal the calling thread's, which differ from the digit readers' alone here."""
+    models = FL.default_nets("fp32")
+    want = list(fastlenet.read_fields(touching_pngs, models, workers=0))
+    alone = list(fastlenet.read_fields(touching_pngs, FL.readers(models)[0], workers=0))
+    assert [f.text for f in want] != [f.text for f in alone]
+    got = list(fastlenet.read_fields(touching_pngs, models, **kw))
+    assert [(f.source, f.text, f.error) for f in got] == [(f.source, f.text, f.error) for f in want]
+    assert [d.box for f in got for d in f.digits] == [d.box for f in want for d in f.digits]
