@@ -75,14 +75,16 @@ class SharedNet:
     @classmethod
     def from_net(cls, net, many: bool = False, auto: bool = False) -> "SharedNet":
         """net: a Net, or with many=True a tuple of Nets (the Nets fields are read with)."""
-        nets = net if many and isinstance(net, tuple) else (net,)
+        from fastlenet.fields import map_members, members
+
+        nets = members(net) if many else (net,)
         if not nets or not all(isinstance(n, _engine.Net) for n in nets):
             raise TypeError(f"net: expected a fastlenet.Net (from fastlenet.load or "
                             f"fastlenet.pretrained) or None; got {type(net).__name__}")
         # Weights and metadata only: the client's thread setting (which pickling keeps when set
         # explicitly) is not the worker's, and must not change the content-derived key.
-        plain = tuple(_engine.Net(n.weights, n.meta) for n in nets)
-        blob = pickle.dumps(plain if isinstance(net, tuple) else plain[0], protocol=5)
+        blob = pickle.dumps(map_members(net, lambda n: _engine.Net(n.weights, n.meta)),
+                            protocol=5)
         token = hashlib.blake2b(blob + (b"auto" if auto else b""), digest_size=16).hexdigest()
         return cls(token, blob, auto)
 
@@ -136,11 +138,10 @@ def _worker_net(shared: SharedNet, threads: Optional[int], isa: Optional[str]):
             _cache.move_to_end(key)
             return net
     net = pickle.loads(shared.blob)  # our own bytes from the client, not user input
-    from fastlenet.fields import auto_precision, members
+    from fastlenet.fields import auto_precision, map_members, members
 
     if shared.auto and auto_precision(isa) == "int8":
-        quantized = tuple(m.quantize() for m in members(net))
-        net = quantized if isinstance(net, tuple) else quantized[0]
+        net = map_members(net, lambda m: m.quantize())
     for member in members(net):
         member.num_threads = n  # pickling keeps weights and metadata only
         if isa is not None:

@@ -134,6 +134,12 @@ def members(net) -> tuple:
     return net if isinstance(net, tuple) else (net,)
 
 
+def map_members(net, fn):
+    """fn applied to each of members(net), in net's shape: a tuple for a tuple, else one."""
+    out = tuple(fn(n) for n in members(net))
+    return out if isinstance(net, tuple) else out[0]
+
+
 def check_net(net) -> tuple:
     """What net= means, as a tuple of Nets: None the bundled models (default_nets()), one Net,
     or a sequence of Nets. The digit readers among them (grayscale models with the 10 digit
@@ -195,7 +201,7 @@ def read_field(image, net=None, *, length=None, invert: str = "auto") -> Field:
     class as ink; "yes"/"no" force light/dark ink). length: the number of digits the form
     says the field has (an int or a range), or None. net: see check_net (default: the bundled
     models)."""
-    return read_arrays([image], check_net(net), length=length, invert=invert)[0]
+    return read_arrays([image], net, length=length, invert=invert)[0]
 
 
 _default: dict = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastlenet import _engine, prepare
-from fastlenet.fields import members
+from fastlenet.fields import map_members, members
 from fastlenet.pipeline.tasks import _decode_task, _Done, _worker_init
 
 POOLS = ("process", "thread")
@@ -30,11 +30,12 @@ def worker_copy(net):
     here, as the caller's object."""
     if any(type(n) is not _engine.Net for n in members(net)):
         return None
-    copies = []
-    for n in members(net):
-        copies.append(_engine.Net(n.weights, n.meta, num_threads=1))
-        copies[-1].isa = n.isa
-    return tuple(copies) if isinstance(net, tuple) else copies[0]
+
+    def copy(n):
+        c = _engine.Net(n.weights, n.meta, num_threads=1)
+        c.isa = n.isa
+        return c
+    return map_members(net, copy)
 
 
 def _make_pool(kind: str, workers: int, net=None):
