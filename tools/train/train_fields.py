@@ -39,7 +39,6 @@ once at the end (the numpy float64 re-check of train_mnist.py); never the test f
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
 import multiprocessing as mp
@@ -52,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import digit_fonts  # noqa: E402
-from train_mnist import (PARAM_KEYS, TORCH_VERSION, build_model, load_mnist,  # noqa: E402
+from train_mnist import (PARAM_KEYS, build_model, load_mnist, recipe_record,  # noqa: E402
                          numpy_forward, preprocess as pad_normalize, random_shift,
                          seeded_torch)
 from train_printed import N_VAL, _NoPool, generate  # noqa: E402
@@ -503,13 +502,7 @@ def main() -> None:
             "optimizer": f"Adam lr={args.lr}, cosine decay per step", "threads": args.threads,
             "label_tolerances": {"digit": TIGHT, "class10": LOOSE},
             "candidate_balance": balance,
-            "torch": TORCH_VERSION, "fastlenet": fastlenet.__version__,
-            "dataset": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0; fonts: see "
-                       "fastlenet/pretrained/README.md",
-            "font_families_train": sorted({f.family for f in fonts_train}),
-            "font_families_val": sorted({f.family for f in fonts_val}),
-            "trained": datetime.date.today().isoformat(),
-            "generation_seconds": round(gen_time), "training_seconds": round(train_time),
+            **recipe_record(fonts_train, gen_time, train_time, fonts_val),
         },
         "validation": {k: round(v, 4) for k, v in history[-1].items()},
         "test_accuracy": np_acc,

@@ -78,6 +78,22 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
+def recipe_record(fonts_train, gen_time: float, train_time: float, fonts_val=None) -> dict:
+    """The provenance entries every recipe on MNIST and the training fonts records: versions,
+    the data's licence, the font families, the date and the time spent."""
+    import fastlenet
+
+    out = {"torch": TORCH_VERSION, "fastlenet": fastlenet.__version__,
+           "dataset": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0; fonts: see "
+                      "fastlenet/pretrained/README.md",
+           "font_families_train": sorted({f.family for f in fonts_train})}
+    if fonts_val is not None:
+        out["font_families_val"] = sorted({f.family for f in fonts_val})
+    out.update(trained=datetime.date.today().isoformat(), generation_seconds=round(gen_time),
+               training_seconds=round(train_time))
+    return out
+
+
 def seeded_torch(seed: int, threads: int) -> np.random.Generator:
     """torch on `threads` threads, seeded and deterministic (a recipe rebuilds its file bit for
     bit) -> the numpy generator of the same seed. Warns when torch is not TORCH_VERSION."""

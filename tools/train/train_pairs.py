@@ -31,7 +31,6 @@ output layer is new), nothing frozen.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import multiprocessing as mp
 import os
@@ -44,7 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_fields import (BASE, DEFAULT_DATA_DIR, PROJECT_ROOT, label_candidates,  # noqa: E402
                           load_10, recipe_inputs)
-from train_mnist import (PARAM_KEYS, TORCH_VERSION, build_model, random_shift,  # noqa: E402
+from train_mnist import (PARAM_KEYS, build_model, random_shift, recipe_record,  # noqa: E402
                          seeded_torch)
 
 NOT_A_PAIR = 100
@@ -204,12 +203,7 @@ def main() -> None:
             "base_features": args.base.name, "per_epoch": args.per_epoch,
             "draws": {k: list(v) for k, v in DRAWS.items()}, "balance": balance,
             "batch_size": args.batch_size, "optimizer": f"Adam lr={args.lr}, cosine decay",
-            "threads": args.threads, "torch": TORCH_VERSION, "fastlenet": fastlenet.__version__,
-            "dataset": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0; fonts: see "
-                       "fastlenet/pretrained/README.md",
-            "font_families_train": sorted({f.family for f in fonts_train}),
-            "trained": datetime.date.today().isoformat(),
-            "generation_seconds": round(gen_time), "training_seconds": round(train_time),
+            "threads": args.threads, **recipe_record(fonts_train, gen_time, train_time),
         },
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,6 @@ The preprocessing is fastlenet's own (C, csrc/preprocess.c), so retrain when it 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import multiprocessing as mp
 import os
@@ -44,7 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import digit_fonts  # noqa: E402
 import render_printed_digits as R  # noqa: E402
-from train_mnist import (PAD, PARAM_KEYS, PARAM_SHAPES, TORCH_VERSION, build_model,  # noqa: E402
+from train_mnist import (PAD, PARAM_KEYS, PARAM_SHAPES, build_model, recipe_record,  # noqa: E402
                          load_mnist, numpy_accuracy, preprocess as pad_normalize,
                          random_shift, seeded_torch)
 
@@ -383,13 +382,7 @@ def main() -> None:
             "font_copies": args.font_copies, "mnist_copies": args.mnist_copies,
             "scan_per_epoch": args.scan_per_epoch, "font_per_epoch": args.font_per_epoch,
             "mnist_repeat": args.mnist_repeat, "threads": args.threads,
-            "torch": TORCH_VERSION, "fastlenet": fastlenet.__version__,
-            "dataset": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0; fonts: see "
-                       "fastlenet/pretrained/README.md",
-            "font_families_train": sorted({f.family for f in fonts_train}),
-            "font_families_val": sorted({f.family for f in fonts_val}),
-            "trained": datetime.date.today().isoformat(),
-            "generation_seconds": round(gen_time), "training_seconds": round(train_time),
+            **recipe_record(fonts_train, gen_time, train_time, fonts_val),
         },
         "validation": {k: round(v, 4) for k, v in history[-1].items()},
         "test_accuracy": np_acc,
