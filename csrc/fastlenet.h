@@ -162,22 +162,37 @@ typedef struct {
     float shape;
 } fl_segment;
 
-/* What the segmentation found in one field. piece_ink: each piece's ink, in typical digits. */
+/* The strip: the field's kept ink (lines and specks gone, deskewed, deslanted) resampled so
+ * that the digits' estimated height is FL_FIELD_STRIP_DIGIT of its FL_FIELD_STRIP_H rows, for a
+ * reader slid along it; at most FL_FIELD_STRIP_MAX columns (a wider field has none). */
+#define FL_FIELD_STRIP_H 32
+#define FL_FIELD_STRIP_DIGIT 20
+#define FL_FIELD_STRIP_MAX 1024
+
+/* What the segmentation found in one field. piece_ink: each piece's ink, in typical digits;
+ * with a strip: strip_width its columns (0: none), piece_x each piece's centre of ink there
+ * and piece_box its box (x0, y0, x1, y1; x1, y1 exclusive) in the source image's pixels. */
 typedef struct {
     int pieces, segments;
     float height;          /* the digits' estimated height, field pixels */
     int ink_is_light;
     int truncated;         /* more blobs than FL_FIELD_MAX_PIECES: the smallest were dropped */
+    int strip_width;
     float piece_ink[FL_FIELD_MAX_PIECES];
+    float piece_x[FL_FIELD_MAX_PIECES];
+    int piece_box[FL_FIELD_MAX_PIECES][4];
 } fl_field;
 
 /* n fields -> for field i, info[i] and its info[i].segments candidates: segs[i *
  * FL_FIELD_MAX_SEGMENTS + k] and their model inputs (uint8, size x size, the net's polarity) at
  * inputs + (i * FL_FIELD_MAX_SEGMENTS + k) * size * size. invert: FL_INVERT_AUTO (ink is the
- * minority class), _YES (ink is light), _NO (ink is dark). Threads take whole fields. FL_OK,
- * FL_ERR_ARG or FL_ERR_NOMEM. */
+ * minority class), _YES (ink is light), _NO (ink is dark). strips (NULL: none): each field's
+ * strip, uint8 ink 0-255, FL_FIELD_STRIP_H x FL_FIELD_STRIP_MAX at strips + i *
+ * FL_FIELD_STRIP_H * FL_FIELD_STRIP_MAX, its first info[i].strip_width columns set. Threads
+ * take whole fields. FL_OK, FL_ERR_ARG or FL_ERR_NOMEM. */
 int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, int light_on_dark,
-                      unsigned char *inputs, fl_segment *segs, fl_field *info, int num_threads);
+                      unsigned char *inputs, fl_segment *segs, fl_field *info,
+                      unsigned char *strips, int num_threads);
 
 /* How fl_field_search scores a path (log-probabilities; a path's score is the sum of its arcs). */
 typedef struct {
@@ -192,20 +207,30 @@ typedef struct {
 /* A path entry with this bit set is its segment read as two digits (a touching pair). */
 #define FL_FIELD_PAIR (1 << 16)
 
+/* Digits of a text the search is asked to read (fl_field_search texts): a field's entries,
+ * -1 after its last digit. */
+#define FL_FIELD_TEXT (2 * FL_FIELD_MAX_PIECES + 1)
+
 /* The best path through each field's segments, scored by proba (K classes; classes 0..9 are
  * the digits, any others "not a digit"): field i's segments are proba rows first[i] ..
  * first[i] + info[i].segments - 1. pair_logp (NULL: none), one value per proba row: the
  * log-probability of the segment's best reading as two digits, or -INFINITY (or NaN) where it
- * may not be read so; such an arc reads two digits. Writes the path's segment indices to path + i *
- * FL_FIELD_MAX_PIECES (FL_FIELD_PAIR set on a pair), their count to narcs[i], the sum of their
- * log-probabilities to logp[i] and the ink of the pieces left unread (in typical digits) to
- * skipped[i]; met[i] = 0 when no path has min_len .. max_len digits (then the best of any
- * length is given). Digits in a comb's boxes (cell >= 1) take rising boxes: one digit a box,
- * never a pair. FL_OK, FL_ERR_ARG or FL_ERR_NOMEM. */
+ * may not be read so; such an arc reads two digits. texts (NULL: none): the path must read
+ * field i's digits texts[i * FL_FIELD_TEXT ..] (0-9, -1 after the last; min_len and max_len
+ * are not used), each arc scored by its own digits' probabilities (pair_proba: 100 per proba
+ * row, "00".."99", needed with texts and pair_logp). Writes the path's segment indices to
+ * path + i * FL_FIELD_MAX_PIECES (FL_FIELD_PAIR set on a pair), their count to narcs[i], the
+ * sum of their log-probabilities to logp[i], the path's score (that sum less the costs of
+ * fl_search_params; -1e30 for no path) to score[i] and the ink of the pieces left unread (in
+ * typical digits) to skipped[i]; met[i] = 0 when no path has min_len .. max_len digits (then
+ * the best of any length is given) or none reads the text (then no path). Digits in a comb's
+ * boxes (cell >= 1) take rising boxes: one digit a box, never a pair. FL_OK, FL_ERR_ARG or
+ * FL_ERR_NOMEM. */
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
-                    const float *pair_logp, const int64_t *first, int classes,
-                    const fl_search_params *params, int *path, int *narcs, float *logp,
-                    float *skipped, int *met);
+                    const float *pair_logp, const float *pair_proba, const signed char *texts,
+                    const int64_t *first, int classes, const fl_search_params *params,
+                    int *path, int *narcs, float *logp, float *score, float *skipped,
+                    int *met);
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,9 @@
  * wall -> pieces in reading order -> every run of 1..FL_FIELD_SPAN pieces
  * narrow enough to be one digit, preprocessed exactly as a picture of one digit
  * (preprocess.c), so the recognizer sees what it was trained on. The search reads at most one
- * digit per comb box.
+ * digit per comb box. On request, the pieces' ink is also resampled into the field's strip
+ * (fd_strip), for a reader slid along it that needs no cuts (fastlenet/fields.py); the search
+ * can then be asked for its best path reading that reader's string (fl_field_search texts).
  *
  * Bounds: at most FL_FIELD_MAX_PIECES pieces (the largest blobs kept first, then the best
  * cuts), so a field of noise costs no more preprocessing and recognition than a long field.
@@ -65,6 +67,8 @@
 #define FD_SLANT_GAIN 1.1 /* and one whose score is not this much above upright's */
 /* Components kept at most (by ink) before blobs are formed. */
 #define FD_MAX_KEEP 128
+/* taps of the strip's resampling: its scale is at least FL_FIELD_STRIP_DIGIT / FD_BAND_MAX */
+#define FD_STRIP_TAPS 16
 /* A field whose ink gains at least this many joins, and this share of its components, from
  * the pixels halfway to the paper is a thin stroke broken by its threshold (fd_inkmap). */
 #define FD_FRAG_JOINS 5
@@ -1618,6 +1622,114 @@ static int fd_segments(fd_state *st, int size, int light_on_dark, unsigned char 
     return rc;
 }
 
+/* Reduced field columns a strip holds before its first piece and after its last, in strip
+ * columns: a reader slid along it centres a window on the first and last digits too. */
+#define FD_STRIP_PAD 12
+
+/* One axis of the strip's resampling: output index o (0..nout-1) reads source coordinates
+ * around c0 + (o + 0.5) / s - 0.5 with a triangle of half-width max(1, 1 / s) source pixels
+ * (an area average when shrinking, linear when growing); weights over lo .. lo + n - 1,
+ * summing to 1 over the whole triangle (source outside 0..len-1 reads as paper). */
+typedef struct { int lo, n; float w[FD_STRIP_TAPS]; } fd_taps;
+
+static void strip_taps(double c0, double s, int o, int len, fd_taps *t) {
+    const double r = s < 1 ? 1 / s : 1.0, c = c0 + (o + 0.5) / s - 0.5;
+    int lo = (int)ceil(c - r), hi = (int)floor(c + r);
+    if (hi - lo + 1 > FD_STRIP_TAPS) hi = lo + FD_STRIP_TAPS - 1;
+    double sum = 0;
+    for (int k = lo; k <= hi; k++) sum += fmax(0.0, 1.0 - fabs(k - c) / r);
+    t->lo = imax(lo, 0);
+    t->n = 0;
+    for (int k = t->lo; k <= imin(hi, len - 1); k++)
+        t->w[t->n++] = sum > 0 ? (float)(fmax(0.0, 1.0 - fabs(k - c) / r) / sum) : 0.0f;
+}
+
+/* The field's strip (fastlenet.h, FL_FIELD_STRIP_H): the pieces' ink only, the digits'
+ * estimated height scaled to FL_FIELD_STRIP_DIGIT rows, the ink's centre of mass on the middle
+ * row; each piece's centre in strip columns. A strip wider than FL_FIELD_STRIP_MAX is not
+ * made (width 0). */
+static int fd_strip(const fd_state *st, unsigned char *out, fl_field *info) {
+    const int w = st->w, np = st->npieces;
+    info->strip_width = 0;
+    if (!np || !(st->height > 0)) return FL_OK;
+    int x0 = w, x1 = -1;
+    double mass = 0, sy = 0;
+    for (int p = 0; p < np; p++) {
+        x0 = imin(x0, st->pieces[p].x0);
+        x1 = imax(x1, st->pieces[p].x1);
+        mass += st->pieces[p].mass;
+    }
+    for (int y = 0; y < st->h; y++) {
+        const unsigned char *mr = st->m + (size_t)y * w, *qr = st->q + (size_t)y * w;
+        double rm = 0;
+        for (int x = x0; x <= x1; x++)
+            if (mr[x] != 255) rm += st->ink[qr[x]];
+        sy += rm * y;
+    }
+    const double s = FL_FIELD_STRIP_DIGIT / st->height, cy = mass > 0 ? sy / mass : 0.5 * st->h;
+    const int inner = (int)ceil((x1 - x0 + 1) * s), width = inner + 2 * FD_STRIP_PAD;
+    if (width > FL_FIELD_STRIP_MAX) return FL_OK;
+    /* strip column o reads source column c0 + (o + 0.5) / s - 0.5: column FD_STRIP_PAD starts
+     * at the first piece's left edge */
+    const double c0 = x0 - FD_STRIP_PAD / s, r0 = cy - 0.5 * FL_FIELD_STRIP_H / s;
+    const int sw = x1 - x0 + 1;
+    float *rows = calloc((size_t)FL_FIELD_STRIP_H * sw, sizeof *rows);
+    fd_taps *tx = malloc((size_t)width * sizeof *tx);
+    if (!rows || !tx) { free(rows); free(tx); return FL_ERR_NOMEM; }
+    for (int o = 0; o < FL_FIELD_STRIP_H; o++) { /* rows: the pieces' ink, columns x0..x1 */
+        fd_taps ty;
+        strip_taps(r0, s, o, st->h, &ty);
+        float *ro = rows + (size_t)o * sw;
+        for (int t = 0; t < ty.n; t++) {
+            const int y = ty.lo + t;
+            const unsigned char *mr = st->m + (size_t)y * w + x0, *qr = st->q + (size_t)y * w + x0;
+            const float wt = ty.w[t];
+            for (int x = 0; x < sw; x++)
+                if (mr[x] != 255) ro[x] += wt * st->ink[qr[x]];
+        }
+    }
+    for (int o = 0; o < width; o++) {
+        strip_taps(c0 - x0, s, o, sw, &tx[o]); /* in columns of `rows` */
+    }
+    for (int r = 0; r < FL_FIELD_STRIP_H; r++) {
+        const float *ro = rows + (size_t)r * sw;
+        unsigned char *dst = out + (size_t)r * FL_FIELD_STRIP_MAX;
+        for (int o = 0; o < width; o++) {
+            float acc = 0;
+            for (int t = 0; t < tx[o].n; t++) acc += tx[o].w[t] * ro[tx[o].lo + t];
+            acc = acc < 0 ? 0 : acc > 1 ? 1 : acc;
+            dst[o] = (unsigned char)(acc * 255.0f + 0.5f);
+        }
+        memset(dst + width, 0, FL_FIELD_STRIP_MAX - width);
+    }
+    free(rows);
+    free(tx);
+    /* each piece's columns before the deslant (its pixels' rows moved back, as fd_segments
+     * does for a segment's box), then its box in the source image */
+    double ux0[FL_FIELD_MAX_PIECES], ux1[FL_FIELD_MAX_PIECES];
+    for (int p = 0; p < np; p++) {
+        ux0[p] = st->pieces[p].x0;
+        ux1[p] = st->pieces[p].x1 + 1;
+        if (st->slant != 0) { ux0[p] = 1e30; ux1[p] = -1e30; }
+    }
+    for (int y = 0; y < st->h && st->slant != 0; y++) {
+        const unsigned char *mr = st->m + (size_t)y * w;
+        const double back = st->sph + (y - 0.5 * st->h) * st->slant;
+        for (int x = x0; x <= x1; x++)
+            if (mr[x] != 255) {
+                ux0[mr[x]] = fmin(ux0[mr[x]], x - back);
+                ux1[mr[x]] = fmax(ux1[mr[x]], x + 1 - back);
+            }
+    }
+    for (int p = 0; p < np; p++) { /* source column x is strip column (x + 0.5 - c0) s - 0.5 */
+        const fd_piece *pc = &st->pieces[p];
+        info->piece_x[p] = (float)((pc->sx / fmax(pc->mass, 1e-9) + 0.5 - c0) * s - 0.5);
+        fd_to_source(st, ux0[p], pc->y0, ux1[p], pc->y1 + 1, info->piece_box[p]);
+    }
+    info->strip_width = width;
+    return FL_OK;
+}
+
 static int fd_reserve(fd_buffers *b, size_t n) {
     if (n <= b->cap) return FL_OK;
     free(b->q); free(b->m); free(b->run); free(b->lab); free(b->stack);
@@ -1637,7 +1749,8 @@ static void fd_release(fd_buffers *b) {
 }
 
 static int field_one(const fl_image *im, int size, int invert, int light_on_dark,
-                     unsigned char *inputs, fl_segment *segs, fl_field *info, fd_buffers *buf) {
+                     unsigned char *inputs, fl_segment *segs, fl_field *info,
+                     unsigned char *strip, fd_buffers *buf) {
     memset(info, 0, sizeof *info);
     if (im->height < 1 || im->width < 1) return FL_OK;
     fd_state *st = calloc(1, sizeof *st);
@@ -1699,6 +1812,7 @@ static int field_one(const fl_image *im, int size, int invert, int light_on_dark
                     for (int p = 0; p < st->npieces; p++)
                         info->piece_ink[p] = (float)(st->pieces[p].mass / st->typical);
                     rc = fd_segments(st, size, light_on_dark, inputs, segs, info);
+                    if (rc == FL_OK && strip) rc = fd_strip(st, strip, info);
                 }
             }
         }
@@ -1714,6 +1828,7 @@ typedef struct {
     unsigned char *inputs;
     fl_segment *segs;
     fl_field *info;
+    unsigned char *strips;
     int rc;
 } fd_batch;
 
@@ -1724,21 +1839,24 @@ static void fd_run(void *ctx, size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++) {
         int r = field_one(&b->fields[i], b->size, b->invert, b->light_on_dark,
                           b->inputs + i * FL_FIELD_MAX_SEGMENTS * plane,
-                          b->segs + i * FL_FIELD_MAX_SEGMENTS, &b->info[i], &buf);
+                          b->segs + i * FL_FIELD_MAX_SEGMENTS, &b->info[i],
+                          b->strips ? b->strips + i * FL_FIELD_STRIP_H * FL_FIELD_STRIP_MAX
+                                    : NULL, &buf);
         if (r != FL_OK) __atomic_store_n(&b->rc, r, __ATOMIC_RELAXED);
     }
     fd_release(&buf);
 }
 
 int fl_field_segments(const fl_image *fields, size_t n, int size, int invert, int light_on_dark,
-                      unsigned char *inputs, fl_segment *segs, fl_field *info, int num_threads) {
+                      unsigned char *inputs, fl_segment *segs, fl_field *info,
+                      unsigned char *strips, int num_threads) {
     if (n && (!fields || !inputs || !segs || !info)) return FL_ERR_ARG;
     if (size < 20 || size > 64 || invert < FL_INVERT_AUTO || invert > FL_INVERT_NO)
         return FL_ERR_ARG;
     for (size_t i = 0; i < n; i++)
         if (fields[i].dtype < FL_PIX_U8 || fields[i].dtype > FL_PIX_F64 || !fields[i].data)
             return FL_ERR_ARG;
-    fd_batch b = {fields, size, invert, light_on_dark, inputs, segs, info, FL_OK};
+    fd_batch b = {fields, size, invert, light_on_dark, inputs, segs, info, strips, FL_OK};
     int nt = num_threads < 1 ? 1 : num_threads;
     if ((size_t)nt > n) nt = (int)n;
     if (nt < 2 || !fl_pool_run(nt, n, 4, fd_run, &b)) fd_run(&b, 0, n);
@@ -1753,16 +1871,25 @@ static float digit_logp(const float *row, int classes) {
     return logf(best > 1e-6f ? best : 1e-6f);
 }
 
+/* The log-probability of one class (a text's digit or pair), floored as digit_logp's. */
+static float text_logp(const float *row, int cls) {
+    return logf(row[cls] > 1e-6f ? row[cls] : 1e-6f);
+}
+
 /* Viterbi over piece boundaries 0..P, with the digit count and the comb box of the last digit
  * read as further coordinates: an arc is a segment (pieces p0..p1-1 read as its best digit,
  * or as its best pair of digits where pair_logp allows), or a skipped piece (noise). The
  * boxes of a comb rise strictly along a path: a box holds one digit, so a digit that crosses
  * a wall is not read again from its overhang. */
 static int search_one(const fl_field *fi, const fl_segment *sg, const float *proba,
-                      const float *pair_logp, int classes, const fl_search_params *p, int *path,
-                      int *narcs, float *logp, float *skipped, int *met) {
+                      const float *pair_logp, const float *pair_proba, const signed char *text,
+                      int classes, const fl_search_params *p, int *path, int *narcs,
+                      float *logp, float *score_out, float *skipped, int *met) {
     const int P = fi->pieces, S = fi->segments;
-    const int L = pair_logp ? 2 * P : P; /* at most one digit per piece, two with pairs */
+    int tl = 0; /* a given text: its length is the path's, and each arc reads its next digits */
+    while (text && tl < FL_FIELD_TEXT - 1 && text[tl] >= 0) tl++;
+    /* at most one digit per piece, two with pairs */
+    const int L = text ? imin(tl, pair_logp ? 2 * P : P) : pair_logp ? 2 * P : P;
     static const float NEG = -1e30f;
     /* boxes ranked 1..K among the segments' (0: no box) */
     int rank[FL_FIELD_MAX_SEGMENTS], cells[FL_FIELD_MAX_SEGMENTS], K = 0;
@@ -1821,14 +1948,20 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
                 for (int s = start[i]; s < start[i + 1]; s++) {
                     if (rank[s] && rank[s] <= k) continue; /* this box, or one before it */
                     const size_t to = AT(sg[s].p1, c + 1, rank[s] ? rank[s] : k);
-                    const float v = here + score[s];
+                    const float v = here + score[s] +
+                                    (text ? text_logp(proba + (size_t)s * classes, text[c]) -
+                                            digit_logp(proba + (size_t)s * classes, classes)
+                                          : 0.0f);
                     if (v > best[to]) {
                         best[to] = v; from_c[to] = (short)c; from_k[to] = (short)k;
                         via[to] = s;
                     }
                     if (pscore[s] == NEG || c + 2 > L) continue;
                     const size_t two = AT(sg[s].p1, c + 2, k);
-                    const float w = here + pscore[s];
+                    const float w = here + pscore[s] +
+                                    (text ? text_logp(pair_proba + (size_t)s * 100,
+                                                      10 * text[c] + text[c + 1]) - pair_logp[s]
+                                          : 0.0f);
                     if (w > best[two]) {
                         best[two] = w; from_c[two] = (short)c; from_k[two] = (short)k;
                         via[two] = s | FL_FIELD_PAIR;
@@ -1839,7 +1972,9 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
     int bc = -1, bk = 0;
     *met = 1;
     for (int pass = 0; pass < 2 && bc < 0; pass++) {
-        const int c0 = pass ? 0 : imax(0, p->min_len), c1 = pass ? L : imin(L, p->max_len);
+        if (text && pass) break; /* a text that cannot be read: no path */
+        const int c0 = text ? tl : pass ? 0 : imax(0, p->min_len);
+        const int c1 = text ? (tl <= L ? tl : -1) : pass ? L : imin(L, p->max_len);
         for (int c = c0; c <= c1; c++)
             for (int k = 0; k <= K; k++) {
                 const float v = best[AT(P, c, k)];
@@ -1849,14 +1984,20 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
     }
     int tmp[FL_FIELD_MAX_PIECES], nd = 0, node = P, c = bc < 0 ? 0 : bc, k = bk;
     float lp = 0, sk = 0;
+    *score_out = bc >= 0 ? best[AT(P, bc, bk)] : NEG;
     while (node > 0 && bc >= 0) {
         const size_t t = AT(node, c, k);
         const int a = via[t], pc = from_c[t], pk = from_k[t];
         if (a >= 0) {
             const int s = a & (FL_FIELD_PAIR - 1);
             tmp[nd++] = a;
-            lp += a & FL_FIELD_PAIR ? pair_logp[s]
-                                    : digit_logp(proba + (size_t)s * classes, classes);
+            if (text) /* the digits of the text this arc read */
+                lp += a & FL_FIELD_PAIR ? text_logp(pair_proba + (size_t)s * 100,
+                                                    10 * text[pc] + text[pc + 1])
+                                        : text_logp(proba + (size_t)s * classes, text[pc]);
+            else
+                lp += a & FL_FIELD_PAIR ? pair_logp[s]
+                                        : digit_logp(proba + (size_t)s * classes, classes);
             node = sg[s].p0;
         } else {
             node--;
@@ -1875,13 +2016,19 @@ static int search_one(const fl_field *fi, const fl_segment *sg, const float *pro
 }
 
 int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, const float *proba,
-                    const float *pair_logp, const int64_t *first, int classes,
-                    const fl_search_params *params, int *path, int *narcs, float *logp,
-                    float *skipped, int *met) {
+                    const float *pair_logp, const float *pair_proba, const signed char *texts,
+                    const int64_t *first, int classes, const fl_search_params *params,
+                    int *path, int *narcs, float *logp, float *score, float *skipped,
+                    int *met) {
     if (n && (!info || !segs || !proba || !first || !params || !path || !narcs || !logp ||
-              !skipped || !met))
+              !score || !skipped || !met))
         return FL_ERR_ARG;
+    if (classes < 10 && texts) return FL_ERR_ARG;
+    if (texts && pair_logp && !pair_proba) return FL_ERR_ARG;
     if (classes < 1) return FL_ERR_ARG;
+    for (size_t i = 0; texts && i < n; i++)
+        for (int k = 0; k < FL_FIELD_TEXT; k++)
+            if (texts[i * FL_FIELD_TEXT + k] > 9) return FL_ERR_ARG;
     for (size_t i = 0; i < n; i++) {
         if (info[i].pieces < 0 || info[i].pieces > FL_FIELD_MAX_PIECES ||
             info[i].segments < 0 || info[i].segments > FL_FIELD_MAX_SEGMENTS || first[i] < 0)
@@ -1895,9 +2042,11 @@ int fl_field_search(const fl_field *info, const fl_segment *segs, size_t n, cons
     for (size_t i = 0; i < n; i++) {
         const int rc = search_one(&info[i], segs + i * FL_FIELD_MAX_SEGMENTS,
                                   proba + (size_t)first[i] * classes,
-                                  pair_logp ? pair_logp + first[i] : NULL, classes, params,
+                                  pair_logp ? pair_logp + first[i] : NULL,
+                                  pair_proba && texts ? pair_proba + (size_t)first[i] * 100 : NULL,
+                                  texts ? texts + i * FL_FIELD_TEXT : NULL, classes, params,
                                   path + i * FL_FIELD_MAX_PIECES, &narcs[i], &logp[i],
-                                  &skipped[i], &met[i]);
+                                  &score[i], &skipped[i], &met[i]);
         if (rc != FL_OK) return rc;
     }
     return FL_OK;

@@ -18,9 +18,10 @@ from fastlenet._engine import Net
 PRETRAINED = {"digits": "lenet5_digits.npz", "mnist": "lenet5_mnist.npz",
               # "digits" with an 11th class, "not a digit", for the fields search's bad cuts;
               # "fields2" the same recipe from another seed (the two read every candidate together);
-              # "pairs" reads two touching digits at once (classes "00".."99", "not two digits")
+              # "pairs" reads two touching digits at once (classes "00".."99", "not two digits");
+              # "strips" is slid along a whole field (classes 0-9 and "between digits")
               "fields": "lenet5_fields.npz", "fields2": "lenet5_fields2.npz",
-              "pairs": "lenet5_pairs.npz"}
+              "pairs": "lenet5_pairs.npz", "strips": "lenet5_strips.npz"}
 PRETRAINED_PATH = pathlib.Path(__file__).parent / "pretrained" / PRETRAINED["digits"]
 
 
@@ -29,7 +30,9 @@ def pretrained(name: str = "digits", *, precision: str = "fp32", **kwargs: Any) 
     reads handwriting and printed digits in many fonts from scans and files; "mnist" is the
     0.1.0 model, trained on MNIST alone; "fields" is "digits" with an 11th class, "not a digit",
     and "fields2" the same recipe from another seed; "pairs" reads two touching digits as one
-    picture: fastlenet.read_field/read_fields read with the three (fastlenet.fields.MODELS).
+    picture, and "strips" reads whole fields as a window slid along them (32x32 windows of
+    the field's strip): fastlenet.read_field/read_fields read with the four
+    (fastlenet.fields.MODELS).
     They take raw MNIST digits (uint8 28x28, light on dark) as they are, and image
     files through fastlenet.predict_files / fastlenet.preprocess; the metadata carries the
     normalization and what the model was trained on. precision="int8" gives the model

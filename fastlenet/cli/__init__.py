@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE", action="append",
                    help="weights file or bundled model name; given more than once, the models "
                         "read together (their probabilities averaged; a pair reader such "
-                        "as pairs reads touching digits two at once). Default, for fields: the "
-                        "bundled fields, fields2 and pairs, in int8 where the CPU has int8 "
-                        "kernels")
+                        "as pairs reads touching digits two at once, a strip reader such as "
+                        "strips the whole field without cuts). Default, for fields: the "
+                        "bundled fields, fields2, pairs and strips, in int8 where the CPU has "
+                        "int8 kernels")
     p.add_argument("--layout", default="auto", help="weights layout (default auto)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="engine threads (default: the CPUs this process may use)")

@@ -26,7 +26,7 @@ def _segments(n, spans, **fields):
 def _search(segs, proba, pair_logp, pieces, pair_cost=0.0, lo=0, hi=99):
     counts = np.array([[pieces, len(segs), 0]], np.int32)
     ink = np.ones((1, _engine.FIELD_MAX_PIECES), np.float32)
-    path, narcs, logp, _, met = _engine._field_search(
+    path, narcs, logp, _, met, _ = _engine._field_search(
         segs, counts, ink, proba, 0.2, -0.1, 0.0, 5.0, lo, hi, pair_logp, pair_cost)
     arcs = [(int(a & (_engine.FIELD_PAIR - 1)), bool(a & _engine.FIELD_PAIR))
             for a in path[0, :narcs[0]]]
@@ -86,8 +86,8 @@ def test_a_pair_gives_two_digits_whose_confidences_multiply_to_its_probability()
 def test_check_net_sorts_nets_by_role():
     f, pr = fastlenet.pretrained("fields"), fastlenet.pretrained("pairs")
     assert pr.num_classes == 101 and tuple(pr.classes[:100]) == FL.PAIR_CLASSES
-    assert FL.readers(FL.check_net([pr, f])) == ((f,), (pr,))
-    assert FL.readers(FL.check_net(f)) == ((f,), ())
+    assert FL.readers(FL.check_net([pr, f])) == ((f,), (pr,), ())
+    assert FL.readers(FL.check_net(f)) == ((f,), (), ())
     assert FL.readers(FL.check_net(None))[1][0].meta["name"] == "pairs"
     with pytest.raises(ValueError, match="digit reader"):
         FL.check_net(pr)
@@ -107,9 +107,9 @@ def test_tight_print_reads_better_with_the_pair_reader():
     digits swing by more than that gain between seeds, so it is not asserted here."""
     samples = _fields("printed_tight", 60, 5) + _fields("printed_tight", 60, 6)
     ims = [s.image for s in samples]
-    digit_nets = FL.readers(FL.check_net(None))[0]
+    digit_nets, pair_nets, _ = FL.readers(FL.check_net(None))
     right = [sum(f.text == s.text for f, s in zip(FL.read_arrays(ims, nets), samples))
-             for nets in (digit_nets, None)]
+             for nets in (digit_nets, digit_nets + pair_nets)]
     assert right[1] >= right[0] + 5, right
 
 
