@@ -642,7 +642,7 @@ def _italic(img: np.ndarray, t: float):
 def test_italic_print_reads_as_upright(fnet):
     """Tight print sheared 10 degrees (italic): leaning glyphs share columns with their
     neighbours, so upright cuts cannot part them; the field is deslanted first. Measured on
-    these 100 fields: 96 upright, 91 sheared, in int8 and in fp32 (without the strip reader
+    these 100 fields: 96 upright, 91 sheared in int8 (90 in fp32; without the strip reader
     77 and 76, without the pair reader too 63 and 61; 48 sheared before deslanting). The
     boxes are in the sheared image's pixels: each holds its glyph's centre."""
     try:
