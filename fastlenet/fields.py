@@ -159,9 +159,10 @@ def check_net(net) -> tuple:
     """What net= means, as a tuple of Nets: None the bundled models (default_nets()), one Net,
     or a sequence of Nets. The digit readers among them (grayscale models with the 10 digit
     classes first, all of one class count) are averaged on every candidate; pair readers
-    (classes PAIR_CLASSES first) are averaged on the segments that may hold two touching
-    digits. All must share one input geometry; one digit reader at least. The default is
-    loaded once per process and shared: do not change it."""
+    (classes PAIR_CLASSES first) on the segments that may hold two touching digits, both of
+    one input geometry; strip readers (classes STRIP_CLASSES, 32x32 light on dark) on every
+    window of the fields' strips. One digit reader at least. The default is loaded once per
+    process and shared: do not change it."""
     if net is None:
         return _cached_default()
     nets = (net,) if isinstance(net, _engine.Net) else \
@@ -181,20 +182,21 @@ def check_net(net) -> tuple:
         raise ValueError(f"net: fields need a digit reader (classes 0-9 first); got only "
                          f"{len(pairs)} pair reader(s) (classes 00-99) and {len(strips)} strip "
                          f"reader(s)")
+    geo = {id(n): prepare.model_geometry(n) for n in nets}  # a copy of the metadata each
     for n in strips:
-        if prepare.model_geometry(n) != (STRIP_H, True):
+        if geo[id(n)] != (STRIP_H, True):
             raise ValueError(f"net: a strip reader reads {STRIP_H}x{STRIP_H} windows of light "
-                             f"ink on dark; this one's input is {prepare.model_geometry(n)} "
+                             f"ink on dark; this one's input is {geo[id(n)]} "
                              f"(size, light on dark)")
-    geometry = prepare.model_geometry(digits[0])
+    geometry = geo[id(digits[0])]
     for role in (digits, pairs):
         for n in role:
-            if n.num_classes != role[0].num_classes or prepare.model_geometry(n) != geometry:
+            if n.num_classes != role[0].num_classes or geo[id(n)] != geometry:
                 raise ValueError(
                     f"net: the Nets of a sequence must agree in input size and polarity, and "
                     f"those of one role (digit or pair reader) in classes; found "
-                    f"{role[0].num_classes} classes {prepare.model_geometry(role[0])} and "
-                    f"{n.num_classes} classes {prepare.model_geometry(n)} (the digit readers' "
+                    f"{role[0].num_classes} classes {geo[id(role[0])]} and "
+                    f"{n.num_classes} classes {geo[id(n)]} (the digit readers' "
                     f"geometry: {geometry})")
     return nets
 
@@ -258,8 +260,7 @@ def read_arrays(images: Sequence, nets, *, length=None, invert: str = "auto",
         nm = [names[i] if names is not None else (None, None, None)
               for i in range(start, start + len(part))]
         out.extend(_read_batch(part, nm, digit_nets, pair_nets, strip_nets, size, light,
-                               invert, lo, hi,
-                               threads))
+                               invert, lo, hi, threads))
     return out
 
 
@@ -302,6 +303,14 @@ def _pair_scores(pair_nets, inputs, segs):
     return logp, pp, row
 
 
+def _digit(label: int, dist, box) -> Digit:
+    """A Digit from a distribution over the ten digits: label's probability, and the next
+    ALTERNATIVES labels by probability with theirs."""
+    rest = [c for c in np.argsort(-dist[:10], kind="stable").tolist() if c != label]
+    return Digit(int(label), float(dist[label]), box,
+                 tuple((int(c), float(dist[c])) for c in rest[:ALTERNATIVES]))
+
+
 def _pair_digits(p, box) -> tuple:
     """A segment read as two digits -> their Digits. The first digit's confidence is its
     probability over the pairs, the second's given the first, so that their product is the
@@ -314,12 +323,7 @@ def _pair_digits(p, box) -> tuple:
     given = joint[a] / max(float(first[a]), 1e-12)
     x0, y0, x1, y1 = box
     xm = (x0 + x1) // 2
-    out = []
-    for label, dist, bx in ((a, first, (x0, y0, xm, y1)), (b, given, (xm, y0, x1, y1))):
-        order = [label] + [c for c in np.argsort(-dist, kind="stable").tolist() if c != label]
-        out.append(Digit(label, float(dist[label]), bx,
-                         tuple((int(c), float(dist[c])) for c in order[1:1 + ALTERNATIVES])))
-    return tuple(out)
+    return _digit(a, first, (x0, y0, xm, y1)), _digit(b, given, (xm, y0, x1, y1))
 
 
 # The strip reader (tools/train/train_strips.py): a LeNet-5 slid along the field's strip
@@ -337,14 +341,13 @@ def strip_frames(width: int) -> int:
 
 def _pad_strip(strip, width: int):
     """A strip's first `width` columns, at least one window wide and a whole number of
-    strides past it (paper added on the right), or None without a strip (width 0)."""
+    strides past it, or None without a strip (width 0): a view of the segmenter's buffer,
+    whose columns past `width` are paper (FIELD_STRIP_MAX - STRIP_H is a whole number of
+    strides, so the padding always fits)."""
     if width <= 0:
         return None
     w = max(STRIP_H, width)
-    w += -(w - STRIP_H) % STRIP_STRIDE
-    out = np.zeros((STRIP_H, w), np.uint8)
-    out[:, :width] = strip[:, :width]
-    return out
+    return strip[:, :w + -(w - STRIP_H) % STRIP_STRIDE]
 
 
 def field_strips(images, invert: str = "auto", threads: int = 1) -> list:
@@ -354,7 +357,9 @@ def field_strips(images, invert: str = "auto", threads: int = 1) -> list:
     r = _engine._field_segments(arrays, [unit_scale(a) for a in arrays], 28,
                                 invert_choice(invert), True, threads, True)
     strips, widths = r[5][:2]
-    return [_pad_strip(s, int(w)) for s, w in zip(strips, widths)]
+    # copies: a view would keep the whole batch's buffer alive
+    return [None if s is None else s.copy()
+            for s in (_pad_strip(s, int(w)) for s, w in zip(strips, widths))]
 
 
 def strip_windows(strip):
@@ -365,13 +370,16 @@ def strip_windows(strip):
 
 
 def ctc_best_path(proba) -> tuple:
-    """(T, 11) window probabilities -> (labels, first window of each): the most likely class
-    per window, repeats merged, "between digits" dropped (CTC's best path)."""
+    """(T, 11) window probabilities -> (labels, first window of each, last window of each):
+    the most likely class per window, repeats merged, "between digits" dropped (CTC's best
+    path)."""
     best = proba.argmax(axis=1)
     blank = proba.shape[1] - 1
-    start = np.r_[True, best[1:] != best[:-1]] & (best != blank)
-    at = np.flatnonzero(start)
-    return best[at], at
+    new = np.r_[True, best[1:] != best[:-1]]
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:] - 1, len(best) - 1]
+    keep = best[starts] != blank
+    return best[starts[keep]], starts[keep], ends[keep]
 
 
 def strip_texts(images, net, invert: str = "auto") -> list:
@@ -381,7 +389,7 @@ def strip_texts(images, net, invert: str = "auto") -> list:
         if s is None:
             out.append("")
             continue
-        labels, _ = ctc_best_path(net.predict_proba(strip_windows(s)))
+        labels = ctc_best_path(net.predict_proba(strip_windows(s)))[0]
         out.append("".join(map(str, labels.tolist())))
     return out
 
@@ -484,10 +492,7 @@ def _path_digits(arcs, base, segs, proba, pair_proba, pair_row) -> tuple:
         if arc & _engine.FIELD_PAIR:
             digits.extend(_pair_digits(pair_proba[pair_row[s]], box))
             continue
-        p = proba[s]
-        order = np.argsort(-p[:10], kind="stable")
-        digits.append(Digit(int(order[0]), float(p[order[0]]), box,
-                            tuple((int(c), float(p[c])) for c in order[1:1 + ALTERNATIVES])))
+        digits.append(_digit(int(np.argmax(proba[s, :10])), proba[s], box))
     return tuple(digits)
 
 
@@ -540,20 +545,11 @@ def _strip_digits(logp, piece_x, piece_box) -> tuple:
     nearer its windows than its neighbours' windows, so that it shows where the reader saw the
     digit (the nearest piece when none is nearer)."""
     proba = np.exp(logp)
-    best = proba.argmax(axis=1)
-    blank = proba.shape[1] - 1
-    runs, t = [], 0
-    while t < len(best):
-        e = t
-        while e + 1 < len(best) and best[e + 1] == best[t]:
-            e += 1
-        if best[t] != blank:
-            runs.append((int(best[t]), t, e))
-        t = e + 1
-    centres = np.array([STRIP_STRIDE * (a + e) / 2 + STRIP_H / 2 for _, a, e in runs])
+    labels, starts, ends = ctc_best_path(proba)
+    centres = STRIP_STRIDE * (starts + ends) / 2 + STRIP_H / 2
     owner = np.searchsorted((centres[1:] + centres[:-1]) / 2, piece_x)
     out = []
-    for k, (label, a, e) in enumerate(runs):
+    for k, (label, a, e) in enumerate(zip(labels.tolist(), starts.tolist(), ends.tolist())):
         mine = np.flatnonzero(owner == k)
         if not len(mine) and len(piece_x):
             mine = [int(np.argmin(np.abs(piece_x - centres[k])))]
@@ -561,8 +557,7 @@ def _strip_digits(logp, piece_x, piece_box) -> tuple:
         box = (int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()),
                int(b[:, 3].max())) if len(b) else (0, 0, 1, 1)
         at = a + int(np.argmax(proba[a:e + 1, label]))
-        p = proba[at, :10] / max(float(proba[at, :10].sum()), 1e-12)
-        order = [c for c in np.argsort(-p, kind="stable").tolist() if c != label]
-        out.append(Digit(label, float(proba[at, label]), box,
-                         tuple((int(c), float(p[c])) for c in order[:ALTERNATIVES])))
+        # the confidence over all 11 classes, the alternatives among the digits
+        d = _digit(label, proba[at, :10] / max(float(proba[at, :10].sum()), 1e-12), box)
+        out.append(d._replace(confidence=float(proba[at, label])))
     return tuple(out)

@@ -75,13 +75,14 @@ def test_windows_are_the_strips_columns_every_stride():
 
 
 def test_ctc_best_path_and_forward_pass():
-    """The best path merges repeats and drops blanks; ctc_logp sums every alignment (checked
-    against all of them on a short strip)."""
+    """The best path merges repeats and drops blanks (each run's first and last window);
+    ctc_logp sums every alignment (checked against all of them on a short strip)."""
     p = np.full((6, 11), 0.01)
     for t, c in enumerate([3, 3, 10, 3, 10, 7]):
         p[t, c] = 0.9
-    labels, at = FL.ctc_best_path(p)
+    labels, at, last = FL.ctc_best_path(p)
     assert labels.tolist() == [3, 3, 7] and at.tolist() == [0, 3, 5]
+    assert last.tolist() == [1, 3, 5]
     lp = np.log(np.random.default_rng(1).dirichlet(np.ones(11), 5))
     for text in ("", "4", "12", "11", "121"):
         total = -np.inf
